@@ -1,0 +1,115 @@
+"""The ``rerank`` command. Each subcommand's work lives in its own module; this file only parses.
+
+Contract: bad input exits 2 with one line on stderr; a failed run exits 1; ``--json`` prints one
+JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from app.commands.base import RunFailed, UsageError
+from app.settings import DEFAULT_STACK, REPO_ROOT, StackConfigError
+
+
+def state_dir(args: argparse.Namespace) -> Path:
+    from app.local.services import DEFAULT_STATE_DIR
+
+    return Path(args.state_dir or os.environ.get("RERANK_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def _local(args: argparse.Namespace) -> int:
+    from app.commands import local
+
+    return local.run(args, state_dir(args))
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from app.commands import ingest
+
+    return ingest.run(args, state_dir(args))
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from app.commands import schema
+
+    return schema.run(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from app.commands import bench
+
+    return bench.run(args, state_dir(args))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from app.commands import demo
+
+    return demo.run(args, state_dir(args))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="rerank", description="rerank-platform: run and operate the re-ranking system")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--stack", default=DEFAULT_STACK, help="stack name: stacks/Pulumi.<stack>.yaml")
+        p.add_argument("--state-dir", default=None, help="where local services keep state (default .rerank/local)")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = command("local", _local, "start, stop and show the local services and topology")
+    p.add_argument("action", choices=["up", "down", "status"])
+
+    p = command("ingest", _ingest, "run the Beam ingest: a file (bounded) or a subscription (streaming)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="a .jsonl or .pb (length-delimited) file of feature events")
+    src.add_argument("--subscription", nargs="?", const="", help="subscription name (default: the stack's ingest one)")
+    p.add_argument("--dead-letter", help="bounded runs: file for rejected events (default <input>.dead-letter.jsonl)")
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        help="streaming: stop once no event arrived for this many seconds (default: run until Ctrl-C)",
+    )
+
+    p = command("schema", _schema, "regenerate code and docs from the protos, or check compatibility")
+    p.add_argument("action", choices=["docs", "check"])
+    p.add_argument("--against", help="git ref to compare with (check)")
+    p.add_argument("--verify", action="store_true", help="docs: only report stale generated files (exit 1 if any)")
+    p.add_argument("--repo", type=Path, default=REPO_ROOT, help="repository holding app/schemas (default: this one)")
+
+    p = command("bench", _bench, "benchmarks that print JSON figures beside a same-run baseline")
+    p.add_argument("target", choices=["ingest"])
+    p.add_argument("--entities", type=int, default=2000, help="users whose events the benchmark ingests")
+    p.add_argument("--reads", type=int, default=2000, help="100-entity batch reads to time")
+
+    p = command("demo", _demo, "the main job on the local stack, end to end")
+    p.add_argument("--users", type=int, default=200)
+    p.add_argument("--keep", action="store_true", help="leave the local services running afterwards")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except (UsageError, StackConfigError) as exc:
+        print(f"rerank {args.command}: {exc}".replace("\n", "; "), file=sys.stderr)
+        return 2
+    except RunFailed as exc:
+        print(f"rerank {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"rerank {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

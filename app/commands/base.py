@@ -1,0 +1,21 @@
+"""What every command shares: its two failure kinds and how it prints a result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+
+class UsageError(Exception):
+    """Bad input: exit code 2."""
+
+
+class RunFailed(Exception):
+    """The command ran but did not succeed: exit code 1."""
+
+
+def emit(args: argparse.Namespace, payload: dict[str, Any], text: Callable[[], str]) -> None:
+    """One JSON object with ``--json``, else the human text."""
+    print(json.dumps(payload, default=str) if getattr(args, "json", False) else text())

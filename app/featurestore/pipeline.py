@@ -1,0 +1,203 @@
+"""The ingest job: read feature events (file or Pub/Sub), decode and validate, write both stores.
+
+Runs on the DirectRunner locally (``rerank ingest``) and on Dataflow from the flex template in
+``app/featurestore/flex_template/`` (``python -m app.featurestore.pipeline --runner=DataflowRunner
+--streaming --subscription=... --dead_letter_topic=... --redis_url=... --bigquery_dataset=...``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from app.featurestore.beam_transforms import (
+    DEAD,
+    DecodeFeatureEvents,
+    WriteOfflineBigQuery,
+    WriteOnlineFn,
+    WriteParquetFn,
+    dead_letter_message,
+)
+from app.featurestore.events import RawEvent, from_json_line, from_pubsub, read_delimited
+from app.featurestore.progress import tally
+
+
+class IngestConfigError(ValueError):
+    pass
+
+
+class IngestOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser: Any) -> None:
+        parser.add_argument("--stack", default="local", help="stack whose settings (TTLs, key prefix) apply")
+        parser.add_argument("--stacks_dir", default=None, help="folder of Pulumi.<stack>.yaml files")
+        parser.add_argument(
+            "--input", default=None, help="bounded source: a .jsonl file or a .pb length-delimited file"
+        )
+        parser.add_argument("--subscription", default=None, help="streaming source: projects/P/subscriptions/S")
+        parser.add_argument("--dead_letter_path", default=None, help="bounded runs: JSON lines file of rejects")
+        parser.add_argument("--dead_letter_topic", default=None, help="streaming runs: projects/P/topics/T")
+        parser.add_argument("--redis_url", default=None, help="online store, e.g. redis://10.0.0.3:6379/0")
+        parser.add_argument("--offline_path", default=None, help="offline store as Parquet under this folder")
+        parser.add_argument("--bigquery_dataset", default=None, help="offline store in BigQuery: PROJECT.DATASET")
+        parser.add_argument("--run_id", default="", help="names this run's progress tally (set by the launcher)")
+
+
+@dataclass
+class IngestSummary:
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    online_written: int = 0
+    online_stale: int = 0
+    offline_written: int = 0
+    dead_letter_path: str | None = None
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "rejected": self.rejected_total,
+            "rejected_by_reason": self.rejected,
+            "online_written": self.online_written,
+            "online_stale": self.online_stale,
+            "offline_written": self.offline_written,
+            "dead_letter_path": self.dead_letter_path,
+        }
+
+
+def check_options(opts: IngestOptions) -> None:
+    if bool(opts.input) == bool(opts.subscription):
+        raise IngestConfigError("give exactly one source: --input FILE (bounded) or --subscription NAME (streaming)")
+    if opts.input and not Path(opts.input).is_file():
+        raise IngestConfigError(f"--input {opts.input}: no such file")
+    if opts.input and Path(opts.input).suffix not in (".jsonl", ".pb"):
+        raise IngestConfigError(f"--input {opts.input}: expected a .jsonl or .pb (length-delimited) file")
+    if opts.subscription and not opts.dead_letter_topic:
+        raise IngestConfigError("streaming ingest needs --dead_letter_topic for rejected events")
+    if not opts.redis_url:
+        raise IngestConfigError("--redis_url is required (the online store)")
+    if bool(opts.offline_path) == bool(opts.bigquery_dataset):
+        raise IngestConfigError("give exactly one offline store: --offline_path DIR or --bigquery_dataset P.D")
+    if opts.bigquery_dataset and "." not in opts.bigquery_dataset:
+        raise IngestConfigError(f"--bigquery_dataset {opts.bigquery_dataset}: expected PROJECT.DATASET")
+
+
+def read_file_events(path: str) -> Iterator[RawEvent]:
+    name = Path(path).name
+    if path.endswith(".pb"):
+        with open(path, "rb") as f:
+            yield from read_delimited(f, name)
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                yield from_json_line(line.rstrip("\n"), f"{name}:{lineno}")
+
+
+def build(p: beam.Pipeline, opts: IngestOptions) -> None:
+    if opts.input:
+        events = (
+            p
+            | "Files" >> beam.Create([opts.input])
+            | "ReadEvents" >> beam.FlatMap(read_file_events)
+            | "Spread" >> beam.Reshuffle()
+        )
+    else:
+        events = (
+            p
+            | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=opts.subscription, with_attributes=True)
+            | "ToRawEvent" >> beam.Map(lambda m: from_pubsub(m.data, dict(m.attributes or {}), m.message_id or "?"))
+        )
+    outputs = events | "Decode" >> DecodeFeatureEvents(opts.run_id)
+    rows, dead = outputs.rows, outputs[DEAD]
+    rows | "WriteOnline" >> beam.ParDo(WriteOnlineFn(opts.redis_url, opts.stack, opts.stacks_dir, opts.run_id))
+    if opts.offline_path:
+        rows | "WriteOffline" >> beam.ParDo(WriteParquetFn(opts.offline_path, opts.run_id))
+    else:
+        project, dataset = opts.bigquery_dataset.split(".", 1)
+        rows | "WriteOffline" >> WriteOfflineBigQuery(project, dataset)
+    if opts.input:
+        (
+            dead
+            | "DeadJson" >> beam.Map(lambda d: d.to_json())
+            | "WriteDead" >> beam.io.WriteToText(opts.dead_letter_path, shard_name_template="", num_shards=1)
+        )
+    else:
+        (
+            dead
+            | "DeadMessage" >> beam.Map(dead_letter_message)
+            | "PublishDead" >> beam.io.WriteToPubSub(opts.dead_letter_topic, with_attributes=True)
+        )
+
+
+def summary_of(run_id: str, dead_letter_path: str | None = None) -> IngestSummary:
+    """The counts of a run launched from this process, so far."""
+    totals = tally(run_id)
+    rejected = {k.removeprefix("rejected_"): v for k, v in totals.items() if k.startswith("rejected_") and v}
+    return IngestSummary(
+        totals.get("accepted", 0),
+        rejected,
+        totals.get("online_written", 0),
+        totals.get("online_stale", 0),
+        totals.get("offline_written", 0),
+        dead_letter_path,
+    )
+
+
+def parse_options(argv: Sequence[str]) -> IngestOptions:
+    opts = PipelineOptions(list(argv)).view_as(IngestOptions)
+    check_options(opts)
+    if not opts.run_id:
+        opts.run_id = uuid.uuid4().hex
+    if opts.input and not opts.dead_letter_path:
+        opts.dead_letter_path = f"{opts.input}.dead-letter.jsonl"
+    if opts.subscription:
+        opts.view_as(StandardOptions).streaming = True
+    return opts
+
+
+def run_bounded(argv: Sequence[str]) -> IngestSummary:
+    """Run a bounded ingest to completion and summarise it."""
+    opts = parse_options(argv)
+    if not opts.input:
+        raise IngestConfigError("run_bounded needs --input")
+    with beam.Pipeline(options=opts) as p:
+        build(p, opts)
+    summary = summary_of(opts.run_id, opts.dead_letter_path)
+    if not summary.rejected_total:
+        Path(opts.dead_letter_path).unlink(missing_ok=True)  # WriteToText leaves an empty file behind
+        summary.dead_letter_path = None
+    return summary
+
+
+def run_streaming(argv: Sequence[str]) -> tuple[Any, str]:
+    """Start a streaming ingest; returns the PipelineResult (DirectRunner: runs until cancelled) and run id."""
+    opts = parse_options(argv)
+    p = beam.Pipeline(options=opts)
+    build(p, opts)
+    return p.run(), opts.run_id
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the Dataflow flex template launcher."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a.startswith("--subscription") for a in args):
+        run_streaming(args)[0].wait_until_finish()
+    else:
+        print(json.dumps(run_bounded(args).to_dict()))
+
+
+if __name__ == "__main__":
+    main()

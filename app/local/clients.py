@@ -1,0 +1,43 @@
+"""Clients for the local services: the one place that knows how to reach an emulator.
+
+Pub/Sub clients get an insecure gRPC channel to the emulator explicitly (rather than through the
+``PUBSUB_EMULATOR_HOST`` variable) so a process can talk to more than one stack; Beam's
+``ReadFromPubSub`` only reads that variable, so the ingest runner sets it for its own process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import grpc
+import redis
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import pubsub_v1
+from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+# moto accepts any credentials; boto3 still wants some to sign with.
+_FAKE_AWS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+def publisher(host: str, batch_settings: pubsub_v1.types.BatchSettings | None = None) -> pubsub_v1.PublisherClient:
+    transport = PublisherGrpcTransport(channel=grpc.insecure_channel(host), credentials=AnonymousCredentials())
+    kwargs: dict[str, Any] = {"transport": transport, "client_options": ClientOptions(api_endpoint=host)}
+    if batch_settings is not None:
+        kwargs["batch_settings"] = batch_settings
+    return pubsub_v1.PublisherClient(**kwargs)
+
+
+def subscriber(host: str) -> pubsub_v1.SubscriberClient:
+    transport = SubscriberGrpcTransport(channel=grpc.insecure_channel(host), credentials=AnonymousCredentials())
+    return pubsub_v1.SubscriberClient(transport=transport, client_options=ClientOptions(api_endpoint=host))
+
+
+def dynamodb(endpoint_url: str, region: str) -> Any:
+    return boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region, **_FAKE_AWS)
+
+
+def redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)

@@ -1,0 +1,279 @@
+"""Start, stop and check the local services of a stack: Redis, the Pub/Sub emulator, moto (DynamoDB).
+
+Each runs as its own process group on a free loopback port. What was started is recorded in
+``<state_dir>/<stack>/state.json`` (pids, ports, logs) so ``down`` stops exactly those and
+``status`` can check them. ``up`` on a healthy stack reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import redis
+
+from app.settings import REPO_ROOT
+
+DEFAULT_STATE_DIR = REPO_ROOT / ".rerank" / "local"
+EMULATOR_CANDIDATES = (
+    Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
+    Path("/usr/share/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"),
+)
+INSTALL_EMULATOR = (
+    "Google's Pub/Sub emulator was not found. Install it with `gcloud components install pubsub-emulator` "
+    "or `sudo apt-get install google-cloud-cli-pubsub-emulator` (it needs Java 11+), "
+    "or point PUBSUB_EMULATOR_BIN at its cloud-pubsub-emulator script."
+)
+INSTALL_REDIS = (
+    "redis-server was not found. Install it with `sudo apt-get install redis-server` (or `brew install redis`)."
+)
+STARTUP_TIMEOUT_S = 30.0
+
+
+class LocalServiceError(RuntimeError):
+    pass
+
+
+@dataclass
+class Service:
+    name: str
+    pid: int
+    port: int
+    log: str
+
+
+@dataclass
+class LocalState:
+    stack: str
+    project: str
+    dir: str
+    services: dict[str, Service] = field(default_factory=dict)
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.services['redis'].port}/0"
+
+    @property
+    def pubsub_host(self) -> str:
+        return f"127.0.0.1:{self.services['pubsub'].port}"
+
+    @property
+    def dynamodb_url(self) -> str:
+        return f"http://127.0.0.1:{self.services['dynamodb'].port}"
+
+    @property
+    def offline_dir(self) -> Path:
+        return Path(self.dir) / "offline"
+
+    @property
+    def dead_letter_dir(self) -> Path:
+        return Path(self.dir) / "dead-letters"
+
+    def endpoints(self) -> dict[str, str]:
+        return {
+            "redis": self.redis_url,
+            "pubsub": self.pubsub_host,
+            "dynamodb": self.dynamodb_url,
+            "offline": str(self.offline_dir),
+        }
+
+    def save(self) -> None:
+        path = Path(self.dir) / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, stack_dir: Path) -> LocalState | None:
+        path = stack_dir / "state.json"
+        if not path.exists():
+            return None
+        doc = json.loads(path.read_text())
+        doc["services"] = {k: Service(**v) for k, v in doc["services"].items()}
+        return cls(**doc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) still answers kill(0).
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def emulator_command(port: int) -> list[str]:
+    override = os.environ.get("PUBSUB_EMULATOR_BIN")
+    candidates = [Path(override)] if override else list(EMULATOR_CANDIDATES)
+    gcloud = shutil.which("gcloud")
+    if gcloud and not override:
+        sdk = Path(os.path.realpath(gcloud)).parent.parent
+        candidates.append(sdk / "platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+    binary = next((c for c in candidates if c.is_file()), None)
+    if binary is None:
+        raise LocalServiceError(INSTALL_EMULATOR)
+    if not shutil.which("java"):
+        raise LocalServiceError("the Pub/Sub emulator needs Java 11+: `sudo apt-get install openjdk-17-jre-headless`")
+    # Started directly, not via `gcloud beta emulators`: killing gcloud would leave the JVM running.
+    return [str(binary), "--host=127.0.0.1", f"--port={port}"]
+
+
+def redis_command(port: int) -> list[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise LocalServiceError(INSTALL_REDIS)
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"]
+
+
+def moto_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+
+def _redis_ready(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def _http_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as resp:
+            return bool(resp.status < 500)
+    except OSError:
+        return False
+
+
+def _pubsub_ready(port: int) -> bool:
+    return _http_ready(f"http://127.0.0.1:{port}/v1/projects/health/topics")
+
+
+def _moto_ready(port: int) -> bool:
+    return _http_ready(f"http://127.0.0.1:{port}/moto-api/data.json")
+
+
+SERVICES: dict[str, tuple[Callable[[int], list[str]], Callable[[int], bool]]] = {
+    "redis": (redis_command, _redis_ready),
+    "pubsub": (emulator_command, _pubsub_ready),
+    "dynamodb": (moto_command, _moto_ready),
+}
+
+
+def healthy(service: Service) -> bool:
+    return alive(service.pid) and SERVICES[service.name][1](service.port)
+
+
+def _stop(service: Service, timeout: float = 10.0) -> None:
+    if not alive(service.pid):
+        return
+    try:
+        os.killpg(service.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while alive(service.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(service.pid):
+        os.killpg(service.pid, signal.SIGKILL)
+
+
+def _start(name: str, logs: Path) -> Service:
+    command, ready = SERVICES[name]
+    port = free_port()
+    log = logs / f"{name}.log"
+    with open(log, "ab") as out:
+        # A new session: the service outlives this command and `down` can stop its whole group.
+        proc = subprocess.Popen(
+            command(port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=logs,
+        )
+    service = Service(name, proc.pid, port, str(log))
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise LocalServiceError(f"{name} exited with code {proc.returncode} at start: {' | '.join(tail)}")
+        if ready(port):
+            return service
+        time.sleep(0.1)
+    _stop(service)
+    raise LocalServiceError(f"{name} did not become ready on 127.0.0.1:{port} within {STARTUP_TIMEOUT_S:.0f}s ({log})")
+
+
+def start_services(stack: str, project: str, state_dir: Path = DEFAULT_STATE_DIR) -> tuple[LocalState, list[str]]:
+    """Start whatever of the stack's services is not running healthy; returns the state and what was started."""
+    stack_dir = state_dir / stack
+    logs = stack_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    state = LocalState.load(stack_dir) or LocalState(stack, project, str(stack_dir))
+    started: list[str] = []
+    try:
+        for name in SERVICES:
+            current = state.services.get(name)
+            if current and healthy(current):
+                continue
+            if current:
+                _stop(current)
+            state.services[name] = _start(name, logs)
+            started.append(name)
+            state.save()
+    except LocalServiceError:
+        for name in started:
+            _stop(state.services.pop(name))
+        state.save()
+        raise
+    state.save()
+    return state, started
+
+
+def stop_services(stack: str, state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
+    stack_dir = state_dir / stack
+    state = LocalState.load(stack_dir)
+    if state is None:
+        return []
+    stopped = []
+    for service in state.services.values():
+        if alive(service.pid):
+            stopped.append(service.name)
+        _stop(service)
+    (stack_dir / "state.json").unlink()
+    return stopped
+
+
+def service_status(
+    stack: str, state_dir: Path = DEFAULT_STATE_DIR
+) -> tuple[LocalState | None, dict[str, dict[str, object]]]:
+    state = LocalState.load(state_dir / stack)
+    if state is None:
+        return None, {}
+    report = {
+        s.name: {"pid": s.pid, "port": s.port, "alive": alive(s.pid), "healthy": healthy(s), "log": s.log}
+        for s in state.services.values()
+    }
+    return state, report
