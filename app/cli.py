@@ -66,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("local", _local, "start, stop and show the local services and topology")
     p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--keep-data", action="store_true", help="down: keep the offline store and dead-letter files")
 
     p = command("ingest", _ingest, "run the Beam ingest: a file (bounded) or a subscription (streaming)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -87,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("bench", _bench, "benchmarks that print JSON figures beside a same-run baseline")
     p.add_argument("target", choices=["ingest"])
-    p.add_argument("--entities", type=int, default=2000, help="users whose events the benchmark ingests")
+    p.add_argument("--users", type=int, default=2000, help="users whose events the benchmark ingests (4 each)")
     p.add_argument("--reads", type=int, default=2000, help="100-entity batch reads to time")
 
     p = command("demo", _demo, "the main job on the local stack, end to end")

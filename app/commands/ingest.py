@@ -37,7 +37,7 @@ def _text(summary: IngestSummary) -> str:
 
 def stream_until_idle(argv: list[str], idle_exit: float | None) -> IngestSummary:
     """Run the streaming job; stop once nothing new was processed for ``idle_exit`` seconds."""
-    from app.featurestore.pipeline import run_streaming, summary_of
+    from app.featurestore.pipeline import run_streaming, stop_streaming, summary_of
 
     result, run_id = run_streaming(argv)
     seen, last_change = -1, time.monotonic()
@@ -51,7 +51,7 @@ def stream_until_idle(argv: list[str], idle_exit: float | None) -> IngestSummary
             elif idle_exit is not None and time.monotonic() - last_change >= idle_exit:
                 break
     finally:
-        result.cancel()
+        stop_streaming(result)
     return summary_of(run_id)
 
 

@@ -13,7 +13,7 @@ from app.settings import load_stack
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
     if args.action == "down":
-        stopped = stop_services(args.stack, state_dir)
+        stopped = stop_services(args.stack, state_dir, keep_data=args.keep_data)
         emit(
             args,
             {"stack": args.stack, "stopped": stopped},

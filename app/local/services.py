@@ -252,7 +252,10 @@ def start_services(stack: str, project: str, state_dir: Path = DEFAULT_STATE_DIR
     return state, started
 
 
-def stop_services(stack: str, state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
+def stop_services(stack: str, state_dir: Path = DEFAULT_STATE_DIR, keep_data: bool = False) -> list[str]:
+    """Stop what ``start_services`` recorded. Redis and the emulator keep their data in memory, so
+    the stack's files (offline store, dead letters) go too unless ``keep_data``: a later ``up``
+    then starts from one consistent, empty state."""
     stack_dir = state_dir / stack
     state = LocalState.load(stack_dir)
     if state is None:
@@ -263,6 +266,9 @@ def stop_services(stack: str, state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
             stopped.append(service.name)
         _stop(service)
     (stack_dir / "state.json").unlink()
+    if not keep_data:
+        for folder in (state.offline_dir, state.dead_letter_dir):
+            shutil.rmtree(folder, ignore_errors=True)
     return stopped
 
 

@@ -14,7 +14,7 @@ import redis
 from app.featurestore.events import event_attributes
 from app.featurestore.offline import ParquetOfflineStore
 from app.featurestore.online import online_store
-from app.featurestore.pipeline import run_streaming
+from app.featurestore.pipeline import run_streaming, stop_streaming
 from app.featurestore.registry import Registry
 from app.local import clients
 from app.local.services import LocalState
@@ -93,7 +93,7 @@ def test_stream_lands_in_both_stores_and_dead_letters_each_bad_kind(
         wait_for(lambda: offline_ids(offline, registry, "user_profile", "v1").count(users[0]) == 3)
         dead = pull_all(local_stack.pubsub_host, channel.dead_letter_subscription, want=len(bad))
     finally:
-        result.cancel()
+        stop_streaming(result)
 
     assert sorted(m.attributes["reason"] for m in dead) == sorted(bad)
     by_reason = {m.attributes["reason"]: m for m in dead}

@@ -85,3 +85,15 @@ def test_missing_emulator_through_the_cli_starts_nothing(tmp_path: Path) -> None
 def test_unknown_stack_is_a_usage_error(tmp_path: Path) -> None:
     out = rerank("local", "up", "--stack", "nosuch", state_dir=tmp_path)
     assert out.returncode == 2 and "no such stack file" in out.stderr
+
+
+def test_down_drops_the_stacks_files_unless_asked_to_keep_them(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    up = json.loads(rerank("local", "up", "--json", state_dir=state_dir).stdout)
+    marker = Path(up["endpoints"]["offline"]) / "user_profile" / "v1" / "kept.parquet"
+    marker.write_bytes(b"x")
+    rerank("local", "down", "--keep-data", state_dir=state_dir)
+    assert marker.exists()
+    rerank("local", "up", state_dir=state_dir)
+    rerank("local", "down", state_dir=state_dir)
+    assert not marker.exists() and not Path(up["endpoints"]["offline"]).exists()

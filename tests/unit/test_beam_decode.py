@@ -6,7 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import apache_beam as beam
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from app.featurestore.beam_transforms import DEAD, DecodeFeatureEvents
@@ -31,7 +31,7 @@ def test_rows_and_dead_letters_are_split_and_nothing_is_lost() -> None:
         from_pubsub(b"", event_attributes("nope", "v1", AT), "x2"),
         from_json_line("][", "f:3"),
     ]
-    with TestPipeline() as p:
+    with test_pipeline.TestPipeline() as p:
         out = p | beam.Create(good + bad) | DecodeFeatureEvents()
         assert_that(
             out.rows | "Ids" >> beam.Map(lambda r: r.entity_id), equal_to([f"u{i}" for i in range(5)]), label="rows"
