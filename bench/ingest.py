@@ -20,7 +20,7 @@ import numpy as np
 from app.featurestore.events import FeatureRow, from_json_line, json_line, process_event
 from app.featurestore.offline import ParquetOfflineStore
 from app.featurestore.online import online_store
-from app.featurestore.pipeline import run_bounded
+from app.featurestore.pipeline import run_bounded, stack_args
 from app.featurestore.registry import default_registry
 from app.featurestore.samples import sample_events
 from app.local.clients import redis_client
@@ -59,8 +59,7 @@ def run(settings: StackSettings, redis_url: str, users: int, reads: int) -> dict
                     url,
                     "--offline_path",
                     f"{tmp}/offline",
-                    "--stack",
-                    settings.stack,
+                    *stack_args(settings),
                 ]
             )
             elapsed = time.perf_counter() - t

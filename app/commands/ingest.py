@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from app.commands.base import RunFailed, UsageError, emit
-from app.featurestore.pipeline import IngestConfigError, IngestSummary
+from app.featurestore.pipeline import IngestConfigError, IngestSummary, stack_args
 from app.local.services import LocalState, service_status
 from app.naming import Names
 from app.settings import StackSettings, load_stack
@@ -67,8 +67,7 @@ def streaming_args(settings: StackSettings, state: LocalState, subscription: str
         state.redis_url,
         "--offline_path",
         str(state.offline_dir),
-        "--stack",
-        settings.stack,
+        *stack_args(settings),
     ]
 
 
@@ -88,8 +87,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
                 state.redis_url,
                 "--offline_path",
                 str(state.offline_dir),
-                "--stack",
-                settings.stack,
+                *stack_args(settings),
             ]
             if args.dead_letter:
                 argv += ["--dead_letter_path", args.dead_letter]

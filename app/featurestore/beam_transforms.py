@@ -72,18 +72,18 @@ class _BufferedWriteFn(beam.DoFn):
 
 
 class WriteOnlineFn(_BufferedWriteFn):
-    def __init__(self, redis_url: str, stack: str, stacks_dir: str | None, run_id: str) -> None:
-        self.redis_url, self.stack, self.stacks_dir = redis_url, stack, stacks_dir
+    def __init__(self, redis_url: str, prefix: str, ttl_seconds: dict[str, int], run_id: str) -> None:
+        self.redis_url, self.prefix, self.ttl_seconds = redis_url, prefix, ttl_seconds
         self.written = RunCounter(run_id, "online_written")
         self.stale = RunCounter(run_id, "online_stale")
 
     def setup(self) -> None:
-        from app.featurestore.online import online_store
-        from app.local.clients import redis_client
-        from app.settings import load_stack
+        import redis
 
-        settings = load_stack(self.stack, Path(self.stacks_dir) if self.stacks_dir else None)
-        self._store = online_store(redis_client(self.redis_url), settings, default_registry())
+        from app.featurestore.online import registry_online_store
+
+        client = redis.Redis.from_url(self.redis_url)
+        self._store = registry_online_store(client, self.prefix, self.ttl_seconds, default_registry())
 
     def flush(self, rows: list[FeatureRow]) -> None:
         result = self._store.write_rows(rows)

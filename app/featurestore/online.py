@@ -51,6 +51,11 @@ def epoch_us(row: FeatureRow) -> int:
     return int(ts.timestamp()) * 1_000_000 + ts.microsecond
 
 
+def encode_value(event_time_us: int, layout: str, vector: Sequence[float]) -> bytes:
+    """The stored string (docs/specs/online-store.md); pinned by a golden test."""
+    return f"{event_time_us:0{_TIME_DIGITS}d}{layout}".encode() + np.asarray(vector, "<f4").tobytes()
+
+
 @dataclass(frozen=True)
 class WriteResult:
     written: int
@@ -105,7 +110,7 @@ class RedisOnlineStore:
             pipe = self._r.pipeline(transaction=False)
             for row in chunk:
                 lid = self._remember_layout(self._vector_layouts[(row.entity, row.version)])
-                value = f"{epoch_us(row):0{_TIME_DIGITS}d}{lid}".encode() + np.asarray(row.vector, "<f4").tobytes()
+                value = encode_value(epoch_us(row), lid, row.vector)
                 self._script(
                     keys=[self.key(row.entity, row.version, row.entity_id)],
                     args=[value, self._ttl_ms[row.entity]],
@@ -158,11 +163,16 @@ class RedisOnlineStore:
         return self._matrix(ids, features, [self._r.get(self.key(entity, version, i)) for i in ids])
 
 
-def online_store(client: redis.Redis, settings: StackSettings, registry: Registry) -> RedisOnlineStore:
-    """The online store a stack describes: its key prefix, per-entity TTLs and vector layouts."""
+def registry_online_store(
+    client: redis.Redis, prefix: str, ttl_seconds: dict[str, int], registry: Registry
+) -> RedisOnlineStore:
+    """An online store whose vectors follow the registry's online features."""
     return RedisOnlineStore(
-        client,
-        Names.of(settings).redis_prefix,
-        {e.name: e.ttl_days * 86400 for e in settings.feature_store.entities},
-        {(s.entity, s.version): s.online_features for s in registry.specs()},
+        client, prefix, ttl_seconds, {(s.entity, s.version): s.online_features for s in registry.specs()}
     )
+
+
+def online_store(client: redis.Redis, settings: StackSettings, registry: Registry) -> RedisOnlineStore:
+    """The online store a stack describes: its key prefix and per-entity TTLs."""
+    ttls = {e.name: e.ttl_days * 86400 for e in settings.feature_store.entities}
+    return registry_online_store(client, Names.of(settings).redis_prefix, ttls, registry)

@@ -27,6 +27,8 @@ from app.featurestore.beam_transforms import (
 )
 from app.featurestore.events import RawEvent, from_json_line, from_pubsub, read_delimited
 from app.featurestore.progress import tally
+from app.naming import Names
+from app.settings import StackSettings
 
 
 class IngestConfigError(ValueError):
@@ -36,8 +38,6 @@ class IngestConfigError(ValueError):
 class IngestOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser: Any) -> None:
-        parser.add_argument("--stack", default="local", help="stack whose settings (TTLs, key prefix) apply")
-        parser.add_argument("--stacks_dir", default=None, help="folder of Pulumi.<stack>.yaml files")
         parser.add_argument(
             "--input", default=None, help="bounded source: a .jsonl file or a .pb length-delimited file"
         )
@@ -45,6 +45,12 @@ class IngestOptions(PipelineOptions):
         parser.add_argument("--dead_letter_path", default=None, help="bounded runs: JSON lines file of rejects")
         parser.add_argument("--dead_letter_topic", default=None, help="streaming runs: projects/P/topics/T")
         parser.add_argument("--redis_url", default=None, help="online store, e.g. redis://10.0.0.3:6379/0")
+        parser.add_argument("--redis_prefix", default=None, help="online key prefix of the stack, e.g. rerank:dev")
+        parser.add_argument(
+            "--online_ttl_seconds",
+            default=None,
+            help="online TTL per entity type: user_profile=2592000,user_activity=604800",
+        )
         parser.add_argument("--offline_path", default=None, help="offline store as Parquet under this folder")
         parser.add_argument("--bigquery_dataset", default=None, help="offline store in BigQuery: PROJECT.DATASET")
         parser.add_argument("--run_id", default="", help="names this run's progress tally (set by the launcher)")
@@ -86,10 +92,29 @@ def check_options(opts: IngestOptions) -> None:
         raise IngestConfigError("streaming ingest needs --dead_letter_topic for rejected events")
     if not opts.redis_url:
         raise IngestConfigError("--redis_url is required (the online store)")
+    if not opts.redis_prefix or not opts.online_ttl_seconds:
+        raise IngestConfigError("--redis_prefix and --online_ttl_seconds are required (see stack_args)")
+    parse_ttls(opts.online_ttl_seconds)
     if bool(opts.offline_path) == bool(opts.bigquery_dataset):
         raise IngestConfigError("give exactly one offline store: --offline_path DIR or --bigquery_dataset P.D")
     if opts.bigquery_dataset and "." not in opts.bigquery_dataset:
         raise IngestConfigError(f"--bigquery_dataset {opts.bigquery_dataset}: expected PROJECT.DATASET")
+
+
+def parse_ttls(text: str) -> dict[str, int]:
+    ttls: dict[str, int] = {}
+    for item in filter(None, text.split(",")):
+        entity, _, seconds = item.partition("=")
+        if not entity or not seconds.isdigit() or int(seconds) <= 0:
+            raise IngestConfigError(f"--online_ttl_seconds: {item!r} is not ENTITY=SECONDS")
+        ttls[entity.strip()] = int(seconds)
+    return ttls
+
+
+def stack_args(settings: StackSettings) -> list[str]:
+    """The options a stack fixes for its ingest job, locally and on Dataflow alike."""
+    ttls = ",".join(f"{e.name}={e.ttl_days * 86400}" for e in settings.feature_store.entities)
+    return ["--redis_prefix", Names.of(settings).redis_prefix, "--online_ttl_seconds", ttls]
 
 
 def read_file_events(path: str) -> Iterator[RawEvent]:
@@ -120,7 +145,9 @@ def build(p: beam.Pipeline, opts: IngestOptions) -> None:
         )
     outputs = events | "Decode" >> DecodeFeatureEvents(opts.run_id)
     rows, dead = outputs.rows, outputs[DEAD]
-    rows | "WriteOnline" >> beam.ParDo(WriteOnlineFn(opts.redis_url, opts.stack, opts.stacks_dir, opts.run_id))
+    rows | "WriteOnline" >> beam.ParDo(
+        WriteOnlineFn(opts.redis_url, opts.redis_prefix, parse_ttls(opts.online_ttl_seconds), opts.run_id)
+    )
     if opts.offline_path:
         rows | "WriteOffline" >> beam.ParDo(WriteParquetFn(opts.offline_path, opts.run_id))
     else:
@@ -210,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a.startswith("--subscription") for a in args):
-        run_streaming(args)[0].wait_until_finish()
+        run_streaming(args)  # a flex-template launcher must return once the job is submitted
     else:
         print(json.dumps(run_bounded(args).to_dict()))
 

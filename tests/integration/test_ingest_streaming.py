@@ -14,7 +14,7 @@ import redis
 from app.featurestore.events import event_attributes
 from app.featurestore.offline import ParquetOfflineStore
 from app.featurestore.online import online_store
-from app.featurestore.pipeline import run_streaming, stop_streaming
+from app.featurestore.pipeline import run_streaming, stack_args, stop_streaming
 from app.featurestore.registry import Registry
 from app.local import clients
 from app.local.services import LocalState
@@ -79,6 +79,7 @@ def test_stream_lands_in_both_stores_and_dead_letters_each_bad_kind(
             local_stack.redis_url,
             "--offline_path",
             str(offline),
+            *stack_args(settings),
         ]
     )
     try:

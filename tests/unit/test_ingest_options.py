@@ -1,0 +1,96 @@
+"""Ingest job options: what the Dataflow flex template declares is what the pipeline parses."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+
+import pytest
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
+
+from app.featurestore.pipeline import IngestConfigError, IngestOptions, parse_options, parse_ttls, stack_args
+from app.settings import REPO_ROOT, StackSettings
+
+TEMPLATE = REPO_ROOT / "app/featurestore/flex_template"
+CLOUD = [
+    "--subscription=projects/p/subscriptions/rerank-dev-feature-events-ingest",
+    "--dead_letter_topic=projects/p/topics/rerank-dev-feature-events-dead-letter",
+    "--redis_url=redis://10.0.0.3:6379/0",
+    "--redis_prefix=rerank:dev",
+    "--online_ttl_seconds=user_profile=2592000,user_activity=604800",
+    "--bigquery_dataset=my-project.rerank_dev_features",
+]
+
+
+def test_template_parameters_are_the_pipelines_options() -> None:
+    declared = {p["name"] for p in json.loads((TEMPLATE / "metadata.json").read_text())["parameters"]}
+    parser_args = {a.dest for a in _parser()._actions if a.dest != "help"}
+    assert declared <= parser_args
+    assert declared == {
+        "subscription",
+        "dead_letter_topic",
+        "redis_url",
+        "redis_prefix",
+        "online_ttl_seconds",
+        "bigquery_dataset",
+    }
+
+
+def _parser():  # type: ignore[no-untyped-def]
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    IngestOptions._add_argparse_args(parser)
+    return parser
+
+
+def test_template_regexes_accept_the_cloud_values() -> None:
+    values = dict(arg.removeprefix("--").split("=", 1) for arg in CLOUD)
+    for param in json.loads((TEMPLATE / "metadata.json").read_text())["parameters"]:
+        for regex in param.get("regexes", []):
+            assert re.match(regex, values[param["name"]]), param["name"]
+
+
+def test_dataflow_streaming_options_parse() -> None:
+    opts = parse_options(
+        [*CLOUD, "--runner=DataflowRunner", "--project=p", "--region=europe-west1", "--temp_location=gs://b/tmp"]
+    )
+    assert opts.view_as(StandardOptions).streaming is True
+    assert opts.view_as(StandardOptions).runner == "DataflowRunner"
+    assert opts.view_as(GoogleCloudOptions).region == "europe-west1"
+    assert parse_ttls(opts.online_ttl_seconds) == {"user_profile": 2592000, "user_activity": 604800}
+
+
+def test_stack_args_carry_the_stacks_prefix_and_ttls(settings: StackSettings) -> None:
+    opts = PipelineOptions(stack_args(settings)).view_as(IngestOptions)
+    assert opts.redis_prefix == "rerank:local"
+    assert parse_ttls(opts.online_ttl_seconds) == {"user_profile": 30 * 86400, "user_activity": 7 * 86400}
+
+
+@pytest.mark.parametrize(
+    ("drop", "extra", "needle"),
+    [
+        ("--subscription", [], "give exactly one source"),
+        ("--dead_letter_topic", [], "needs --dead_letter_topic"),
+        ("--redis_url", [], "--redis_url is required"),
+        ("--bigquery_dataset", [], "give exactly one offline store"),
+        (None, ["--offline_path=/tmp/x"], "give exactly one offline store"),
+        ("--online_ttl_seconds", ["--online_ttl_seconds=user_profile=soon"], "is not ENTITY=SECONDS"),
+    ],
+)
+def test_bad_options_are_named(drop: str | None, extra: list[str], needle: str) -> None:
+    argv = [a for a in CLOUD if not drop or not a.startswith(drop + "=")] + extra
+    with pytest.raises(IngestConfigError, match=re.escape(needle)):
+        parse_options(argv)
+
+
+def test_template_requirements_match_the_project_pins() -> None:
+    pins = {}
+    for dep in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        name, _, version = dep.partition("==")
+        pins[name.split("[")[0].lower()] = version
+    for line in (TEMPLATE / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert pins.get(name.lower()) == version, name
