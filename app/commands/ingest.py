@@ -43,7 +43,10 @@ def stream_until_idle(argv: list[str], idle_exit: float | None) -> IngestSummary
     seen, last_change = -1, time.monotonic()
     try:
         while True:
-            time.sleep(POLL_S)
+            try:
+                time.sleep(POLL_S)
+            except KeyboardInterrupt:
+                break  # Ctrl-C ends a long-running local ingest; the summary still prints
             summary = summary_of(run_id)
             count = summary.accepted + summary.rejected_total
             if count != seen:

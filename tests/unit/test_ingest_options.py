@@ -94,3 +94,14 @@ def test_template_requirements_match_the_project_pins() -> None:
         if line.strip() and not line.startswith("#"):
             name, _, version = line.partition("==")
             assert pins.get(name.lower()) == version, name
+
+
+def test_flex_template_spec_points_at_the_image_and_carries_the_parameters() -> None:
+    from app.featurestore.template_spec import render_spec
+
+    spec = render_spec("europe-west1-docker.pkg.dev/p/rerank/ingest:abc123")
+    assert spec["image"].endswith("ingest:abc123") and spec["sdkInfo"] == {"language": "PYTHON"}
+    assert spec["metadata"]["streaming"] is True
+    assert {p["name"] for p in spec["metadata"]["parameters"]} >= {"subscription", "redis_url"}
+    with pytest.raises(ValueError, match="needs a tag or digest"):
+        render_spec("europe-west1-docker.pkg.dev/p/rerank/ingest")
