@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from app.featurestore.events import REASONS
 from app.local.services import LocalState
 from tests.integration.conftest import rerank
 
@@ -15,14 +16,7 @@ def test_demo_runs_the_feature_store_loop_and_stops_what_it_started(tmp_path: Pa
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     assert res["ingest"]["accepted"] == 30 * 4 and res["ingest"]["rejected"] == 6
-    assert {d.split(":")[0] for d in res["dead_letters"]} == {
-        "undecodable",
-        "unknown_entity",
-        "unknown_version",
-        "missing_event_time",
-        "bad_event_time",
-        "schema_violation",
-    }
+    assert {d.split(":")[0] for d in res["dead_letters"]} == set(REASONS)
     assert res["online"]["found"] == 30
     assert res["offline_rows"] == {"user_activity/v1": 60, "user_profile/v1": 30, "user_profile/v2": 30}
     for row in res["point_in_time_join"]:
