@@ -46,6 +46,24 @@ def _bench(args: argparse.Namespace) -> int:
     return bench.run(args, state_dir(args))
 
 
+def _market(args: argparse.Namespace) -> int:
+    from app.commands import market
+
+    return market.run(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from app.commands import train
+
+    return train.run(args, state_dir(args))
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from app.commands import train
+
+    return train.compile_run(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from app.commands import demo
 
@@ -90,6 +108,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("target", choices=["ingest"])
     p.add_argument("--users", type=int, default=2000, help="users whose events the benchmark ingests (4 each)")
     p.add_argument("--reads", type=int, default=2000, help="100-entity batch reads to time")
+
+    p = command("market", _market, "write a synthetic two-sided market (feature events, impressions, truth)")
+    p.add_argument("--users", type=int, default=5000)
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--drift-day", type=int, default=None, help="a new cohort with other preferences joins this day")
+    p.add_argument("--drift-share", type=float, default=0.3, help="share of users in the drift cohort")
+
+    p = command("pipeline", _pipeline, "compile the training pipeline for Vertex AI")
+    p.add_argument("action", choices=["compile"])
+    p.add_argument("--image", default=None, help="container image the steps run in (default: a placeholder path)")
+    p.add_argument("--out", default=None, help="spec file (default pipelines/build/rerank-training.yaml)")
+
+    p = command("train", _train, "run the training pipeline locally (kfp.local) on the local stack")
+    p.add_argument("--market", required=True, help="folder written by `rerank market` (impressions.parquet)")
+    p.add_argument("--variant", default="primary", help="variant the deploy step updates")
+    p.add_argument("--hyperparameters", default="{}", help="LightGBM parameters, JSON")
+    p.add_argument("--baseline-hyperparameters", default="{}", help="LambdaRank parameters, JSON")
+    p.add_argument("--features", default="", help="comma-separated model features (default: all)")
+    p.add_argument("--window-start", default="", help="first impression time to use (RFC 3339)")
+    p.add_argument("--window-end", default="", help="end of the impressions to use (RFC 3339, exclusive)")
+    p.add_argument("--valid-days", type=int, default=4)
+    p.add_argument("--test-days", type=int, default=4)
+    p.add_argument(
+        "--min-oracle-ratio",
+        type=float,
+        default=0.9,
+        help="approve only models whose NDCG@10 is at least this share of the oracle's",
+    )
 
     p = command("demo", _demo, "the main job on the local stack, end to end")
     p.add_argument("--users", type=int, default=200)

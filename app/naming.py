@@ -78,6 +78,9 @@ class Names:
     def predictions_subscription(self) -> str:
         return f"{self.base}-predictions-sink"
 
+    def worker_deployment(self, variant: str) -> str:
+        return f"{self.base}-worker-{variant}"
+
     @property
     def results_table(self) -> str:
         return f"{self.base}-rerank-results"

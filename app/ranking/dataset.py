@@ -1,0 +1,103 @@
+"""Training data: impressions joined point-in-time with both sides' features, split by time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from app.featurestore.offline import OfflineStore
+from app.featurestore.registry import Registry
+from app.ranking.features import feature_views
+
+LABEL = "match"
+GROUP = "session_id"
+ORACLE = "p_match"
+BASELINE_LABEL = "viewer_like"
+REQUIRED = ("session_id", "viewer_id", "candidate_id", "impression_time", LABEL, BASELINE_LABEL)
+
+
+class DatasetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Half-open time windows [start, train_end), [train_end, valid_end), [valid_end, end)."""
+
+    start: datetime
+    train_end: datetime
+    valid_end: datetime
+    end: datetime
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: getattr(self, k).isoformat() for k in ("start", "train_end", "valid_end", "end")}
+
+
+def _day(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def time_windows(impressions: pa.Table, valid_days: int, test_days: int) -> Windows:
+    """The last ``test_days`` whole days for test, the ``valid_days`` before them for validation."""
+    if impressions.num_rows == 0:
+        raise DatasetError("there are no impressions in the requested window")
+    first = _day(pc.min(impressions.column("impression_time")).as_py())
+    last = _day(pc.max(impressions.column("impression_time")).as_py()) + timedelta(days=1)
+    valid_end = last - timedelta(days=test_days)
+    train_end = valid_end - timedelta(days=valid_days)
+    if train_end <= first:
+        span = (last - first).days
+        raise DatasetError(
+            f"{span} day(s) of impressions leave no training days after {valid_days} valid and {test_days} test day(s)"
+        )
+    return Windows(first, train_end, valid_end, last)
+
+
+def select_window(impressions: pa.Table, start: datetime | None, end: datetime | None) -> pa.Table:
+    missing = [c for c in REQUIRED if c not in impressions.column_names]
+    if missing:
+        raise DatasetError(f"impressions lack column(s) {missing}")
+    t = impressions.column("impression_time")
+    mask = pc.and_(
+        pc.greater_equal(t, pa.scalar(start or datetime.min.replace(tzinfo=UTC), t.type)),
+        pc.less(t, pa.scalar(end or datetime.max.replace(tzinfo=UTC), t.type)),
+    )
+    chosen = impressions.filter(mask)
+    if chosen.num_rows == 0:
+        raise DatasetError(f"no impressions between {start} and {end}")
+    return chosen
+
+
+def join_features(store: OfflineStore, impressions: pa.Table, registry: Registry) -> pa.Table:
+    return store.point_in_time_join(impressions, feature_views(registry))
+
+
+def split(joined: pa.Table, w: Windows) -> dict[str, pa.Table]:
+    t = joined.column("impression_time")
+    parts = {}
+    for name, lo, hi in (
+        ("train", w.start, w.train_end),
+        ("valid", w.train_end, w.valid_end),
+        ("test", w.valid_end, w.end),
+    ):
+        part = joined.filter(pc.and_(pc.greater_equal(t, pa.scalar(lo, t.type)), pc.less(t, pa.scalar(hi, t.type))))
+        if part.num_rows == 0:
+            raise DatasetError(f"the {name} window [{lo}, {hi}) has no impressions")
+        parts[name] = part
+    return parts
+
+
+def columns(table: pa.Table) -> dict[str, np.ndarray]:
+    """Numeric columns as float arrays (nulls as NaN), others as they are."""
+    out: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+            out[name] = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            out[name] = col.to_numpy(zero_copy_only=False)
+    return out

@@ -1,0 +1,184 @@
+"""The training pipeline: dataset -> train (+ baseline) -> evaluate -> register -> deploy.
+
+Components are plain functions (``pipelines/components``) made into KFP components here, with
+the image to run them in, so ``rerank pipeline compile --image`` can target any registry. The
+pipeline only wires steps; every step's logic lives in ``app/`` and is tested there.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from kfp import compiler, dsl
+
+from pipelines.components.dataset import make_dataset
+from pipelines.components.deploy import deploy_model
+from pipelines.components.evaluate import evaluate_models
+from pipelines.components.register import lookup_latest_model, register_model
+from pipelines.components.train import train_model
+
+PIPELINE_NAME = "rerank-training"
+DEFAULT_IMAGE = "europe-west1-docker.pkg.dev/PROJECT/rerank/training:latest"
+BUILD_DIR = Path(__file__).resolve().parent / "build"
+# CPU and memory per step on Vertex AI (requests = limits: a training step should not be throttled).
+RESOURCES = {
+    "dataset": ("4", "16G"),
+    "train": ("8", "32G"),
+    "baseline": ("8", "32G"),
+    "evaluate": ("4", "16G"),
+    "register": ("1", "2G"),
+    "deploy": ("1", "2G"),
+}
+
+
+class TrainingRun(NamedTuple):
+    model_id: str
+    metrics_json: str
+    approved: bool
+    deployed: bool
+    deploy_reason: str
+
+
+def _component(fn: Callable[..., Any], image: str) -> Any:
+    # Dependencies come with the image; nothing is pip-installed when a step starts.
+    return dsl.component(fn, base_image=image, packages_to_install=[])
+
+
+def _sized(task: Any, step: str, name: str) -> Any:
+    cpu, memory = RESOURCES[step]
+    return (
+        task.set_display_name(name)
+        .set_cpu_request(cpu)
+        .set_cpu_limit(cpu)
+        .set_memory_request(memory)
+        .set_memory_limit(memory)
+    )
+
+
+def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
+    dataset_op = _component(make_dataset, image)
+    train_op = _component(train_model, image)
+    evaluate_op = _component(evaluate_models, image)
+    register_op = _component(register_model, image)
+    deploy_op = _component(deploy_model, image)
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Pointwise LightGBM re-ranker on mutual matches")
+    def training_pipeline(
+        offline_uri: str,
+        impressions_uri: str,
+        registry_uri: str,
+        env: str,
+        worker_deployment: str,
+        task: str = "rerank-pointwise",
+        variant: str = "primary",
+        window_start: str = "",
+        window_end: str = "",
+        valid_days: int = 4,
+        test_days: int = 4,
+        hyperparameters: str = "{}",
+        baseline_hyperparameters: str = "{}",
+        features: str = "",
+        min_oracle_ratio: float = 0.9,
+        gate_metric: str = "model_ndcg_at_10",
+        code_version: str = "",
+    ) -> TrainingRun:
+        data = _sized(
+            dataset_op(
+                offline_uri=offline_uri,
+                impressions_uri=impressions_uri,
+                window_start=window_start,
+                window_end=window_end,
+                valid_days=valid_days,
+                test_days=test_days,
+            ),
+            "dataset",
+            "point-in-time dataset",
+        )
+        model = _sized(
+            train_op(
+                train=data.outputs["train"],
+                valid=data.outputs["valid"],
+                hyperparameters=hyperparameters,
+                features=features,
+                objective="pointwise",
+                task=task,
+                env=env,
+            ),
+            "train",
+            "train pointwise LightGBM",
+        )
+        baseline = _sized(
+            train_op(
+                train=data.outputs["train"],
+                valid=data.outputs["valid"],
+                hyperparameters=baseline_hyperparameters,
+                features=features,
+                objective="lambdarank",
+                task=f"{task}-baseline",
+                env=env,
+            ),
+            "baseline",
+            "train LambdaRank baseline",
+        )
+        evaluation = _sized(
+            evaluate_op(
+                test=data.outputs["test"],
+                model=model.outputs["model"],
+                baseline=baseline.outputs["model"],
+                min_oracle_ratio=min_oracle_ratio,
+            ),
+            "evaluate",
+            "evaluate vs baseline and oracle",
+        )
+        registered = _sized(
+            register_op(
+                model=model.outputs["model"],
+                metrics_json=evaluation.outputs["metrics_json"],
+                approved=evaluation.outputs["approved"],
+                reason=evaluation.outputs["reason"],
+                registry_uri=registry_uri,
+                code_version=code_version,
+            ),
+            "register",
+            "register model",
+        )
+        deployed = _sized(
+            deploy_op(
+                model_id=registered.outputs["model_id"],
+                metrics_json=evaluation.outputs["metrics_json"],
+                approved=evaluation.outputs["approved"],
+                registry_uri=registry_uri,
+                variant=variant,
+                metric=gate_metric,
+                worker_deployment=worker_deployment,
+            ),
+            "deploy",
+            "deploy gate",
+        )
+        return TrainingRun(
+            registered.outputs["model_id"],
+            evaluation.outputs["metrics_json"],
+            evaluation.outputs["approved"],
+            deployed.outputs["deployed"],
+            deployed.outputs["reason"],
+        )
+
+    return training_pipeline
+
+
+def build_lookup_pipeline(image: str = DEFAULT_IMAGE) -> Any:
+    """How another pipeline picks up the latest approved model: a lookup, then an importer."""
+    lookup_op = _component(lookup_latest_model, image)
+
+    @dsl.pipeline(name="rerank-latest-model")
+    def latest_model_pipeline(registry_uri: str, task: str, env: str) -> dsl.Model:
+        uri = lookup_op(registry_uri=registry_uri, task=task, env=env).set_display_name("latest approved model")
+        return dsl.importer(artifact_uri=uri.output, artifact_class=dsl.Model, reimport=False).output
+
+    return latest_model_pipeline
+
+
+def compile_pipeline(out: Path = BUILD_DIR / f"{PIPELINE_NAME}.yaml", image: str = DEFAULT_IMAGE) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(image), str(out))
+    return out
