@@ -44,14 +44,15 @@ def _output_to(log: Path) -> Iterator[None]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(log, "ab") as f:
+    with open(log, "a", buffering=1, errors="replace") as f:
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
         try:
-            yield
+            # kfp.local prints the steps' output through Python's sys.stdout, which may not be fd 1
+            # (pytest, notebooks): swap the objects as well as the descriptors.
+            with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])

@@ -1,0 +1,219 @@
+"""The training pipeline end to end with kfp.local, on a small market ingested through the feature store."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import kfp.local
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from kfp.dsl import Artifact, Dataset
+
+from app.featurestore.events import FeatureRow, event_attributes, from_pubsub, process_event
+from app.featurestore.offline import ParquetOfflineStore
+from app.featurestore.pipeline import run_bounded, stack_args
+from app.featurestore.registry import Registry
+from app.local.services import LocalState
+from app.market.simulate import MarketConfig, simulate
+from app.market.writer import write_market
+from app.ranking.dataset import DatasetError, join_features
+from app.ranking.features import UnknownFeatureError
+from app.ranking.registry import ModelRegistry
+from app.settings import REPO_ROOT, StackSettings
+from pipelines.components.dataset import make_dataset
+from pipelines.components.deploy import deploy_model
+from pipelines.components.train import train_model
+from pipelines.local_run import TrainingFailed, TrainingRequest, run_training
+from pipelines.training import build_lookup_pipeline
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, local_stack: LocalState, settings: StackSettings) -> dict:
+    root = tmp_path_factory.mktemp("training")
+    market = root / "market"
+    write_market(simulate(MarketConfig(users=500, days=10, seed=11)), market)
+    offline = root / "offline"
+    redis_url = local_stack.redis_url.rsplit("/", 1)[0] + "/3"  # a database of its own
+    summary = run_bounded(
+        [
+            "--input",
+            str(market / "feature-events.pb"),
+            "--redis_url",
+            redis_url,
+            "--offline_path",
+            str(offline),
+            *stack_args(settings),
+        ]
+    )
+    assert summary.rejected_total == 0
+    return {"root": root, "market": market, "offline": offline, "registry": root / "registry"}
+
+
+def request(world: dict, variant: str = "primary", **arguments: object) -> TrainingRequest:
+    return TrainingRequest(
+        offline_uri=str(world["offline"]),
+        impressions_uri=str(world["market"] / "impressions.parquet"),
+        registry_uri=str(world["registry"]),
+        pipeline_root=str(world["root"] / "pipeline-root"),
+        env="local",
+        worker_deployment=f"rerank-local-worker-{variant}",
+        variant=variant,
+        arguments={"min_oracle_ratio": 0.5, **arguments},
+    )
+
+
+def test_pipeline_trains_evaluates_registers_and_deploys(world: dict) -> None:
+    out = run_training(request(world, code_version="test"))
+    m = out["metrics"]
+    assert out["approved"] is True and out["deployed"] is True
+    assert m["model_ndcg_at_10"] > m["baseline_ndcg_at_10"], m
+    assert 0 < m["model_ndcg_at_10"] <= 1 and 0 < m["oracle_ndcg_at_10"] <= 1
+    assert m["model_auc"] > 0.7 and m["sessions_with_a_match"] > 50
+
+    registry = ModelRegistry(world["registry"])
+    meta = registry.metadata(out["model_id"])
+    assert meta["task"] == "rerank-pointwise" and meta["env"] == "local" and meta["code_version"] == "test"
+    assert meta["objective"] == "pointwise" and meta["hyperparameters"] == {}
+    assert set(meta["data_window"]) == {"start", "train_end", "valid_end", "end"}
+    assert meta["metrics"]["model_ndcg_at_10"] == m["model_ndcg_at_10"]
+    deployed = registry.deployment("primary")
+    assert deployed is not None and deployed.model_id == out["model_id"]
+    assert Path(deployed.model_uri).is_file()
+
+    evaluation = next(Path(world["root"], "pipeline-root").glob("*/evaluate-models/executor_output.json"))
+    roc = json.loads(evaluation.read_text())["artifacts"]["roc"]["artifacts"][0]["metadata"]["confidenceMetrics"]
+    assert 2 <= len(roc) <= 300
+
+
+def test_deploy_gate_refuses_worse_and_accepts_better(world: dict, tmp_path: Path) -> None:
+    registry = ModelRegistry(world["registry"])
+    if registry.deployment("b") is None:
+        first = registry.register(next(registry.root.glob("models/*/model.txt")), {"task": "t", "env": "local"})
+        registry.deploy("b", first, "model_ndcg_at_10", 0.50)
+    candidate = registry.register(next(registry.root.glob("models/*/model.txt")), {"task": "t", "env": "local"})
+
+    def deploy(value: float, approved: bool = True) -> tuple[bool, str]:
+        manifest = Artifact(uri=str(tmp_path / f"manifest-{value}.yaml"))
+        result = deploy_model(
+            candidate,
+            json.dumps({"model_ndcg_at_10": value}),
+            approved,
+            str(world["registry"]),
+            "b",
+            "model_ndcg_at_10",
+            "rerank-local-worker-b",
+            manifest,
+        )
+        return result.deployed, result.reason
+
+    assert deploy(0.40) == (
+        False,
+        f"model_ndcg_at_10 0.4000 does not beat the deployed {registry.deployment('b').model_id} at 0.5000",
+    )
+    assert deploy(0.99, approved=False) == (False, "the model was not approved at evaluation")
+    ok, reason = deploy(0.55)
+    assert ok and "beats the deployed" in reason
+    assert registry.deployment("b").model_id == candidate
+    assert "MODEL_ID" in (tmp_path / "manifest-0.55.yaml").read_text()
+
+
+def test_latest_approved_model_reaches_another_pipeline_through_an_importer(world: dict) -> None:
+    if not ModelRegistry(world["registry"]).models():
+        run_training(request(world))
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(world["root"] / "lookup"))
+    task = build_lookup_pipeline()(registry_uri=str(world["registry"]), task="rerank-pointwise", env="local")
+    latest = ModelRegistry(world["registry"]).latest_approved("rerank-pointwise", "local")
+    assert task.output.uri == str(ModelRegistry(world["registry"]).model_path(latest["model_id"]))
+
+
+def test_a_feature_changed_after_the_impression_is_not_seen(world: dict, registry: Registry, tmp_path: Path) -> None:
+    imp = pq.read_table(world["market"] / "impressions.parquet").slice(5000, 1)
+    viewer, t = imp.column("viewer_id")[0].as_py(), imp.column("impression_time")[0].as_py()
+    offline = ParquetOfflineStore(tmp_path / "offline", registry)
+    for part in Path(world["offline"]).glob("*/*/event_date=*/*.parquet"):
+        dest = tmp_path / "offline" / part.relative_to(world["offline"])
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(part.read_bytes())
+    before = join_features(offline, imp, registry).column("viewer_age")[0].as_py()
+
+    def profile_event(age: int, at: object) -> FeatureRow:
+        from app.featurestore.samples import profile_v1
+
+        msg = profile_v1(viewer, random.Random(0), t - timedelta(days=400))
+        msg.age = age
+        row = process_event(
+            from_pubsub(msg.SerializeToString(), event_attributes("user_profile", "v1", at), "m"), registry
+        )
+        assert isinstance(row, FeatureRow)
+        return row
+
+    offline.write_rows([profile_event(99, t + timedelta(seconds=1))])
+    after_late_change = join_features(offline, imp, registry)
+    assert after_late_change.column("viewer_age")[0].as_py() == before != 99
+    assert after_late_change.column("viewer_user_profile_event_time")[0].as_py() <= t
+    offline.write_rows([profile_event(98, t - timedelta(seconds=1))])
+    assert join_features(offline, imp, registry).column("viewer_age")[0].as_py() == 98
+
+
+def test_bad_parameters_fail_the_run_with_a_clear_message(world: dict, tmp_path: Path) -> None:
+    outs = [Dataset(uri=str(tmp_path / n)) for n in ("train", "valid", "test")]
+    impressions = str(world["market"] / "impressions.parquet")
+    with pytest.raises(DatasetError, match="no impressions between 2030-01-01"):
+        make_dataset(str(world["offline"]), impressions, "2030-01-01T00:00:00Z", "", 4, 4, *outs)
+    with pytest.raises(DatasetError, match=r"10 day\(s\) of impressions leave no training days"):
+        make_dataset(str(world["offline"]), impressions, "", "", 5, 5, *outs)
+    ok_outs = [Dataset(uri=str(tmp_path / f"ok-{n}")) for n in ("train", "valid", "test")]
+    make_dataset(str(world["offline"]), impressions, "", "", 2, 2, *ok_outs)
+    with pytest.raises(UnknownFeatureError, match=r"unknown feature\(s\) \['viewer_height'\]"):
+        train_model(
+            ok_outs[0],
+            ok_outs[1],
+            "{}",
+            "viewer_age,viewer_height",
+            "pointwise",
+            "t",
+            "local",
+            Dataset(uri=str(tmp_path / "model")),
+        )
+    with pytest.raises(TrainingFailed, match="DatasetError: no impressions between 2030-01-01"):
+        run_training(request(world, window_start="2030-01-01T00:00:00Z"))
+
+
+def test_cli_refuses_bad_parameters_before_running(world: dict, tmp_path: Path) -> None:
+    def train(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "train",
+                "--market",
+                str(world["market"]),
+                *args,
+                "--state-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+
+    out = train("--features", "viewer_age,candidate_height")
+    assert out.returncode == 2 and "unknown feature(s) ['candidate_height']" in out.stderr
+    out = train("--hyperparameters", '{"num_trees": 3}')
+    assert out.returncode == 2 and "unknown hyper-parameter(s) ['num_trees']" in out.stderr
+    out = train("--window-start", "last week")
+    assert out.returncode == 2 and "is not an RFC 3339 time" in out.stderr
+    out = train("--variant", "c")
+    assert out.returncode == 2 and "variant 'c' is not in stack local" in out.stderr
+
+
+def test_market_impressions_cover_the_days(world: dict) -> None:
+    days = pc.unique(pq.read_table(world["market"] / "impressions.parquet").column("day")).to_pylist()
+    assert sorted(days) == list(range(10))

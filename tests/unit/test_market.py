@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from app.featurestore.events import FeatureRow, event_attributes, from_pubsub, process_event
+from app.featurestore.registry import Registry
+from app.market.simulate import MarketConfig, simulate
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def market():  # type: ignore[no-untyped-def]
+    return simulate(MarketConfig(users=300, days=6, seed=3))
+
+
+def test_same_seed_same_market(market) -> None:  # type: ignore[no-untyped-def]
+    again = simulate(MarketConfig(users=300, days=6, seed=3))
+    assert again.impressions.equals(market.impressions)
+    other = simulate(MarketConfig(users=300, days=6, seed=4))
+    assert not other.impressions.equals(market.impressions)
+
+
+def test_every_pair_carries_its_true_match_probability(market) -> None:  # type: ignore[no-untyped-def]
+    imp = market.impressions
+    p = imp.column("p_match").to_numpy()
+    assert np.allclose(p, imp.column("p_viewer_likes").to_numpy() * imp.column("p_candidate_likes").to_numpy())
+    match = imp.column("match").to_numpy()
+    assert np.array_equal(match, imp.column("viewer_like").to_numpy() & imp.column("candidate_like").to_numpy())
+    # outcomes follow the probabilities: the realised match rate is close to the mean probability
+    assert abs(match.mean() - p.mean()) < 0.01
+    assert 0.02 < match.mean() < 0.2
+    assert (imp.column("viewer_id").to_numpy() != imp.column("candidate_id").to_numpy()).all()
+
+
+def test_every_feature_event_passes_ingest_validation(market, registry: Registry) -> None:  # type: ignore[no-untyped-def]
+    kinds = set()
+    for entity, version, at, msg in market.events:
+        row = process_event(
+            from_pubsub(msg.SerializeToString(), event_attributes(entity, version, at), "m"), registry, NOW
+        )
+        assert isinstance(row, FeatureRow), row
+        kinds.add(entity)
+    assert kinds == {"user_profile", "user_activity"}
+
+
+def test_activity_snapshots_come_after_the_day_they_summarise(market) -> None:  # type: ignore[no-untyped-def]
+    imp = market.impressions
+    first_session = pc.min(imp.column("impression_time")).as_py()
+    activity = [at for entity, _, at, _ in market.events if entity == "user_activity"]
+    assert min(activity) > first_session
+
+
+def test_drift_cohort_joins_on_its_day() -> None:
+    m = simulate(MarketConfig(users=400, days=8, seed=5, drift_day=4, drift_share=0.25))
+    cohort = set(m.population.user_id[m.population.cohort == 1])
+    assert len(cohort) == 100
+    imp = m.impressions
+    days_seen = {
+        d
+        for v, d in zip(imp.column("viewer_id").to_pylist(), imp.column("day").to_pylist(), strict=True)
+        if v in cohort
+    }
+    assert days_seen and min(days_seen) >= 4
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        (MarketConfig(users=5), "at least 20 users"),
+        (MarketConfig(days=1), "days must be between"),
+        (MarketConfig(days=10, drift_day=10), "drift_day must fall inside"),
+        (MarketConfig(drift_day=3, drift_share=1.5), "drift_share"),
+    ],
+)
+def test_bad_market_configs(config: MarketConfig, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        config.check()
