@@ -30,3 +30,6 @@ bench: setup
 
 docs: setup
 	.venv/bin/rerank schema docs
+
+compile: setup
+	.venv/bin/rerank pipeline compile
