@@ -64,6 +64,18 @@ def _pipeline(args: argparse.Namespace) -> int:
     return train.compile_run(args)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from app.commands import serve
+
+    return serve.run(args, state_dir(args))
+
+
+def _sink(args: argparse.Namespace) -> int:
+    from app.commands import serve
+
+    return serve.sink(args, state_dir(args))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from app.commands import demo
 
@@ -138,6 +150,14 @@ def parser() -> argparse.ArgumentParser:
         default=0.9,
         help="approve only models whose NDCG@10 is at least this share of the oracle's",
     )
+
+    p = command("serve", _serve, "run a re-rank worker of one variant until SIGTERM")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--max-batch", type=int, default=32, help="requests scored together")
+    p.add_argument("--http-port", type=int, default=0, help="serve /healthz and /metrics on this port")
+    p.add_argument("--http-host", default="127.0.0.1", help="address for /healthz and /metrics (0.0.0.0 in a pod)")
+
+    p = command("sink", _sink, "land prediction records in the offline store until SIGTERM")
 
     p = command("demo", _demo, "the main job on the local stack, end to end")
     p.add_argument("--users", type=int, default=200)

@@ -151,9 +151,18 @@ class RedisOnlineStore:
 
     def read_matrix(self, entity: str, version: str, ids: Sequence[str], features: Sequence[str]) -> FeatureMatrix:
         """N entities with one MGET (one round trip); the serving hot path."""
-        ids = list(ids)
-        replies = self._r.mget([self.key(entity, version, i) for i in ids]) if ids else []
-        return self._matrix(ids, features, replies)
+        return self.read_matrices([(entity, version, ids, features)])[0]
+
+    def read_matrices(self, wanted: Sequence[tuple[str, str, Sequence[str], Sequence[str]]]) -> list[FeatureMatrix]:
+        """Several (entity, version, ids, features) reads: one MGET each, all in one round trip."""
+        pipe = self._r.pipeline(transaction=False)
+        for entity, version, ids, _ in wanted:
+            pipe.mget([self.key(entity, version, i) for i in ids]) if ids else pipe.echo(b"")
+        replies = pipe.execute()
+        return [
+            self._matrix(list(ids), features, reply if ids else [])
+            for (_, _, ids, features), reply in zip(wanted, replies, strict=True)
+        ]
 
     def read_matrix_naive(
         self, entity: str, version: str, ids: Sequence[str], features: Sequence[str]

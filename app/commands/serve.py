@@ -1,0 +1,53 @@
+"""`rerank serve --variant NAME` (a worker) and `rerank sink` (predictions into the offline store)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from app.commands.base import UsageError, emit
+from app.commands.ingest import running_state
+from app.settings import load_stack
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def run(args: argparse.Namespace, state_dir: Path) -> int:
+    from app.serving.observability import serve_http
+    from app.serving.runtime import build_worker
+
+    settings = load_stack(args.stack)
+    state = running_state(args.stack, state_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        worker = build_worker(settings, state, args.variant, max_batch=args.max_batch)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _stop_on_signals(worker.stop)
+    server = serve_http(args.http_port, worker.metrics, worker.healthy, host=args.http_host) if args.http_port else None
+    worker.run()
+    if server:
+        server.shutdown()
+    return 0
+
+
+def sink(args: argparse.Namespace, state_dir: Path) -> int:
+    from app.local import clients
+    from app.naming import Names
+    from app.serving.sink import run_sink
+
+    settings = load_stack(args.stack)
+    state = running_state(args.stack, state_dir)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    sub = clients.subscriber(state.pubsub_host)
+    path = sub.subscription_path(settings.gcp.project, Names.of(settings).predictions_subscription)
+    landed = run_sink(sub, path, state.offline_dir, stop)
+    emit(args, {"landed": landed}, lambda: f"landed {landed} prediction records in {state.offline_dir}")
+    return 0

@@ -1,0 +1,33 @@
+"""The model a variant serves, reloaded when its deployment record changes (no restart)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import lightgbm as lgb
+
+from app.ranking.registry import ModelRegistry
+
+
+class DeployedModel:
+    def __init__(self, registry: ModelRegistry, variant: str, check_every_s: float = 1.0) -> None:
+        self.registry, self.variant, self.check_every_s = registry, variant, check_every_s
+        self._lock = threading.Lock()
+        self._checked = float("-inf")
+        self.model_id: str | None = None
+        self.booster: lgb.Booster | None = None
+
+    def current(self) -> tuple[str, lgb.Booster] | None:
+        """The deployed (model_id, booster), checking the record at most every ``check_every_s``."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._checked >= self.check_every_s:
+                self._checked = now
+                record = self.registry.deployment(self.variant)
+                if record is not None and record.model_id != self.model_id:
+                    self.booster = lgb.Booster(model_file=record.model_uri)
+                    self.model_id = record.model_id
+            if self.model_id is None or self.booster is None:
+                return None
+            return self.model_id, self.booster

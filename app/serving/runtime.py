@@ -1,0 +1,60 @@
+"""Assemble a worker of a variant from the stack settings and the local services."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from app.featurestore.online import online_store
+from app.featurestore.registry import default_registry
+from app.local import clients
+from app.local.services import LocalState
+from app.naming import Names
+from app.ranking.registry import ModelRegistry
+from app.serving.model_handle import DeployedModel
+from app.serving.observability import WorkerMetrics
+from app.serving.results import ResultStore
+from app.serving.scoring import Scorer
+from app.serving.worker import BatchHandler, Worker, WorkerConfig
+from app.settings import StackSettings
+
+
+def registry_dir(state: LocalState) -> Path:
+    return Path(state.dir) / "registry"
+
+
+def result_store(settings: StackSettings, state: LocalState) -> ResultStore:
+    return ResultStore(
+        clients.dynamodb(state.dynamodb_url, settings.aws.region),
+        Names.of(settings).results_table,
+        timedelta(hours=settings.serving.result_ttl_hours),
+    )
+
+
+def build_worker(settings: StackSettings, state: LocalState, variant: str, **overrides: Any) -> Worker:
+    variants = {v.name: v for v in settings.serving.variants}
+    if variant not in variants:
+        raise ValueError(f"variant {variant!r} is not in stack {settings.stack} (variants: {', '.join(variants)})")
+    v, names, project = variants[variant], Names.of(settings), settings.gcp.project
+    publisher = clients.publisher(state.pubsub_host)
+    cfg = WorkerConfig(
+        variant=variant,
+        kind=v.kind,
+        subscription=f"projects/{project}/subscriptions/{names.variant_subscription(variant)}",
+        predictions_topic=f"projects/{project}/topics/{names.predictions_topic}",
+        dead_letter_topic=f"projects/{project}/topics/{names.requests_dead_letter_topic}",
+        max_delivery_attempts=settings.serving.max_delivery_attempts,
+        **overrides,
+    )
+    registry = default_registry()
+    metrics = WorkerMetrics(variant)
+    handler = BatchHandler(
+        cfg,
+        Scorer(online_store(clients.redis_client(state.redis_url), settings, registry), registry),
+        DeployedModel(ModelRegistry(registry_dir(state)), variant),
+        None if v.kind == "shadow" else result_store(settings, state),
+        lambda topic, data, attrs: publisher.publish(topic, data, **attrs),
+        metrics,
+    )
+    return Worker(cfg, clients.subscriber(state.pubsub_host), handler, metrics)

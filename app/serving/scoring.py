@@ -1,0 +1,62 @@
+"""Scoring a micro-batch of requests: one online-store round trip and one model call per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+
+from app.featurestore.online import RedisOnlineStore
+from app.featurestore.registry import Registry
+from app.ranking.features import PROFILE, SIDES, entity_features, feature_matrix
+from app.serving.messages import PoisonMessage, RerankRequest
+
+
+@dataclass(frozen=True)
+class Scored:
+    request: RerankRequest
+    scores: np.ndarray  # one per candidate, in the request's candidate order
+
+    def ordered(self) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        order = np.argsort(-self.scores, kind="stable")
+        return tuple(self.request.candidate_ids[i] for i in order), tuple(float(self.scores[i]) for i in order)
+
+
+class Scorer:
+    def __init__(self, store: RedisOnlineStore, registry: Registry) -> None:
+        self.store = store
+        self.views = entity_features(registry)
+
+    def score(self, model: lgb.Booster, requests: Sequence[RerankRequest]) -> list[Scored | PoisonMessage]:
+        """Scores per request, or the reason a request cannot be scored (a viewer the store does not know)."""
+        ids = sorted({r.user_id for r in requests} | {c for r in requests for c in r.candidate_ids})
+        row = {entity_id: i for i, entity_id in enumerate(ids)}
+        wanted = [(e, v, ids, feats) for (e, v), feats in self.views.items()]
+        matrices = dict(zip(self.views, self.store.read_matrices(wanted), strict=True))
+        known = [matrices[PROFILE].found[row[r.user_id]] for r in requests]
+        ok = [r for r, k in zip(requests, known, strict=True) if k]
+        probs = self._predict(model, matrices, row, ok) if ok else np.empty(0)
+        out: list[Scored | PoisonMessage] = []
+        start = 0
+        for r, k in zip(requests, known, strict=True):
+            if not k:
+                out.append(PoisonMessage("unknown_user", f"user {r.user_id!r} has no profile in the online store"))
+                continue
+            out.append(Scored(r, probs[start : start + len(r.candidate_ids)]))
+            start += len(r.candidate_ids)
+        return out
+
+    def _predict(
+        self, model: lgb.Booster, matrices: dict, row: dict[str, int], requests: list[RerankRequest]
+    ) -> np.ndarray:
+        viewer_rows = np.array([row[r.user_id] for r in requests for _ in r.candidate_ids])
+        cand_rows = np.array([row[c] for r in requests for c in r.candidate_ids])
+        cols: dict[str, np.ndarray] = {}
+        for side, rows in zip(SIDES, (viewer_rows, cand_rows), strict=True):
+            for view, feats in self.views.items():
+                values = matrices[view].values[rows]
+                for j, f in enumerate(feats):
+                    cols[f"{side}_{f}"] = values[:, j]
+        return model.predict(feature_matrix(cols, model.feature_name()))
