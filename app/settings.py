@@ -116,6 +116,7 @@ class ServingConfig(_Strict):
     result_ttl_hours: int = Field(default=24, gt=0)
     max_delivery_attempts: int = Field(default=5, ge=5, le=100)
     ack_deadline_seconds: int = Field(default=30, ge=10, le=600)
+    pull_mode: Literal["streaming", "unary"] = "streaming"
 
     @model_validator(mode="after")
     def _variants_consistent(self) -> ServingConfig:

@@ -199,9 +199,19 @@ def _stop(service: Service, timeout: float = 10.0) -> None:
         os.killpg(service.pid, signal.SIGKILL)
 
 
-def _start(name: str, logs: Path) -> Service:
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _start(name: str, logs: Path, port: int | None = None) -> Service:
+    """Start ``name`` on ``port`` when given and free (a restart keeps its endpoint), else a free one."""
     command, ready = SERVICES[name]
-    port = free_port()
+    port = port if port and _port_free(port) else free_port()
     log = logs / f"{name}.log"
     with open(log, "ab") as out:
         # A new session: the service outlives this command and `down` can stop its whole group.
@@ -240,7 +250,7 @@ def start_services(stack: str, project: str, state_dir: Path = DEFAULT_STATE_DIR
                 continue
             if current:
                 _stop(current)
-            state.services[name] = _start(name, logs)
+            state.services[name] = _start(name, logs, current.port if current else None)
             started.append(name)
             state.save()
     except LocalServiceError:

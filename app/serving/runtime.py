@@ -38,15 +38,17 @@ def build_worker(settings: StackSettings, state: LocalState, variant: str, **ove
         raise ValueError(f"variant {variant!r} is not in stack {settings.stack} (variants: {', '.join(variants)})")
     v, names, project = variants[variant], Names.of(settings), settings.gcp.project
     publisher = clients.publisher(state.pubsub_host)
-    cfg = WorkerConfig(
-        variant=variant,
-        kind=v.kind,
-        subscription=f"projects/{project}/subscriptions/{names.variant_subscription(variant)}",
-        predictions_topic=f"projects/{project}/topics/{names.predictions_topic}",
-        dead_letter_topic=f"projects/{project}/topics/{names.requests_dead_letter_topic}",
-        max_delivery_attempts=settings.serving.max_delivery_attempts,
-        **overrides,
-    )
+    stack_config: dict[str, Any] = {
+        "variant": variant,
+        "kind": v.kind,
+        "subscription": f"projects/{project}/subscriptions/{names.variant_subscription(variant)}",
+        "predictions_topic": f"projects/{project}/topics/{names.predictions_topic}",
+        "dead_letter_topic": f"projects/{project}/topics/{names.requests_dead_letter_topic}",
+        "max_delivery_attempts": settings.serving.max_delivery_attempts,
+        "pull_mode": settings.serving.pull_mode,
+        "ack_deadline_s": settings.serving.ack_deadline_seconds,
+    }
+    cfg = WorkerConfig(**{**stack_config, **overrides})
     registry = default_registry()
     metrics = WorkerMetrics(variant)
     handler = BatchHandler(

@@ -1,6 +1,7 @@
 """The re-rank worker of one variant: pull, score in micro-batches, write results, publish predictions.
 
-- Streaming pull with flow control; the callback only queues messages, one thread batches them.
+- Streaming pull with flow control (or unary pulls on the emulator, see unary_pull.py); the
+  receiving side only queues messages, one thread batches them.
 - A batch is one online-store round trip and one model call. A result is written to DynamoDB
   with a conditional put (newer request wins); the message is acked only after that write and
   after its prediction record is published.
@@ -33,6 +34,7 @@ from app.serving.model_handle import DeployedModel
 from app.serving.observability import WorkerMetrics
 from app.serving.results import RankedResult, ResultStore
 from app.serving.scoring import Scored, Scorer
+from app.serving.unary_pull import UnaryPuller
 
 log = logging.getLogger("rerank.worker")
 DEPENDENCY_ERRORS = (redis.RedisError, BotoCoreError, ClientError, OSError)
@@ -50,6 +52,8 @@ class WorkerConfig:
     predictions_topic: str
     dead_letter_topic: str
     max_delivery_attempts: int
+    pull_mode: str = "streaming"  # or "unary" (app/serving/unary_pull.py says when)
+    ack_deadline_s: int = 30
     max_batch: int = 32
     max_wait_s: float = 0.005
     max_in_flight: int = 256
@@ -202,29 +206,46 @@ class Worker:
                 self.stop.wait(delay)
                 delay = min(delay * 2, self.cfg.backoff_max_s)
 
-    def run(self) -> None:
+    def _start_pulling(self) -> tuple[Callable[[], None], Callable[[], None]]:
+        """Start receiving into the queue; returns (stop pulling, flush acks)."""
+        if self.cfg.pull_mode == "unary":
+            puller = UnaryPuller(
+                self.subscriber, self.cfg.subscription, self.queue.put, self.cfg.max_in_flight, self.cfg.ack_deadline_s
+            ).start()
+            return (lambda: puller.stop(self.cfg.drain_s / 2)), puller.flush
         from google.cloud import pubsub_v1
 
         flow = pubsub_v1.types.FlowControl(max_messages=self.cfg.max_in_flight)
         future = self.subscriber.subscribe(
             self.cfg.subscription, callback=self.queue.put, flow_control=flow, await_callbacks_on_shutdown=True
         )
-        log.info("worker %s pulling %s", self.cfg.variant, self.cfg.subscription)
+
+        def stop() -> None:
+            future.cancel()
+            try:
+                future.result(timeout=self.cfg.drain_s / 2)
+            except Exception:
+                pass
+
+        return stop, lambda: None
+
+    def run(self) -> None:
+        stop_pulling, flush = self._start_pulling()
+        log.info("worker %s pulling %s (%s pull)", self.cfg.variant, self.cfg.subscription, self.cfg.pull_mode)
         try:
             while not self.stop.is_set():
                 self.metrics.backlog.set(self.queue.qsize())
                 batch = self._take_batch()
                 if batch:
                     self._handle_with_retry(batch)
+                    flush()
         finally:
-            future.cancel()  # stop pulling first, so nothing new arrives while draining
-            try:
-                future.result(timeout=self.cfg.drain_s / 2)
-            except Exception:
-                pass
+            stop_pulling()  # first, so nothing new arrives while draining
             while True:  # hand back what was received but not handled: another worker takes it at once
                 try:
                     self.queue.get_nowait().nack()
                 except queue.Empty:
                     break
+            flush()
+            self.subscriber.close()  # ends the stream, so the emulator stops sending to this client
             log.info("worker %s stopped", self.cfg.variant)

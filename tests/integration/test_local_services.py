@@ -54,6 +54,7 @@ def test_a_dead_service_is_reported_and_restarted_by_up(tmp_path: Path) -> None:
         again = json.loads(rerank("local", "up", "--json", state_dir=state_dir).stdout)
         assert again["started"] == ["redis"]
         assert again["endpoints"]["pubsub"] == up["endpoints"]["pubsub"]
+        assert again["endpoints"]["redis"] == up["endpoints"]["redis"], "a restart keeps the endpoint"
     finally:
         rerank("local", "down", state_dir=state_dir)
 

@@ -1,0 +1,340 @@
+"""Async serving against the real emulator, Redis and moto: workers, results, fallback, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from app.featurestore.registry import Registry
+from app.local import clients
+from app.local.services import LocalState, start_services
+from app.naming import Names
+from app.ranking.registry import ModelRegistry
+from app.serving.messages import RerankRequest
+from app.serving.runtime import registry_dir, result_store
+from app.serving.scoring import Scorer
+from app.settings import REPO_ROOT, StackSettings
+from tests.integration.conftest import pull_all
+from tests.integration.serving_world import ServedMarket, build_served_market, drain, running_worker, wait_until
+
+
+@pytest.fixture(scope="module")
+def world(
+    local_stack: LocalState, settings: StackSettings, registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> ServedMarket:
+    return build_served_market(local_stack, settings, registry, tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture()
+def served(world: ServedMarket) -> ServedMarket:
+    """Features online and no leftovers on the serving subscriptions."""
+    names, project = Names.of(world.settings), world.settings.gcp.project
+    for sub in [names.variant_subscription(v.name) for v in world.settings.serving.variants] + [
+        names.requests_dead_letter_subscription,
+        names.predictions_subscription,
+    ]:
+        drain(world.state, f"projects/{project}/subscriptions/{sub}")
+    world.load_online()
+    return world
+
+
+def candidates(world: ServedMarket, user: str, n: int = 30) -> list[str]:
+    return [u for u in world.users if u != user][:n]
+
+
+def test_primary_results_follow_the_model_and_predictions_are_published(served: ServedMarket) -> None:
+    client = served.client()
+    users = served.users_in("primary", 8)
+    with running_worker(served, "primary"):
+        reqs = [client.request(u, "discover", candidates(served, u)) for u in users]
+        wait_until(lambda: all(not client.ordering(r).fell_back for r in reqs), what="results for every request")
+    model = ModelRegistry(registry_dir(served.state)).deployment("primary")
+    import lightgbm as lgb
+
+    booster = lgb.Booster(model_file=model.model_uri)
+    from app.featurestore.online import online_store
+
+    scorer = Scorer(
+        online_store(clients.redis_client(served.state.redis_url), served.settings, served.registry), served.registry
+    )
+    expected = scorer.score(booster, reqs)
+    for r, e in zip(reqs, expected, strict=True):
+        o = client.ordering(r)
+        assert o.reason == "re-ranked" and o.result.model_id == served.model_id and o.result.variant == "primary"
+        assert list(o.ids) == list(e.ordered()[0]), "the served order is the model's order"
+        assert sorted(o.ids) == sorted(r.candidate_ids)
+    preds = pull_all(
+        served.state.pubsub_host,
+        f"projects/{served.settings.gcp.project}/subscriptions/{Names.of(served.settings).predictions_subscription}",
+        want=len(reqs),
+    )
+    assert sorted(json.loads(p.data)["request_id"] for p in preds) == sorted(r.request_id for r in reqs)
+
+
+def test_no_result_or_an_older_one_means_the_callers_order(served: ServedMarket) -> None:
+    client = served.client()
+    user = served.users_in("b", 1)[0]  # no b worker runs in this test
+    req = client.request(user, "discover", candidates(served, user))
+    o = client.ordering(req)
+    assert o.fell_back and o.reason == "no result yet" and o.ids == req.candidate_ids
+    with running_worker(served, "b"):
+        wait_until(lambda: not client.ordering(req).fell_back, what="b's result")
+    newer = RerankRequest("later", user, "discover", req.candidate_ids, datetime.now(UTC) + timedelta(minutes=1))
+    o = client.ordering(newer)
+    assert o.fell_back and o.reason == "the stored result answers an older request" and o.ids == newer.candidate_ids
+
+
+def test_duplicates_and_older_requests_never_roll_a_result_back(served: ServedMarket) -> None:
+    client = served.client()
+    user = served.users_in("primary", 1)[0]
+    store = result_store(served.settings, served.state)
+    with running_worker(served, "primary") as worker:
+        newer = client.request(user, "dup", candidates(served, user, 20))
+        wait_until(lambda: (r := store.get(user, "dup")) is not None and r.request_id == newer.request_id)
+        # The same request delivered again, and an older request for the same user and surface.
+        served.client().publisher.publish(client.topic, newer.to_json(), arm="primary").result()
+        older = RerankRequest(
+            "older", user, "dup", tuple(candidates(served, user, 5)), newer.requested_at - timedelta(seconds=30)
+        )
+        client.publisher.publish(client.topic, older.to_json(), arm="primary").result()
+        wait_until(
+            lambda: worker.metrics.requests.labels(variant="primary", outcome="superseded")._value.get() >= 2,
+            what="both late writes refused",
+        )
+    result = store.get(user, "dup")
+    assert result.request_id == newer.request_id and len(result.ordered_ids) == 20
+
+
+def test_shadow_scores_everything_and_serves_nothing(served: ServedMarket) -> None:
+    client = served.client()
+    user = served.users_in("b", 1)[0]
+    store = result_store(served.settings, served.state)
+    with running_worker(served, "shadow"):
+        req = client.request(user, "shadow-only", candidates(served, user))
+        preds = pull_all(
+            served.state.pubsub_host,
+            f"projects/{served.settings.gcp.project}/subscriptions/"
+            f"{Names.of(served.settings).predictions_subscription}",
+            want=1,
+        )
+    assert [json.loads(p.data)["variant"] for p in preds] == ["shadow"]
+    assert json.loads(preds[0].data)["request_id"] == req.request_id
+    assert store.get(user, "shadow-only") is None, "shadow results never reach the served table"
+
+
+def test_each_poison_kind_is_dead_lettered_with_its_reason_and_the_rest_is_served(served: ServedMarket) -> None:
+    client = served.client()
+    good_user = served.users_in("primary", 1)[0]
+    pub, topic = client.publisher, client.topic
+    now = datetime.now(UTC)
+    poison = {
+        "undecodable": b"{not json",
+        "empty_candidates": RerankRequest("p2", good_user, "s", (), now).to_json(),
+        "unknown_user": RerankRequest("p3", "nobody-here", "s", ("u000001",), now).to_json(),
+    }
+    with running_worker(served, "primary"):
+        for data in poison.values():
+            pub.publish(topic, data, arm="primary").result()
+        good = client.request(good_user, "poison-test", candidates(served, good_user))
+        wait_until(lambda: not client.ordering(good).fell_back, what="the good request served")
+        dead = pull_all(
+            served.state.pubsub_host,
+            f"projects/{served.settings.gcp.project}/subscriptions/"
+            f"{Names.of(served.settings).requests_dead_letter_subscription}",
+            want=3,
+            timeout=60,
+        )
+    reasons = {m.attributes["reason"]: m for m in dead}
+    assert set(reasons) == set(poison)
+    for reason, data in poison.items():
+        assert reasons[reason].data == data
+        assert reasons[reason].attributes["delivery_attempts"] == str(served.settings.serving.max_delivery_attempts)
+
+
+def test_redis_down_then_back_loses_nothing(served: ServedMarket) -> None:
+    client = served.client()
+    users = served.users_in("primary", 5)
+    redis_pid = served.state.services["redis"].pid
+    with running_worker(served, "primary") as worker:
+        os.killpg(redis_pid, signal.SIGKILL)
+        wait_until(lambda: not worker.healthy() or worker.down_since is None, timeout=5)
+        reqs = [client.request(u, "outage", candidates(served, u)) for u in users]
+        wait_until(lambda: worker.down_since is not None, what="the worker noticing the outage")
+        time.sleep(1.5)
+        assert all(client.ordering(r).fell_back for r in reqs), "nothing can be served while Redis is down"
+        state, started = start_services(
+            served.settings.stack, served.settings.gcp.project, Path(served.state.dir).parent
+        )
+        assert started == ["redis"] and state.redis_url == served.state.redis_url
+        served.load_online()  # Redis keeps nothing across a restart; the ingest would refill it
+        wait_until(lambda: all(not client.ordering(r).fell_back for r in reqs), timeout=30, what="recovery")
+    assert worker.metrics.errors.labels(variant="primary", kind="dependency_down")._value.get() >= 1
+
+
+def _serve(world: ServedMarket, variant: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--variant",
+            variant,
+            "--state-dir",
+            str(Path(world.state.dir).parent),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_a_worker_killed_mid_batch_loses_no_request(served: ServedMarket) -> None:
+    client = served.client()
+    users = served.users_in("primary", 40)
+    store = result_store(served.settings, served.state)
+    proc = _serve(served, "primary")
+    try:
+        reqs = [client.request(u, f"kill-{i}", candidates(served, u, 100)) for i, u in enumerate(users)]
+        wait_until(lambda: any(store.get(r.user_id, r.surface) for r in reqs), timeout=60, what="a first result")
+        proc.kill()  # SIGKILL: no drain, leases simply expire
+        proc.wait(timeout=10)
+        done_before = sum(store.get(r.user_id, r.surface) is not None for r in reqs)
+        with running_worker(served, "primary"):
+            wait_until(
+                lambda: all(store.get(r.user_id, r.surface) is not None for r in reqs),
+                timeout=60,
+                what="every request served after the restart",
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert done_before <= len(reqs)
+
+
+def test_sigterm_drains_and_exits_within_10_seconds(served: ServedMarket) -> None:
+    client = served.client()
+    users = served.users_in("primary", 30)
+    store = result_store(served.settings, served.state)
+    proc = _serve(served, "primary")
+    try:
+        reqs = [client.request(u, f"term-{i}", candidates(served, u, 100)) for i, u in enumerate(users)]
+        wait_until(lambda: any(store.get(r.user_id, r.surface) for r in reqs), timeout=60, what="a first result")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+        assert code == 0 and time.monotonic() - started < 10
+        assert "worker primary stopped" in proc.stdout.read()
+        with running_worker(served, "primary"):  # whatever was handed back is served at once
+            wait_until(lambda: all(store.get(r.user_id, r.surface) is not None for r in reqs), timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_newly_deployed_model_is_picked_up_without_restart(served: ServedMarket, tmp_path: Path) -> None:
+    client = served.client()
+    reg = ModelRegistry(registry_dir(served.state))
+    user = served.users_in("primary", 1)[0]
+    with running_worker(served, "primary") as worker:
+        first = client.request(user, "reload", candidates(served, user))
+        wait_until(lambda: not client.ordering(first).fell_back)
+        new_id = reg.register(
+            Path(reg.deployment("primary").model_uri), {"task": "serving-test", "env": "local", "approved": True}
+        )
+        reg.deploy("primary", new_id, "model_ndcg_at_10", 0.6)
+        time.sleep(1.2)  # the worker checks the record every second
+        second = client.request(user, "reload", candidates(served, user))
+        wait_until(
+            lambda: (
+                client.ordering(second).result is not None
+                and client.ordering(second).result.request_id == second.request_id
+            )
+        )
+        assert client.ordering(second).result.model_id == new_id
+        assert worker.handler.model.model_id == new_id
+    reg.deploy("primary", served.model_id, "model_ndcg_at_10", 0.5)
+
+
+def test_health_and_metrics_endpoints(served: ServedMarket) -> None:
+    import urllib.request
+
+    from app.local.services import free_port
+    from app.serving.observability import serve_http
+
+    with running_worker(served, "primary") as worker:
+        port = free_port()
+        server = serve_http(port, worker.metrics, worker.healthy)
+        try:
+            client = served.client()
+            user = served.users_in("primary", 1)[0]
+            req = client.request(user, "metrics", candidates(served, user))
+            wait_until(lambda: not client.ordering(req).fell_back)
+            assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").read() == b"ok\n"
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        finally:
+            server.shutdown()
+    for name in (
+        "rerank_requests_total",
+        "rerank_batch_size_bucket",
+        "rerank_latency_seconds_bucket",
+        "rerank_errors_total",
+        "rerank_backlog",
+        "rerank_model_info",
+    ):
+        assert name in text, name
+    assert f'model_id="{served.model_id}"' in text
+
+
+def test_prediction_sink_lands_records_in_the_offline_store(served: ServedMarket, tmp_path: Path) -> None:
+    import threading
+
+    from app.serving.sink import PREDICTIONS_TABLE, run_sink
+
+    client = served.client()
+    users = served.users_in("primary", 5)
+    with running_worker(served, "primary"):
+        reqs = [client.request(u, "sink", candidates(served, u)) for u in users]
+        wait_until(lambda: all(not client.ordering(r).fell_back for r in reqs))
+    stop = threading.Event()
+    sub = clients.subscriber(served.state.pubsub_host)
+    path = sub.subscription_path(served.settings.gcp.project, Names.of(served.settings).predictions_subscription)
+    landed: list[int] = []
+    t = threading.Thread(target=lambda: landed.append(run_sink(sub, path, tmp_path, stop)))
+    t.start()
+    try:
+        wait_until(lambda: len(list((tmp_path / PREDICTIONS_TABLE).glob("*/*.parquet"))) > 0, timeout=20)
+    finally:
+        stop.set()
+        t.join(timeout=10)
+    table = pq.read_table(tmp_path / PREDICTIONS_TABLE)
+    assert set(table.column("request_id").to_pylist()) == {r.request_id for r in reqs}
+    scores = table.column("scores").to_pylist()[0]
+    assert len(scores) == len(reqs[0].candidate_ids) and np.all(np.isfinite(scores))
+
+
+def test_streaming_pull_mode_serves_too(served: ServedMarket) -> None:
+    """The cloud's pull mode, on a subscription of its own (the emulator keeps dead streams; see unary_pull.py)."""
+    import uuid
+
+    client = served.client()
+    sub = clients.subscriber(served.state.pubsub_host)
+    path = sub.subscription_path(served.settings.gcp.project, f"streaming-{uuid.uuid4().hex[:8]}")
+    sub.create_subscription(request={"name": path, "topic": client.topic, "filter": 'attributes.arm = "primary"'})
+    sub.close()
+    users = served.users_in("primary", 6)
+    with running_worker(served, "primary", subscription=path, pull_mode="streaming") as worker:
+        reqs = [client.request(u, "streaming", candidates(served, u)) for u in users]
+        wait_until(lambda: all(not client.ordering(r).fell_back for r in reqs), what="streaming-pull results")
+    assert worker.cfg.pull_mode == "streaming"
