@@ -117,7 +117,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", type=Path, default=REPO_ROOT, help="repository holding app/schemas (default: this one)")
 
     p = command("bench", _bench, "benchmarks that print JSON figures beside a same-run baseline")
-    p.add_argument("target", choices=["ingest"])
+    p.add_argument("target", choices=["ingest", "serving"])
+    p.add_argument("--rate", type=float, default=100.0, help="serving: offered requests per second")
+    p.add_argument("--seconds", type=float, default=10.0, help="serving: how long to offer that rate")
     p.add_argument("--users", type=int, default=2000, help="users whose events the benchmark ingests (4 each)")
     p.add_argument("--reads", type=int, default=2000, help="100-entity batch reads to time")
 
@@ -156,6 +158,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=32, help="requests scored together")
     p.add_argument("--http-port", type=int, default=0, help="serve /healthz and /metrics on this port")
     p.add_argument("--http-host", default="127.0.0.1", help="address for /healthz and /metrics (0.0.0.0 in a pod)")
+    p.add_argument("--naive-scoring", action="store_true", help=argparse.SUPPRESS)  # the benchmark's baseline
 
     p = command("sink", _sink, "land prediction records in the offline store until SIGTERM")
 

@@ -17,9 +17,14 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         raise UsageError("benchmarks run against a local stack")
     if args.users < 10 or args.reads < 10:
         raise UsageError("--users and --reads must be at least 10")
-    from bench import ingest
-
     with local_stack(settings, state_dir) as state:
-        figures = ingest.run(settings, state.redis_url, args.users, args.reads)
+        if args.target == "ingest":
+            from bench import ingest
+
+            figures = ingest.run(settings, state.redis_url, args.users, args.reads)
+        else:
+            from bench import serving
+
+            figures = serving.run(state, settings, args.rate, args.seconds)
     print(json.dumps(figures, indent=None if args.json else 2))
     return 0

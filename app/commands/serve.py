@@ -29,6 +29,11 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         worker = build_worker(settings, state, args.variant, max_batch=args.max_batch)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.naive_scoring:
+        from app.featurestore.registry import default_registry
+        from app.serving.scoring import NaiveScorer
+
+        worker.handler.scorer = NaiveScorer(worker.handler.scorer.store, default_registry())
     _stop_on_signals(worker.stop)
     server = serve_http(args.http_port, worker.metrics, worker.healthy, host=args.http_host) if args.http_port else None
     worker.run()

@@ -50,8 +50,8 @@ def parse_request(data: bytes) -> RerankRequest:
     if missing:
         raise PoisonMessage("undecodable", f"missing field(s) {missing}")
     cands = doc["candidate_ids"]
-    if not isinstance(cands, list) or not all(isinstance(c, str) and c for c in cands):
-        raise PoisonMessage("undecodable", "candidate_ids must be a list of non-empty strings")
+    if not isinstance(cands, list) or not all(isinstance(c, str) and c and "\n" not in c for c in cands):
+        raise PoisonMessage("undecodable", "candidate_ids must be a list of non-empty strings without newlines")
     if not cands:
         raise PoisonMessage("empty_candidates", "the request has no candidates to order")
     if len(cands) > MAX_CANDIDATES:

@@ -37,7 +37,7 @@ def build_worker(settings: StackSettings, state: LocalState, variant: str, **ove
     if variant not in variants:
         raise ValueError(f"variant {variant!r} is not in stack {settings.stack} (variants: {', '.join(variants)})")
     v, names, project = variants[variant], Names.of(settings), settings.gcp.project
-    publisher = clients.publisher(state.pubsub_host)
+    publisher = clients.publisher(state.pubsub_host, clients.LOW_LATENCY)
     stack_config: dict[str, Any] = {
         "variant": variant,
         "kind": v.kind,

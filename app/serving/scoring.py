@@ -60,3 +60,21 @@ class Scorer:
                 for j, f in enumerate(feats):
                     cols[f"{side}_{f}"] = values[:, j]
         return model.predict(feature_matrix(cols, model.feature_name()))
+
+
+class NaiveScorer(Scorer):
+    """One online read per entity, one model call per request: the baseline ``rerank bench serving``
+    compares the batched ``Scorer`` with."""
+
+    def score(self, model: lgb.Booster, requests: Sequence[RerankRequest]) -> list[Scored | PoisonMessage]:
+        out: list[Scored | PoisonMessage] = []
+        for r in requests:
+            cols: dict[str, list[float]] = {}
+            for side, ids in (("viewer", [r.user_id] * len(r.candidate_ids)), ("candidate", list(r.candidate_ids))):
+                for (entity, version), feats in self.views.items():
+                    rows = [self.store.read_matrix_naive(entity, version, [i], feats).values[0] for i in ids]
+                    for j, f in enumerate(feats):
+                        cols[f"{side}_{f}"] = [row[j] for row in rows]
+            arrays = {k: np.asarray(v) for k, v in cols.items()}
+            out.append(Scored(r, model.predict(feature_matrix(arrays, model.feature_name()))))
+        return out

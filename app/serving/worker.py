@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -76,6 +77,17 @@ class BatchHandler:
     ) -> None:
         self.cfg, self.scorer, self.model, self.results = cfg, scorer, model, results
         self.publish, self.metrics = publish, metrics
+        self._writer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="results")
+
+    def _write(self, model_id: str, s: Scored) -> bool:
+        assert self.results is not None
+        ids, scores = s.ordered()
+        r = s.request
+        ok = self.results.put_if_newer(
+            RankedResult(r.user_id, r.surface, r.request_id, r.requested_at, ids, scores, model_id, self.cfg.variant)
+        )
+        self.metrics.latency.observe(max(0.0, (datetime.now(UTC) - r.requested_at).total_seconds()))
+        return ok
 
     def _poison(self, message: Any, err: PoisonMessage) -> None:
         attempt = message.delivery_attempt or self.cfg.max_delivery_attempts
@@ -126,21 +138,14 @@ class BatchHandler:
                 done.append((m, outcome))
         now = datetime.now(UTC)
         try:
-            for _, s in done:
-                if self.results is not None:
-                    ids, scores = s.ordered()
-                    r = s.request
-                    written = self.results.put_if_newer(
-                        RankedResult(
-                            r.user_id, r.surface, r.request_id, r.requested_at, ids, scores, model_id, self.cfg.variant
-                        )
-                    )
-                    self.metrics.outcome("written" if written else "superseded")
-                    self.metrics.latency.observe(max(0.0, (datetime.now(UTC) - r.requested_at).total_seconds()))
-                else:
-                    self.metrics.outcome("shadow")
+            # Conditional puts run side by side: each is one independent round trip.
+            written = list(self._writer.map(lambda d: self._write(model_id, d[1]), done)) if self.results else []
         except DEPENDENCY_ERRORS as exc:
             raise DependencyDown(f"results table: {exc}") from exc
+        for ok in written:
+            self.metrics.outcome("written" if ok else "superseded")
+        if self.results is None:
+            self.metrics.outcome("shadow", len(done))
         futures = [
             self.publish(
                 self.cfg.predictions_topic,

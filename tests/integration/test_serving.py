@@ -25,14 +25,14 @@ from app.serving.runtime import registry_dir, result_store
 from app.serving.scoring import Scorer
 from app.settings import REPO_ROOT, StackSettings
 from tests.integration.conftest import pull_all
-from tests.integration.serving_world import ServedMarket, build_served_market, drain, running_worker, wait_until
+from tests.integration.serving_world import ServedMarket, drain, prepare_served_market, running_worker, wait_until
 
 
 @pytest.fixture(scope="module")
 def world(
     local_stack: LocalState, settings: StackSettings, registry: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> ServedMarket:
-    return build_served_market(local_stack, settings, registry, tmp_path_factory.mktemp("served"))
+    return prepare_served_market(local_stack, settings, registry, tmp_path_factory.mktemp("served"))
 
 
 @pytest.fixture()
