@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,10 @@ def pull_all(host: str, subscription: str, want: int, timeout: float = 30.0) -> 
     return got
 
 
-@pytest.fixture()
-def offline_dir(tmp_path: Path) -> Path:
-    return tmp_path / "offline"
+def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not met within {timeout}s")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,7 +13,7 @@ from app.market.serving_setup import ServedMarket, prepare_served_market
 from app.serving.runtime import build_worker
 from app.serving.worker import Worker
 
-__all__ = ["ServedMarket", "drain", "prepare_served_market", "running_worker", "wait_until"]
+__all__ = ["ServedMarket", "drain", "prepare_served_market", "running_worker"]
 
 
 @contextmanager
@@ -28,15 +27,6 @@ def running_worker(world: ServedMarket, variant: str, **overrides: Any) -> Itera
         worker.stop.set()
         thread.join(timeout=15)
         assert not thread.is_alive(), "the worker did not stop within 15 s"
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met within {timeout}s")
 
 
 def drain(state: LocalState, subscription: str) -> None:

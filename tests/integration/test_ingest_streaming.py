@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,17 +18,8 @@ from app.local import clients
 from app.local.services import LocalState
 from app.naming import Names
 from app.settings import StackSettings
-from tests.integration.conftest import Channel, pull_all, rerank
+from tests.integration.conftest import Channel, pull_all, rerank, wait_until
 from tests.integration.ingest_inputs import AT, bad_pubsub_messages, good_events
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def offline_ids(root: Path, registry: Registry, entity: str, version: str) -> list[str]:
@@ -85,13 +74,13 @@ def test_stream_lands_in_both_stores_and_dead_letters_each_bad_kind(
     try:
         store = online_store(redis_db, settings, registry)
         users = sorted({m.user_id for _, _, _, m in good})
-        wait_for(
+        wait_until(
             lambda: all(
                 store.read_matrix(e, v, users, ("age",) if e == "user_profile" else ("sessions_7d",)).found.all()
                 for e, v in (("user_profile", "v1"), ("user_profile", "v2"), ("user_activity", "v1"))
             )
         )
-        wait_for(lambda: offline_ids(offline, registry, "user_profile", "v1").count(users[0]) == 3)
+        wait_until(lambda: offline_ids(offline, registry, "user_profile", "v1").count(users[0]) == 3)
         dead = pull_all(local_stack.pubsub_host, channel.dead_letter_subscription, want=len(bad))
     finally:
         stop_streaming(result)
