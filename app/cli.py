@@ -162,8 +162,12 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("sink", _sink, "land prediction records in the offline store until SIGTERM")
 
-    p = command("demo", _demo, "the main job on the local stack, end to end")
-    p.add_argument("--users", type=int, default=200)
+    p = command("demo", _demo, "the main job: the whole loop on the local stack, with a report")
+    p.add_argument("--users", type=int, default=1200)
+    p.add_argument("--days", type=int, default=10)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--sessions", type=int, default=400, help="sessions replayed through the workers")
+    p.add_argument("--report", default=None, help="HTML report path (default .rerank/local/<stack>/demo/report.html)")
     p.add_argument("--keep", action="store_true", help="leave the local services running afterwards")
     return top
 

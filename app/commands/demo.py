@@ -1,34 +1,19 @@
-"""`rerank demo`: the main job on the local stack.
-
-Today it runs the feature-store half of the loop: start the local services, publish a small
-market's feature events (and one bad event of each kind) to the emulator, stream them through
-the Beam ingest into Redis and Parquet, then show both stores, the dead letters and a
-point-in-time join. Training, serving and the report join as their issues land.
-"""
+"""`rerank demo`: the whole system on the local stack, end to end, with a summary and an HTML report."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from app.commands.base import RunFailed, UsageError, emit
-from app.settings import StackSettings, load_stack
+from app.settings import load_stack
 
 
-def step(args: argparse.Namespace, text: str) -> float:
-    if not args.json:
-        print(f"==> {text}", flush=True)
-    return time.perf_counter()
-
-
-def bad_events(settings: StackSettings) -> list[tuple[bytes, dict[str, str]]]:
+def bad_events() -> list[tuple[bytes, dict[str, str]]]:
+    """One feature event of each kind the ingest must dead-letter."""
     from app.featurestore.events import event_attributes
     from app.featurestore.samples import EPOCH, profile_v1
 
@@ -50,126 +35,63 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     settings = load_stack(args.stack)
     if settings.env != "local":
         raise UsageError("the demo runs on a local stack")
-    if not 1 <= args.users <= 100_000:
-        raise UsageError(f"--users must be between 1 and 100000, got {args.users}")
-    from app.commands.ingest import stream_until_idle, streaming_args
-    from app.featurestore.events import event_attributes
-    from app.featurestore.offline import ParquetOfflineStore
-    from app.featurestore.online import online_store
-    from app.featurestore.pit import FeatureView
-    from app.featurestore.registry import default_registry
-    from app.featurestore.samples import EPOCH, sample_events
-    from app.local import clients
+    if not 100 <= args.users <= 50_000:
+        raise UsageError(f"--users must be between 100 and 50000, got {args.users}")
+    if not 6 <= args.days <= 60:
+        raise UsageError(
+            f"--days must be between 6 and 60 (training needs train, valid and test days), got {args.days}"
+        )
+    if args.sessions < 10:
+        raise UsageError(f"--sessions must be at least 10, got {args.sessions}")
+    from app.demo.run import DemoOptions, DemoStepFailed, run_demo
     from app.local.services import LocalServiceError
     from app.local.session import local_stack
-    from app.naming import Names
 
-    names, project, registry = Names.of(settings), settings.gcp.project, default_registry()
-    result: dict[str, Any] = {"stack": settings.stack}
-    t0 = step(args, f"starting the local stack {settings.stack} (Redis, Pub/Sub emulator, DynamoDB on moto)")
+    def progress(line: str) -> None:
+        if not args.json:
+            print(f"==> {line}", flush=True)
+
+    opts = DemoOptions(
+        users=args.users,
+        days=args.days,
+        seed=args.seed,
+        sessions=args.sessions,
+        report=Path(args.report) if args.report else None,
+    )
+    progress(f"starting the local stack {settings.stack} (Redis, Pub/Sub emulator, DynamoDB on moto)")
     try:
         with local_stack(settings, state_dir, keep=args.keep) as state:
-            result["endpoints"] = state.endpoints()
-            result["start_s"] = round(time.perf_counter() - t0, 1)
-
-            events = list(sample_events(args.users, seed=42))
-            bad = bad_events(settings)
-            t = step(
-                args,
-                f"publishing {len(events)} feature events of {args.users} users "
-                f"(+{len(bad)} bad ones) to {names.feature_events_topic}",
-            )
-            pub = clients.publisher(state.pubsub_host)
-            topic = pub.topic_path(project, names.feature_events_topic)
-            futures = [
-                pub.publish(topic, m.SerializeToString(), **event_attributes(e, v, at)) for e, v, at, m in events
-            ]
-            futures += [pub.publish(topic, data, **attrs) for data, attrs in bad]
-            for f in futures:
-                f.result(timeout=60)
-            result["published"] = len(futures)
-
-            t = step(args, "streaming them through the Beam ingest (DirectRunner on the emulator)")
-            os.environ["PUBSUB_EMULATOR_HOST"] = state.pubsub_host
-            summary = stream_until_idle(streaming_args(settings, state, ""), idle_exit=3.0)
-            result["ingest"] = {**summary.to_dict(), "seconds": round(time.perf_counter() - t, 1)}
-            if summary.accepted + summary.rejected_total < len(futures):
-                raise RunFailed(f"ingest saw {summary.accepted + summary.rejected_total} of {len(futures)} events")
-
-            step(args, "reading back: online store, offline store, dead letters")
-            r = clients.redis_client(state.redis_url)
-            store = online_store(r, settings, registry)
-            ids = [f"u{i:06d}" for i in range(min(args.users, 100))]
-            features = registry.get("user_profile", "v1").online_features
-            store.read_matrix("user_profile", "v1", ids, features)  # warm the connection and layout cache
-            t = time.perf_counter()
-            matrix = store.read_matrix("user_profile", "v1", ids, features)
-            result["online"] = {
-                "batch_read_entities": len(ids),
-                "found": int(matrix.found.sum()),
-                "batch_read_ms": round((time.perf_counter() - t) * 1000, 3),
-                "keys": r.dbsize(),
-            }
-            offline = ParquetOfflineStore(state.offline_dir, registry)
-            result["offline_rows"] = {
-                f"{s.entity}/{s.version}": offline.read_table(s.entity, s.version).num_rows for s in registry.specs()
-            }
-            sub = clients.subscriber(state.pubsub_host)
-            dlq = sub.subscription_path(project, names.feature_dead_letter_subscription)
-            dead = sub.pull(subscription=dlq, max_messages=100, timeout=10).received_messages
-            if dead:
-                sub.acknowledge(subscription=dlq, ack_ids=[m.ack_id for m in dead])
-            sub.close()
-            result["dead_letters"] = sorted(
-                f"{m.message.attributes['reason']}: {m.message.attributes['detail']}" for m in dead
-            )
-
-            rng = random.Random(1)
-            impressions = pa.table(
-                {
-                    "viewer_id": [f"u{rng.randrange(args.users):06d}" for _ in range(5)],
-                    "candidate_id": [f"u{rng.randrange(args.users):06d}" for _ in range(5)],
-                    "impression_time": [EPOCH + timedelta(hours=rng.randint(0, 48)) for _ in range(5)],
-                }
-            )
-            joined = offline.point_in_time_join(
-                impressions,
-                [
-                    FeatureView("user_profile", "v1", ("age", "photo_quality")),
-                    FeatureView("user_activity", "v1", ("likes_received_7d", "reply_rate")),
-                ],
-            )
-            result["point_in_time_join"] = joined.to_pylist()
-    except LocalServiceError as exc:
+            summary = run_demo(settings, state, opts, progress)
+    except (DemoStepFailed, LocalServiceError) as exc:
         raise RunFailed(str(exc)) from None
-    result["total_s"] = round(time.perf_counter() - t0, 1)
-    result["kept_running"] = args.keep
-    emit(args, result, lambda: _text(result))
+    summary["kept_running"] = args.keep
+    emit(args, summary, lambda: _text(summary))
     return 0
 
 
-def _text(res: dict[str, Any]) -> str:
-    ing = res["ingest"]
-    lines = [
-        "",
-        f"ingest: {ing['accepted']} accepted, {ing['rejected']} dead-lettered in {ing['seconds']} s "
-        f"(online {ing['online_written']} written / {ing['online_stale']} stale, "
-        f"offline {ing['offline_written']} rows)",
-        f"online store: {res['online']['keys']} keys; {res['online']['found']}/{res['online']['batch_read_entities']} "
-        f"profiles read in one round trip in {res['online']['batch_read_ms']} ms",
-        "offline store rows: " + ", ".join(f"{k} {v}" for k, v in res["offline_rows"].items()),
-        "dead letters (reason: detail):",
-        *(f"  {d[:150]}" for d in res["dead_letters"]),
-        "point-in-time join (features as of each impression, never later):",
+def _text(s: dict[str, Any]) -> str:
+    m = s["training"]["primary"]["metrics"]
+    lines = ["", f"{'offline (test days)':22} {'NDCG@10':>8} {'MAP@10':>8} {'AUC':>7}"]
+    for who in ("model", "baseline", "oracle"):
+        lines.append(f"{who:22} {m[f'{who}_ndcg_at_10']:8.4f} {m[f'{who}_map_at_10']:8.4f} {m[f'{who}_auc']:7.4f}")
+    lines.append(f"model / oracle NDCG@10 {m['model_vs_oracle_ndcg_at_10']:.3f}")
+    lines.append("")
+    lines.append(f"A/B replay (expected matches in the top {s['top_k']} per session, vs the default order):")
+    for arm, v in s["ab"].items():
+        if v.get("sessions"):
+            lines.append(
+                f"  {arm:8} {v['sessions']:5} sessions  {v['expected_matches_per_session']:.3f} vs "
+                f"{v['default_expected_matches_per_session']:.3f}  lift {v['lift']:+.1%} "
+                f"[{v['lift_ci_low']:+.1%}, {v['lift_ci_high']:+.1%}]  drawn matches "
+                f"{v['matches_per_session']:.2f} vs {v['default_matches_per_session']:.2f}"
+            )
+    sv = s["serving"]
+    lines += [
+        f"serving: {sv['sessions']} sessions replayed at {sv['requests_per_s']} requests/s, latency p50 "
+        f"{sv['latency_p50_ms']} ms p99 {sv['latency_p99_ms']} ms, fallback {sv['fallback_rate']:.1%}",
+        f"dead letters: {s['dead_letters']['feature_events']} feature events, {s['dead_letters']['requests']} requests",
+        f"report: {s['report']}",
+        f"done in {s['total_s']} s; local services "
+        + ("left running (`rerank local down` stops them)" if s["kept_running"] else "stopped"),
     ]
-    for row in res["point_in_time_join"]:
-        lines.append(
-            f"  {row['viewer_id']} -> {row['candidate_id']} at {row['impression_time']:%Y-%m-%d %H:%M}: "
-            f"viewer age {row['viewer_age']}, candidate likes received {row['candidate_likes_received_7d']} "
-            f"(activity as of {row['candidate_user_activity_event_time']})"
-        )
-    lines.append(
-        f"done in {res['total_s']} s; local services "
-        + ("left running (`rerank local down` stops them)" if res["kept_running"] else "stopped")
-    )
     return "\n".join(lines)

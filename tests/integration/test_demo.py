@@ -3,24 +3,50 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
-from app.featurestore.events import REASONS
 from app.local.services import LocalState
 from tests.integration.conftest import rerank
 
 
-def test_demo_runs_the_feature_store_loop_and_stops_what_it_started(tmp_path: Path) -> None:
+def test_demo_runs_the_whole_loop_reports_and_stops_what_it_started(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
-    out = rerank("demo", "--users", "30", "--json", state_dir=state_dir)
-    assert out.returncode == 0, out.stderr
+    report = tmp_path / "report.html"
+    out = rerank(
+        "demo",
+        "--users",
+        "300",
+        "--days",
+        "6",
+        "--sessions",
+        "40",
+        "--report",
+        str(report),
+        "--json",
+        state_dir=state_dir,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout)
-    assert res["ingest"]["accepted"] == 30 * 4 and res["ingest"]["rejected"] == 6
-    assert {d.split(":")[0] for d in res["dead_letters"]} == set(REASONS)
-    assert res["online"]["found"] == 30
-    assert res["offline_rows"] == {"user_activity/v1": 60, "user_profile/v1": 30, "user_profile/v2": 30}
-    for row in res["point_in_time_join"]:
-        used = row["viewer_user_profile_event_time"]
-        assert used is None or used <= row["impression_time"]
+    assert res["ingest"]["rejected"] == 6 and res["ingest"]["accepted"] == sum(res["market"]["feature_events"].values())
+    assert res["dead_letters"]["feature_events"] == 6
+    m = res["training"]["primary"]["metrics"]
+    assert m["model_ndcg_at_10"] > 0 and m["oracle_ndcg_at_10"] >= m["model_ndcg_at_10"] * 0.8
+    assert res["training"]["primary"]["deployed"] and res["training"]["b"]["deployed"]
+    assert res["serving"]["sessions"] == 40 and res["serving"]["fallback_rate"] < 0.5
+    arms = res["ab"]
+    assert sum(a["sessions"] for a in arms.values()) == 40
+    assert arms["primary"]["sessions"] > 0 and arms["primary"]["lift_ci_low"] <= arms["primary"]["lift"]
+    assert arms["primary"]["lift"] <= arms["primary"]["lift_ci_high"]
+    text = report.read_text()
+    assert "<svg" in text and "NDCG@10" in text and "A/B" in text and "latency" in text
     assert res["kept_running"] is False
     assert LocalState.load(state_dir / "local") is None, "the demo stopped the services it started"
+    leftover = subprocess.run(["pgrep", "-f", f"--state-dir {state_dir}"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "no worker process is left behind"
+
+
+def test_demo_refuses_bad_sizes(tmp_path: Path) -> None:
+    out = rerank("demo", "--days", "3", state_dir=tmp_path)
+    assert out.returncode == 2 and "--days must be between 6 and 60" in out.stderr

@@ -1,0 +1,284 @@
+"""The main job: the whole loop on the local stack, step by step.
+
+market -> streaming ingest (Beam on the emulator) -> training pipeline (kfp.local) for the primary
+and, with other parameters, for the B arm and the shadow -> workers -> sessions replayed through
+the core-service client -> summary and HTML report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from app.demo.replay import TOP_K, Session, lift, replay
+from app.demo.report import render
+from app.featurestore.events import event_attributes
+from app.local import clients
+from app.local.services import LocalState, free_port
+from app.market.simulate import Market, MarketConfig, simulate
+from app.market.writer import write_market
+from app.naming import Names
+from app.ranking.registry import ModelRegistry, gate
+from app.serving.client import CoreServiceClient
+from app.serving.runtime import registry_dir, result_store
+from app.settings import REPO_ROOT, StackSettings
+
+B_ARM_PARAMS = {"num_leaves": 15, "learning_rate": 0.05, "num_boost_round": 150}
+
+
+class DemoStepFailed(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    users: int = 1200
+    days: int = 10
+    seed: int = 42
+    sessions: int = 400
+    report: Path | None = None
+
+
+@contextmanager
+def step(progress: Callable[[str], None], number: int, total: int, name: str) -> Iterator[None]:
+    progress(f"[{number}/{total}] {name} ...")
+    started = time.perf_counter()
+    try:
+        yield
+    except DemoStepFailed:
+        raise
+    except Exception as exc:
+        raise DemoStepFailed(f"step {number} ({name}) failed: {type(exc).__name__}: {exc}") from exc
+    progress(f"[{number}/{total}] {name}: done in {time.perf_counter() - started:.1f} s")
+
+
+def _publish_events(state: LocalState, settings: StackSettings, market: Market) -> int:
+    from app.commands.demo import bad_events
+
+    pub = clients.publisher(state.pubsub_host)
+    topic = pub.topic_path(settings.gcp.project, Names.of(settings).feature_events_topic)
+    futures = [pub.publish(topic, m.SerializeToString(), **event_attributes(e, v, at)) for e, v, at, m in market.events]
+    futures += [pub.publish(topic, data, **attrs) for data, attrs in bad_events()]
+    for f in futures:
+        f.result(timeout=120)
+    return len(futures)
+
+
+def _start_workers(state: LocalState, settings: StackSettings, log_dir: Path) -> dict[str, tuple[Any, int]]:
+    workers = {}
+    for v in settings.serving.variants:
+        port = free_port()
+        log = open(log_dir / f"worker-{v.name}.log", "w")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--stack",
+                settings.stack,
+                "--variant",
+                v.name,
+                "--http-port",
+                str(port),
+                "--state-dir",
+                str(Path(state.dir).parent),
+            ],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        workers[v.name] = (proc, port)
+    deadline = time.monotonic() + 60
+    for name, (proc, port) in workers.items():
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {name} did not come up (log: {log_dir / f'worker-{name}.log'})")
+            time.sleep(0.2)
+    return workers
+
+
+def _stop_workers(workers: dict[str, tuple[Any, int]]) -> None:
+    for proc, _ in workers.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc, _ in workers.values():
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _sessions(market: Market, limit: int) -> list[Session]:
+    imp = market.impressions
+    last = imp.filter(pc.equal(imp.column("day"), market.config.days - 1))
+    ids = last.column("session_id").to_numpy()
+    viewers = last.column("viewer_id").to_pylist()
+    cands = last.column("candidate_id").to_pylist()
+    out: list[Session] = []
+    for sid in np.unique(ids)[:limit]:
+        rows = np.flatnonzero(ids == sid)
+        out.append(Session(viewers[rows[0]], tuple(cands[i] for i in rows)))
+    return out
+
+
+def _count(state: LocalState, subscription: str) -> int:
+    sub, n = clients.subscriber(state.pubsub_host), 0
+    try:
+        while True:
+            resp = sub.pull(subscription=subscription, max_messages=500, timeout=2)
+            if not resp.received_messages:
+                return n
+            n += len(resp.received_messages)
+            sub.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in resp.received_messages])
+    finally:
+        sub.close()
+
+
+def run_demo(
+    settings: StackSettings, state: LocalState, opts: DemoOptions, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    from app.commands.ingest import stream_until_idle, streaming_args
+    from pipelines.local_run import TrainingRequest, run_training
+
+    total, names, project = 6, Names.of(settings), settings.gcp.project
+    work = Path(state.dir) / "demo"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    summary: dict[str, Any] = {"stack": settings.stack, "top_k": TOP_K}
+    started = time.perf_counter()
+
+    with step(progress, 1, total, f"simulating a market of {opts.users} users over {opts.days} days"):
+        market = simulate(MarketConfig(users=opts.users, days=opts.days, seed=opts.seed))
+        summary["market"] = write_market(market, work / "market")["summary"]
+
+    with step(progress, 2, total, f"streaming {len(market.events)} feature events through the Beam ingest"):
+        published = _publish_events(state, settings, market)
+        os.environ["PUBSUB_EMULATOR_HOST"] = state.pubsub_host  # Beam's ReadFromPubSub reads only this
+        ingest = stream_until_idle(streaming_args(settings, state, ""), idle_exit=3.0)
+        summary["ingest"] = ingest.to_dict()
+        if ingest.accepted + ingest.rejected_total < published:
+            raise RuntimeError(f"the ingest saw {ingest.accepted + ingest.rejected_total} of {published} events")
+
+    registry = ModelRegistry(registry_dir(state))
+    with step(progress, 3, total, "training: primary model, then the B arm's (other parameters)"):
+        held_out = {"valid_days": max(1, opts.days // 5), "test_days": max(1, opts.days // 5), "min_oracle_ratio": 0.8}
+        base = {
+            "offline_uri": str(state.offline_dir),
+            "impressions_uri": str(work / "market/impressions.parquet"),
+            "registry_uri": str(registry.root),
+            "pipeline_root": str(work / "pipeline-root"),
+            "env": settings.env,
+        }
+        primary = run_training(
+            TrainingRequest(
+                **base,
+                worker_deployment=names.worker_deployment("primary"),
+                variant="primary",
+                arguments=held_out,
+            )
+        )
+        evaluation = max(
+            Path(base["pipeline_root"]).glob("*/evaluate-models/executor_output.json"), key=lambda p: p.stat().st_mtime
+        )
+        roc_meta = json.loads(evaluation.read_text())["artifacts"]["roc"]["artifacts"][0]["metadata"]
+        roc = {
+            "fpr": [p["falsePositiveRate"] for p in roc_meta["confidenceMetrics"]],
+            "tpr": [p["recall"] for p in roc_meta["confidenceMetrics"]],
+        }
+        b_arm = run_training(
+            TrainingRequest(
+                **base,
+                worker_deployment=names.worker_deployment("b"),
+                variant="b",
+                arguments={**held_out, "hyperparameters": json.dumps(B_ARM_PARAMS)},
+            )
+        )
+        metric = "model_ndcg_at_10"
+        ok, why = gate(registry.deployment("shadow"), metric, b_arm["metrics"][metric])
+        if ok and b_arm["approved"]:
+            registry.deploy("shadow", b_arm["model_id"], metric, b_arm["metrics"][metric])
+        summary["training"] = {
+            "primary": primary,
+            "b": b_arm,
+            "shadow": {"deployed": ok and b_arm["approved"], "reason": why},
+        }
+        missing = [v.name for v in settings.serving.variants if registry.deployment(v.name) is None]
+        if missing:
+            raise RuntimeError(f"no model could be deployed to {missing}: {primary['deploy_reason']}")
+
+    workers: dict[str, tuple[Any, int]] = {}
+    stop_sink = threading.Event()
+    try:
+        with step(progress, 4, total, "starting a worker per variant and the prediction sink"):
+            workers = _start_workers(state, settings, work)
+            from app.serving.sink import run_sink
+
+            sink_sub = clients.subscriber(state.pubsub_host)
+            sink = threading.Thread(
+                target=run_sink,
+                daemon=True,
+                args=(
+                    sink_sub,
+                    sink_sub.subscription_path(project, names.predictions_subscription),
+                    state.offline_dir,
+                    stop_sink,
+                ),
+            )
+            sink.start()
+
+        sessions = _sessions(market, opts.sessions)
+        with step(progress, 5, total, f"replaying {len(sessions)} sessions through the core-service client"):
+            pub = clients.publisher(state.pubsub_host, clients.LOW_LATENCY)
+            client = CoreServiceClient(
+                pub,
+                pub.topic_path(project, names.requests_topic),
+                result_store(settings, state),
+                list(settings.serving.variants),
+            )
+            outcomes, seconds = replay(client, sessions, market.population, opts.seed)
+    finally:
+        _stop_workers(workers)
+        stop_sink.set()
+
+    with step(progress, 6, total, "summary and report"):
+        latencies = [o.latency_ms for o in outcomes if o.latency_ms is not None]
+        summary["ab"] = {v.name: lift(outcomes, v.name) for v in settings.serving.variants if v.kind != "shadow"}
+        summary["serving"] = {
+            "sessions": len(outcomes),
+            "seconds": round(seconds, 1),
+            "requests_per_s": round(len(outcomes) / seconds, 1),
+            "fallback_rate": float(np.mean([o.fell_back for o in outcomes])) if outcomes else 0.0,
+            "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+            "latency_p99_ms": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
+        }
+        summary["dead_letters"] = {
+            "feature_events": ingest.rejected_total,
+            "requests": _count(state, f"projects/{project}/subscriptions/{names.requests_dead_letter_subscription}"),
+        }
+        summary["total_s"] = round(time.perf_counter() - started, 1)
+        report = opts.report or work / "report.html"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(render(summary, roc, latencies))
+        summary["report"] = str(report)
+    return summary
