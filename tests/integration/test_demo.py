@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from app.local.services import LocalState
+from app.settings import REPO_ROOT
 from tests.integration.conftest import rerank
 
 
@@ -50,3 +53,18 @@ def test_demo_runs_the_whole_loop_reports_and_stops_what_it_started(tmp_path: Pa
 def test_demo_refuses_bad_sizes(tmp_path: Path) -> None:
     out = rerank("demo", "--days", "3", state_dir=tmp_path)
     assert out.returncode == 2 and "--days must be between 6 and 60" in out.stderr
+
+
+def test_a_failed_step_exits_non_zero_with_its_reason(tmp_path: Path) -> None:
+    env = {**os.environ, "PUBSUB_EMULATOR_BIN": str(tmp_path / "missing-emulator")}
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "demo", "--state-dir", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith("rerank demo: Google's Pub/Sub emulator was not found")
+    assert LocalState.load(tmp_path / "s" / "local").services == {}
