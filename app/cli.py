@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from app.commands.base import RunFailed, UsageError
+from app.local.services import LocalServiceError
 from app.settings import DEFAULT_STACK, REPO_ROOT, StackConfigError
 
 
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, StackConfigError) as exc:
         print(f"rerank {args.command}: {exc}".replace("\n", "; "), file=sys.stderr)
         return 2
-    except RunFailed as exc:
+    except (RunFailed, LocalServiceError) as exc:
         print(f"rerank {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -3,32 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import random
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from app.commands.base import RunFailed, UsageError, emit
 from app.settings import load_stack
-
-
-def bad_events() -> list[tuple[bytes, dict[str, str]]]:
-    """One feature event of each kind the ingest must dead-letter."""
-    from app.featurestore.events import event_attributes
-    from app.featurestore.samples import EPOCH, profile_v1
-
-    good = profile_v1("demo-bad", random.Random(0), EPOCH - timedelta(days=5))
-    young = profile_v1("demo-young", random.Random(0), EPOCH - timedelta(days=5))
-    young.age = 15
-    attrs = event_attributes("user_profile", "v1", EPOCH)
-    return [
-        (b"\x08\x96", attrs),  # a truncated protobuf
-        (good.SerializeToString(), {**attrs, "entity": "user_photos"}),
-        (good.SerializeToString(), {**attrs, "version": "v3"}),
-        (good.SerializeToString(), {k: v for k, v in attrs.items() if k != "event_time"}),
-        (good.SerializeToString(), {**attrs, "event_time": "next tuesday"}),
-        (young.SerializeToString(), attrs),
-    ]
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:

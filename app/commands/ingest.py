@@ -9,18 +9,12 @@ from pathlib import Path
 
 from app.commands.base import RunFailed, UsageError, emit
 from app.featurestore.pipeline import IngestConfigError, IngestSummary, stack_args
-from app.local.services import LocalState, service_status
+from app.local.services import LocalState
+from app.local.session import running_state
 from app.naming import Names
 from app.settings import StackSettings, load_stack
 
 POLL_S = 0.5
-
-
-def running_state(stack: str, state_dir: Path) -> LocalState:
-    state, report = service_status(stack, state_dir)
-    if state is None or not all(s["healthy"] for s in report.values()):
-        raise RunFailed(f"the local services of stack {stack} are not running; start them with `rerank local up`")
-    return state
 
 
 def _text(summary: IngestSummary) -> str:

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from app.commands.base import UsageError, emit
-from app.commands.ingest import running_state
+from app.local.session import running_state
 from app.settings import load_stack
 
 

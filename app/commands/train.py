@@ -82,7 +82,7 @@ def _code_version() -> str:
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
-    from app.commands.ingest import running_state
+    from app.local.session import running_state
     from app.naming import Names
     from pipelines.local_run import TrainingFailed, TrainingRequest, run_training
 

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from app.demo.replay import TOP_K, Session, lift, replay
 from app.demo.report import render
 from app.featurestore.events import event_attributes
+from app.featurestore.samples import bad_events
 from app.local import clients
 from app.local.services import LocalState, free_port
 from app.market.simulate import Market, MarketConfig, simulate
@@ -68,8 +69,6 @@ def step(progress: Callable[[str], None], number: int, total: int, name: str) ->
 
 
 def _publish_events(state: LocalState, settings: StackSettings, market: Market) -> int:
-    from app.commands.demo import bad_events
-
     pub = clients.publisher(state.pubsub_host)
     topic = pub.topic_path(settings.gcp.project, Names.of(settings).feature_events_topic)
     futures = [pub.publish(topic, m.SerializeToString(), **event_attributes(e, v, at)) for e, v, at, m in market.events]

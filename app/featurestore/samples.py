@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 
+from app.featurestore.events import event_attributes
 from app.schemas.user.v1 import activity_pb2, profile_pb2
 from app.schemas.user.v2 import profile_pb2 as profile_v2_pb2
 
@@ -92,3 +93,19 @@ def sample_events(users: int, seed: int = 7, start: datetime = EPOCH) -> Iterato
         for day in (0, 1):
             when = at + timedelta(days=day)
             yield "user_activity", "v1", when, activity_v1(uid, rng, when - timedelta(hours=rng.randint(0, 48)))
+
+
+def bad_events() -> list[tuple[bytes, dict[str, str]]]:
+    """One feature event of each kind the ingest must dead-letter."""
+    good = profile_v1("demo-bad", random.Random(0), EPOCH - timedelta(days=5))
+    young = profile_v1("demo-young", random.Random(0), EPOCH - timedelta(days=5))
+    young.age = 15
+    attrs = event_attributes("user_profile", "v1", EPOCH)
+    return [
+        (b"\x08\x96", attrs),  # a truncated protobuf
+        (good.SerializeToString(), {**attrs, "entity": "user_photos"}),
+        (good.SerializeToString(), {**attrs, "version": "v3"}),
+        (good.SerializeToString(), {k: v for k, v in attrs.items() if k != "event_time"}),
+        (good.SerializeToString(), {**attrs, "event_time": "next tuesday"}),
+        (young.SerializeToString(), attrs),
+    ]

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app.local.apply import apply_topology
-from app.local.services import LocalState, start_services, stop_services
+from app.local.services import LocalServiceError, LocalState, service_status, start_services, stop_services
 from app.settings import StackSettings
 
 
@@ -21,3 +21,12 @@ def local_stack(settings: StackSettings, state_dir: Path, keep: bool = False) ->
     finally:
         if started and not keep:
             stop_services(settings.stack, state_dir)
+
+
+def running_state(stack: str, state_dir: Path) -> LocalState:
+    state, report = service_status(stack, state_dir)
+    if state is None or not all(s["healthy"] for s in report.values()):
+        raise LocalServiceError(
+            f"the local services of stack {stack} are not running; start them with `rerank local up`"
+        )
+    return state
