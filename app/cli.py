@@ -77,6 +77,12 @@ def _sink(args: argparse.Namespace) -> int:
     return serve.sink(args, state_dir(args))
 
 
+def _drift(args: argparse.Namespace) -> int:
+    from app.commands import drift
+
+    return drift.run(args, state_dir(args))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from app.commands import demo
 
@@ -162,6 +168,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--naive-scoring", action="store_true", help=argparse.SUPPRESS)  # the benchmark's baseline
 
     p = command("sink", _sink, "land prediction records in the offline store until SIGTERM")
+
+    p = command("drift", _drift, "check drift and ground truth; publish a retraining trigger when crossed")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("--market", required=True, help="folder with impressions.parquet (the outcomes)")
+    p.add_argument("--variant", default="primary", help="whose deployed model is checked")
 
     p = command("demo", _demo, "the main job: the whole loop on the local stack, with a report")
     p.add_argument("--users", type=int, default=1200)

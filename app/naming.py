@@ -78,6 +78,17 @@ class Names:
     def predictions_subscription(self) -> str:
         return f"{self.base}-predictions-sink"
 
+    @property
+    def training_triggers_topic(self) -> str:
+        return f"{self.base}-training-triggers"
+
+    @property
+    def training_triggers_subscription(self) -> str:
+        return f"{self.base}-training-triggers-function"
+
+    def schedule_job(self, schedule: str) -> str:
+        return f"{self.base}-train-{schedule}"
+
     def worker_deployment(self, variant: str) -> str:
         return f"{self.base}-worker-{variant}"
 

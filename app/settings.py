@@ -135,6 +135,45 @@ class ServingConfig(_Strict):
         return self
 
 
+class ScheduleConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,29}$")
+    every: Literal["daily", "weekly", "cron"]
+    cron: str | None = None  # with every: cron, five fields; daily and weekly run at 03:00 (Monday)
+    time_zone: str = "Etc/UTC"
+
+    @model_validator(mode="after")
+    def _cron_given_when_needed(self) -> ScheduleConfig:
+        if self.every == "cron" and (not self.cron or len(self.cron.split()) != 5):
+            raise ValueError(f"schedule {self.name!r}: every: cron needs a five-field cron, got {self.cron!r}")
+        if self.every != "cron" and self.cron:
+            raise ValueError(f"schedule {self.name!r}: cron is only for every: cron")
+        return self
+
+    @property
+    def cron_expression(self) -> str:
+        return {"daily": "0 3 * * *", "weekly": "0 3 * * 1"}.get(self.every) or str(self.cron)
+
+
+class DriftConfig(_Strict):
+    recent_days: int = Field(default=3, ge=1, le=90)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    calibration_gap_threshold: float = Field(default=0.05, gt=0)
+    auc_drop_threshold: float = Field(default=0.05, gt=0)
+
+
+class TrainingConfig(_Strict):
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
+    drift: DriftConfig = DriftConfig()
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique_schedules(cls, schedules: list[ScheduleConfig]) -> list[ScheduleConfig]:
+        names = [s.name for s in schedules]
+        if len(set(names)) != len(names):
+            raise ValueError(f"schedule names repeat: {names}")
+        return schedules
+
+
 class StackSettings(_Strict):
     stack: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")
     env: Literal["local", "dev", "prod", "ephemeral"]
@@ -143,6 +182,7 @@ class StackSettings(_Strict):
     aws: AwsConfig
     feature_store: FeatureStoreConfig
     serving: ServingConfig
+    training: TrainingConfig = TrainingConfig()
     labels: dict[str, str] = Field(default_factory=dict)
 
 

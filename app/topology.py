@@ -67,6 +67,7 @@ def build_topology(settings: StackSettings) -> Topology:
         TopicSpec(n.requests_topic, "re-rank requests from the core service (ids only; attribute arm)"),
         TopicSpec(n.requests_dead_letter_topic, "re-rank requests that exhausted their delivery attempts"),
         TopicSpec(n.predictions_topic, "prediction records from every variant"),
+        TopicSpec(n.training_triggers_topic, "retraining triggers (schedules and drift checks)"),
     ]
     subs = [
         SubscriptionSpec(
@@ -87,6 +88,12 @@ def build_topology(settings: StackSettings) -> Topology:
             n.requests_dead_letter_subscription,
             n.requests_dead_letter_topic,
             "keeps request dead letters for inspection and replay",
+            sv.ack_deadline_seconds,
+        ),
+        SubscriptionSpec(
+            n.training_triggers_subscription,
+            n.training_triggers_topic,
+            "the trigger function (locally: whoever runs it)",
             sv.ack_deadline_seconds,
         ),
         SubscriptionSpec(

@@ -115,9 +115,12 @@ def simulate(config: MarketConfig) -> Market:
         at = _at(start, max(pop.join_day[i], 0) - (1 if pop.join_day[i] == 0 else -0.01))
         events.append(("user_profile", "v1", at, _profile(pop, i, start)))
     update_day = np.where(rng.random(n) < config.photo_update_share, rng.integers(1, config.days, n), -1)
+    update_day = np.where(update_day <= pop.join_day, -1, update_day)  # nobody updates a profile before joining
 
+    # Rows are days from -WINDOW: a week of burn-in before day 0, so rolling 7-day counters are
+    # already in their steady state when impressions start (no warm-up drift in the data).
     daily = {
-        name: np.zeros((config.days, n), dtype=np.int32)
+        name: np.zeros((WINDOW + config.days, n), dtype=np.int32)
         for name in ("likes_sent", "likes_received", "matches", "messages_received", "replies_sent", "sessions")
     }
     last_active = np.full(n, np.nan)
@@ -139,13 +142,14 @@ def simulate(config: MarketConfig) -> Market:
         )
     }
     session_no = 0
-    for day in range(config.days):
-        for i in np.flatnonzero(update_day == day):  # new photos, emitted the morning they go up
+    for day in range(-WINDOW, config.days):
+        d, burn_in = day + WINDOW, day < 0
+        for i in np.flatnonzero(update_day == day) if not burn_in else ():  # new photos, emitted the morning they go up
             pop.attractiveness[i] += 0.6
             pop.photo_quality[i] = round(float(min(1.0, pop.photo_quality[i] + 0.25)), 3)
             pop.photo_count[i] += 2
             events.append(("user_profile", "v1", _at(start, day + 7 / 24), _profile(pop, i, start)))
-        joined = pop.join_day <= day
+        joined = pop.join_day <= max(day, 0)
         everyone = np.flatnonzero(joined)
         pools = _pools(pop, joined)
         viewers = everyone[rng.random(len(everyone)) < pop.activity[everyone]]
@@ -158,7 +162,7 @@ def simulate(config: MarketConfig) -> Market:
             pos.append(np.arange(len(cands)))
             sess.append(np.full(len(cands), session_no))
             when.append(np.full(len(cands), t))
-            session_no += 1
+            session_no += 0 if burn_in else 1
             last_active[v] = t
         if not v_idx:
             continue
@@ -167,35 +171,45 @@ def simulate(config: MarketConfig) -> Market:
         like_v = rng.random(len(v_all)) < p_vc
         like_c = rng.random(len(v_all)) < p_cv
         match = like_v & like_c
-        np.add.at(daily["likes_sent"][day], v_all, like_v)
-        np.add.at(daily["likes_received"][day], c_all, like_v)
-        np.add.at(daily["matches"][day], v_all, match)
-        np.add.at(daily["matches"][day], c_all, match)
-        daily["sessions"][day][viewers] += 1
-        msgs = rng.binomial(daily["matches"][day], 0.6)
-        daily["messages_received"][day] += msgs
-        daily["replies_sent"][day] += rng.binomial(msgs, pop.responsiveness)
+        np.add.at(daily["likes_sent"][d], v_all, like_v)
+        np.add.at(daily["likes_received"][d], c_all, like_v)
+        np.add.at(daily["matches"][d], v_all, match)
+        np.add.at(daily["matches"][d], c_all, match)
+        daily["sessions"][d][viewers] += 1
+        msgs = rng.binomial(daily["matches"][d], 0.6)
+        daily["messages_received"][d] += msgs
+        daily["replies_sent"][d] += rng.binomial(msgs, pop.responsiveness)
         for name, values in (
-            ("viewer_id", pop.user_id[v_all]),
-            ("candidate_id", pop.user_id[c_all]),
-            ("position", np.concatenate(pos)),
-            ("session_id", np.concatenate(sess)),
-            ("impression_time", np.concatenate(when)),
-            ("viewer_like", like_v),
-            ("candidate_like", like_c),
-            ("match", match),
-            ("p_viewer_likes", p_vc),
-            ("p_candidate_likes", p_cv),
-            ("p_match", p_vc * p_cv),
-            ("day", np.full(len(v_all), day)),
+            ()
+            if burn_in
+            else (
+                ("viewer_id", pop.user_id[v_all]),
+                ("candidate_id", pop.user_id[c_all]),
+                ("position", np.concatenate(pos)),
+                ("session_id", np.concatenate(sess)),
+                ("impression_time", np.concatenate(when)),
+                ("viewer_like", like_v),
+                ("candidate_like", like_c),
+                ("match", match),
+                ("p_viewer_likes", p_vc),
+                ("p_candidate_likes", p_cv),
+                ("p_match", p_vc * p_cv),
+                ("day", np.full(len(v_all), day)),
+            )
         ):
             columns[name].append(values)
-        # End of day: each user seen today (as viewer or candidate) gets a rolling snapshot.
-        lo = max(0, day - WINDOW + 1)
-        touched = np.union1d(viewers, np.flatnonzero(daily["likes_received"][day]))
+        # End of day: each user seen today (as viewer or candidate) gets a rolling snapshot; the
+        # burn-in emits one for everybody active in it, on its last day.
+        if burn_in and day < -1:
+            continue
+        lo = max(0, d - WINDOW + 1)
+        if day == -1:
+            touched = np.flatnonzero((daily["sessions"][:WINDOW].sum(0) + daily["likes_received"][:WINDOW].sum(0)) > 0)
+        else:
+            touched = np.union1d(viewers, np.flatnonzero(daily["likes_received"][d]))
         at = _at(start, day + 1 - 1 / 1440)
         for i in touched:
-            roll = {k: int(v[lo : day + 1, i].sum()) for k, v in daily.items()}
+            roll = {k: int(v[lo : d + 1, i].sum()) for k, v in daily.items()}
             msg = activity_pb2.UserActivity(
                 user_id=str(pop.user_id[i]),
                 likes_sent_7d=roll["likes_sent"],

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow.compute as pc
@@ -52,11 +52,29 @@ def test_activity_snapshots_come_after_the_day_they_summarise(market) -> None:  
     imp = market.impressions
     first_session = pc.min(imp.column("impression_time")).as_py()
     activity = [at for entity, _, at, _ in market.events if entity == "user_activity"]
-    assert min(activity) > first_session
+    burn_in = [at for at in activity if at < first_session]
+    # The week of burn-in before day 0 ends with one snapshot per active user, just before the start.
+    assert burn_in and set(burn_in) == {market.config.start - timedelta(minutes=1)}
+    assert min(at for at in activity if at not in burn_in) > first_session
 
 
-def test_drift_cohort_joins_on_its_day() -> None:
+def test_rolling_counters_are_steady_from_the_first_day(market) -> None:  # type: ignore[no-untyped-def]
+    first, last = {}, {}
+    for entity, _, at, msg in market.events:
+        if entity == "user_activity":
+            day = (at - market.config.start).days
+            (first if day <= 0 else last if day >= market.config.days - 2 else {}).setdefault(msg.user_id, msg)
+    mean = lambda d: np.mean([m.sessions_7d for m in d.values()])  # noqa: E731
+    assert abs(mean(first) - mean(last)) / mean(last) < 0.25, "no warm-up: day 0 already has a week of history"
+
+
+def test_drift_cohort_joins_on_its_day(registry: Registry) -> None:
     m = simulate(MarketConfig(users=400, days=8, seed=5, drift_day=4, drift_share=0.25))
+    for entity, version, at, msg in m.events:
+        row = process_event(
+            from_pubsub(msg.SerializeToString(), event_attributes(entity, version, at), "m"), registry, NOW
+        )
+        assert isinstance(row, FeatureRow), row
     cohort = set(m.population.user_id[m.population.cohort == 1])
     assert len(cohort) == 100
     imp = m.impressions

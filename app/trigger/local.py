@@ -1,0 +1,54 @@
+"""The trigger function's local runner: payload parameters -> the training pipeline on kfp.local."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from app.local.services import LocalState
+from app.naming import Names
+from app.serving.runtime import registry_dir
+from app.settings import StackSettings
+from app.trigger.payload import TriggerPayload
+from app.trigger.submit import LocalSubmitter
+
+
+def local_parameters(
+    settings: StackSettings, state: LocalState, impressions_uri: str, variant: str = "primary", **extra: Any
+) -> dict[str, Any]:
+    """The pipeline parameters a local stack's trigger carries (the cloud's come from the stack outputs)."""
+    return {
+        "offline_uri": str(state.offline_dir),
+        "impressions_uri": impressions_uri,
+        "registry_uri": str(registry_dir(state)),
+        "env": settings.env,
+        "variant": variant,
+        "worker_deployment": Names.of(settings).worker_deployment(variant),
+        **extra,
+    }
+
+
+def local_submitter(state: LocalState) -> LocalSubmitter:
+    from pipelines.local_run import TrainingRequest, run_training
+
+    def run(p: TriggerPayload) -> dict[str, Any]:
+        params = dict(p.parameters)
+        fixed = {
+            k: params.pop(k)
+            for k in ("offline_uri", "impressions_uri", "registry_uri", "env", "worker_deployment", "variant")
+        }
+        root = Path(state.dir) / "pipeline-root"
+        return run_training(TrainingRequest(**fixed, pipeline_root=str(root), arguments=params))
+
+    return LocalSubmitter(run)
+
+
+def template_uri() -> str:
+    from pipelines.training import BUILD_DIR, PIPELINE_NAME
+
+    return str(BUILD_DIR / f"{PIPELINE_NAME}.yaml")
+
+
+def encode(payload: TriggerPayload) -> bytes:
+    return json.dumps(payload.model_dump(exclude_none=True), default=str).encode()

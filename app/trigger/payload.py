@@ -1,0 +1,71 @@
+"""The trigger payload: what a schedule or a drift check asks the trigger function to submit.
+
+Pub/Sub message data (JSON) or HTTP body::
+
+    {"trigger_id": "drift-2026-03-12", "reason": "feature_drift: ...", "stack": "dev",
+     "schedule": "nightly",                       # optional: which schedule fired
+     "template_uri": "gs://bucket/pipelines/rerank-training.yaml",  # or "pipeline_spec": {...}
+     "parameters": {"offline_uri": "bq://p.d", ...}, "figures": {...}}   # figures: optional evidence
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class PayloadError(ValueError):
+    """A payload that cannot be submitted: the HTTP entry answers 400 with this message."""
+
+
+class TriggerPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trigger_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    reason: str = Field(min_length=1, max_length=500)
+    stack: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")
+    schedule: str | None = None
+    template_uri: str | None = None
+    pipeline_spec: dict[str, Any] | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    figures: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_pipeline(self) -> TriggerPayload:
+        if (self.template_uri is None) == (self.pipeline_spec is None):
+            raise ValueError("give exactly one of template_uri (a gs:// or local path) and pipeline_spec (inline)")
+        return self
+
+    def labels(self) -> dict[str, str]:
+        """Vertex labels: lowercase, at most 63 characters, [a-z0-9_-]."""
+
+        def clean(text: str) -> str:
+            return "".join(c if c.isalnum() or c in "-_" else "-" for c in text.lower())[:63]
+
+        return {
+            "reason": clean(self.reason.split(":", 1)[0]),
+            "stack": clean(self.stack),
+            "schedule": clean(self.schedule or "none"),
+            "trigger": clean(self.trigger_id),
+        }
+
+
+def parse_payload(doc: Any) -> TriggerPayload:
+    if not isinstance(doc, dict):
+        raise PayloadError("the payload must be a JSON object")
+    try:
+        return TriggerPayload.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        raise PayloadError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def decode_pubsub_data(data_b64: str | bytes) -> Any:
+    try:
+        return json.loads(base64.b64decode(data_b64))
+    except (ValueError, TypeError) as exc:
+        raise PayloadError(f"the message data is not base64 JSON: {exc}") from None
