@@ -39,7 +39,9 @@ def local_stack(state_dir: Path, settings: StackSettings) -> Iterator[LocalState
     stop_services(settings.stack, state_dir)
 
 
-def rerank(*args: str, state_dir: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def rerank(
+    *args: str, state_dir: Path, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `rerank` command line against the tests' state folder."""
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args, "--state-dir", str(state_dir)],
@@ -47,6 +49,7 @@ def rerank(*args: str, state_dir: Path, timeout: float = 180) -> subprocess.Comp
         text=True,
         cwd=REPO_ROOT,
         timeout=timeout,
+        env=env,
     )
 
 

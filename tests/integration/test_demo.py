@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from app.local.services import LocalState
-from app.settings import REPO_ROOT
 from tests.integration.conftest import rerank
 
 
@@ -57,14 +55,7 @@ def test_demo_refuses_bad_sizes(tmp_path: Path) -> None:
 
 def test_a_failed_step_exits_non_zero_with_its_reason(tmp_path: Path) -> None:
     env = {**os.environ, "PUBSUB_EMULATOR_BIN": str(tmp_path / "missing-emulator")}
-    out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "demo", "--state-dir", str(tmp_path / "s")],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=120,
-    )
+    out = rerank("demo", state_dir=tmp_path / "s", timeout=120, env=env)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith("rerank demo: Google's Pub/Sub emulator was not found")
     assert LocalState.load(tmp_path / "s" / "local").services == {}

@@ -3,14 +3,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from app.local.services import INSTALL_EMULATOR, LocalServiceError, alive, emulator_command
-from app.settings import REPO_ROOT
 from tests.integration.conftest import rerank
 
 
@@ -69,14 +66,7 @@ def test_missing_emulator_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch
 
 def test_missing_emulator_through_the_cli_starts_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "PUBSUB_EMULATOR_BIN": str(tmp_path / "missing")}
-    out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "local", "up", "--state-dir", str(tmp_path / "s")],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=120,
-    )
+    out = rerank("local", "up", state_dir=tmp_path / "s", timeout=120, env=env)
     assert out.returncode == 1
     assert out.stderr.startswith("rerank local: Google's Pub/Sub emulator was not found.")
     state = json.loads((tmp_path / "s/local/state.json").read_text())
