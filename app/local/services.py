@@ -201,6 +201,9 @@ def _stop(service: Service, timeout: float = 10.0) -> None:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # As the servers themselves do: connections of a killed server lingering in TIME_WAIT
+        # must not make its port look taken.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
