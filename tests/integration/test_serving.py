@@ -223,7 +223,6 @@ def test_a_worker_killed_mid_batch_loses_no_request(served: ServedMarket) -> Non
         wait_until(lambda: any(store.get(r.user_id, r.surface) for r in reqs), timeout=60, what="a first result")
         proc.kill()  # SIGKILL: no drain, leases simply expire
         proc.wait(timeout=10)
-        done_before = sum(store.get(r.user_id, r.surface) is not None for r in reqs)
         with running_worker(served, "primary"):
             wait_until(
                 lambda: all(store.get(r.user_id, r.surface) is not None for r in reqs),
@@ -233,7 +232,6 @@ def test_a_worker_killed_mid_batch_loses_no_request(served: ServedMarket) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert done_before <= len(reqs)
 
 
 def test_sigterm_drains_and_exits_within_10_seconds(served: ServedMarket) -> None:
