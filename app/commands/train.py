@@ -36,14 +36,14 @@ def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
     """Refuse bad parameters before anything runs (the components check them again)."""
     from app.featurestore.registry import default_registry
     from app.ranking.features import UnknownFeatureError, check_features
-    from app.ranking.model import _split_params
+    from app.ranking.model import split_params
 
     for flag, text in (
         ("--hyperparameters", args.hyperparameters),
         ("--baseline-hyperparameters", args.baseline_hyperparameters),
     ):
         try:
-            _split_params(_json_object(text, flag))
+            split_params(_json_object(text, flag))
         except ValueError as exc:
             raise UsageError(f"{flag}: {exc}") from None
     features = [f.strip() for f in args.features.split(",") if f.strip()]

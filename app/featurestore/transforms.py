@@ -37,11 +37,13 @@ class EntityTransforms:
     checks: tuple[Check, ...] = ()
 
 
-_GENDER_BITS = {1: 1, 2: 2, 3: 4}
+# seeking_mask bit of each Gender code (0 unspecified, 1 woman, 2 man, 3 nonbinary); the market and the
+# pair features use the same table.
+GENDER_BITS = (0, 1, 2, 4)
 
 
 def _mask(genders: Iterable[int]) -> float:
-    return float(sum(_GENDER_BITS.get(g, 0) for g in set(genders)))
+    return float(sum(GENDER_BITS[g] for g in set(genders) if 0 <= g < len(GENDER_BITS)))
 
 
 def _days_between(earlier: datetime, later: datetime) -> float:

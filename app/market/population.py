@@ -11,7 +11,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-GENDER_BITS = np.array([0, 1, 2, 4])  # index by gender code 1 woman, 2 man, 3 nonbinary
+from app.featurestore.transforms import GENDER_BITS as SEEKING_BITS
+
+GENDER_BITS = np.array(SEEKING_BITS)  # index by gender code 1 woman, 2 man, 3 nonbinary
 CITIES = np.array([[52.52, 13.40], [48.14, 11.58], [53.55, 9.99], [50.94, 6.96], [50.11, 8.68]])
 
 
@@ -47,7 +49,7 @@ class Population:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
@@ -73,11 +75,11 @@ def draw_population(
     pref_dist = np.where(cohort == 1, 5.0, rng.choice([5.0, 10.0, 25.0, 50.0, 100.0], size=n))
     attract = rng.normal(0, 1, n)
     conscientious = rng.normal(0, 1, n)
-    photo_quality = _sigmoid(0.9 * attract + rng.normal(0, 0.6, n)).round(3)
+    photo_quality = sigmoid(0.9 * attract + rng.normal(0, 0.6, n)).round(3)
     photo_count = (1 + rng.poisson(np.exp(1.0 + 0.25 * attract + 0.2 * conscientious))).clip(1, 20)
     bio = (rng.gamma(1.5, 80, n) * np.exp(0.4 * conscientious)).clip(0, 4999).astype(int)
-    completeness = _sigmoid(conscientious + rng.normal(0, 0.5, n)).round(2)
-    activity = _sigmoid(rng.normal(-0.4, 1.0, n))
+    completeness = sigmoid(conscientious + rng.normal(0, 0.5, n)).round(2)
+    activity = sigmoid(rng.normal(-0.4, 1.0, n))
     responsiveness = rng.beta(2.0, 2.0, n)
     join_day = np.where(cohort == 1, drift_day or 0, 0)
     signup = np.where(cohort == 1, join_day, -rng.integers(1, 700, n))

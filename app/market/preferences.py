@@ -12,11 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.geo import haversine_km
-from app.market.population import GENDER_BITS, Population
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+from app.market.population import GENDER_BITS, Population, sigmoid
 
 
 def like_probability(pop: Population, v: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -41,7 +37,7 @@ def like_probability(pop: Population, v: np.ndarray, c: np.ndarray) -> np.ndarra
         + 2.0 * (pop.profile_completeness[c] - 0.5)
     )
     logit = np.where(pop.cohort[v] == 1, drifted, original)
-    return np.where(sought, _sigmoid(logit), 0.02 * _sigmoid(logit))
+    return np.where(sought, sigmoid(logit), 0.02 * sigmoid(logit))
 
 
 def match_probability(pop: Population, v: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,12 +13,13 @@ import numpy as np
 
 from app.featurestore.pit import FeatureView
 from app.featurestore.registry import Registry
+from app.featurestore.transforms import GENDER_BITS
 from app.geo import haversine_km
 
 SIDES = ("viewer", "candidate")
 PROFILE = ("user_profile", "v1")
 ACTIVITY = ("user_activity", "v1")
-_GENDER_BITS = np.array([0.0, 1.0, 2.0, 4.0])
+_GENDER_BITS = np.array(GENDER_BITS, dtype=np.float64)
 PAIR_FEATURES = (
     "pair_distance_km",
     "pair_age_gap",

@@ -24,7 +24,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 _TRAIN_KEYS = {"num_boost_round", "early_stopping_rounds"}
 
 
-def _split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], int, int]:
+def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], int, int]:
     unknown = sorted(set(params) - set(DEFAULT_PARAMS))
     if unknown:
         raise ValueError(f"unknown hyper-parameter(s) {unknown}; known: {sorted(DEFAULT_PARAMS)}")
@@ -41,7 +41,7 @@ def group_sizes(groups: np.ndarray) -> np.ndarray:
 
 
 def _fit(objective: dict[str, Any], train: lgb.Dataset, valid: lgb.Dataset, params: Mapping[str, Any]) -> lgb.Booster:
-    booster_params, rounds, patience = _split_params(params)
+    booster_params, rounds, patience = split_params(params)
     return lgb.train(
         {**booster_params, **objective, "verbosity": -1, "num_threads": 0, "seed": 7, "deterministic": True},
         train,

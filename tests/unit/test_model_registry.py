@@ -7,7 +7,7 @@ import pytest
 
 from app.ranking.evaluation import approved
 from app.ranking.manifest import worker_deployment_patch
-from app.ranking.model import _split_params
+from app.ranking.model import split_params
 from app.ranking.registry import ModelRegistry, RegistryError, gate
 
 
@@ -62,7 +62,7 @@ def test_approval_needs_the_baseline_beaten_and_the_oracle_near() -> None:
 
 def test_unknown_hyperparameters_are_named() -> None:
     with pytest.raises(ValueError, match=r"unknown hyper-parameter\(s\) \['num_trees'\]"):
-        _split_params({"num_trees": 5})
+        split_params({"num_trees": 5})
 
 
 def test_worker_manifest_patch_names_the_model() -> None:
