@@ -72,7 +72,7 @@ def _publish_events(state: LocalState, settings: StackSettings, market: Market) 
     pub = clients.publisher(state.pubsub_host)
     topic = pub.topic_path(settings.gcp.project, Names.of(settings).feature_events_topic)
     futures = [pub.publish(topic, m.SerializeToString(), **event_attributes(e, v, at)) for e, v, at, m in market.events]
-    futures += [pub.publish(topic, data, **attrs) for data, attrs in bad_events()]
+    futures += [pub.publish(topic, data, **attrs) for data, attrs in bad_events().values()]
     for f in futures:
         f.result(timeout=120)
     return len(futures)
@@ -139,19 +139,6 @@ def _sessions(market: Market, limit: int) -> list[Session]:
         rows = np.flatnonzero(ids == sid)
         out.append(Session(viewers[rows[0]], tuple(cands[i] for i in rows)))
     return out
-
-
-def _count(state: LocalState, subscription: str) -> int:
-    sub, n = clients.subscriber(state.pubsub_host), 0
-    try:
-        while True:
-            resp = sub.pull(subscription=subscription, max_messages=500, timeout=2)
-            if not resp.received_messages:
-                return n
-            n += len(resp.received_messages)
-            sub.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in resp.received_messages])
-    finally:
-        sub.close()
 
 
 def run_demo(
@@ -273,7 +260,9 @@ def run_demo(
         }
         summary["dead_letters"] = {
             "feature_events": ingest.rejected_total,
-            "requests": _count(state, f"projects/{project}/subscriptions/{names.requests_dead_letter_subscription}"),
+            "requests": clients.drain(
+                state.pubsub_host, f"projects/{project}/subscriptions/{names.requests_dead_letter_subscription}"
+            ),
         }
         summary["total_s"] = round(time.perf_counter() - started, 1)
         report = opts.report or work / "report.html"

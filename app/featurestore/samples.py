@@ -95,17 +95,22 @@ def sample_events(users: int, seed: int = 7, start: datetime = EPOCH) -> Iterato
             yield "user_activity", "v1", when, activity_v1(uid, rng, when - timedelta(hours=rng.randint(0, 48)))
 
 
-def bad_events() -> list[tuple[bytes, dict[str, str]]]:
-    """One feature event of each kind the ingest must dead-letter."""
-    good = profile_v1("demo-bad", random.Random(0), EPOCH - timedelta(days=5))
-    young = profile_v1("demo-young", random.Random(0), EPOCH - timedelta(days=5))
-    young.age = 15
+def underage_profile(user_id: str) -> profile_pb2.UserProfile:
+    """A v1 profile that breaks the schema (age 12, below the minimum 18)."""
+    msg = profile_v1(user_id, random.Random(0), EPOCH - timedelta(days=3))
+    msg.age = 12
+    return msg
+
+
+def bad_events(prefix: str = "demo-") -> dict[str, tuple[bytes, dict[str, str]]]:
+    """Reason -> (data, attributes) of one Pub/Sub feature event the ingest must dead-letter for it."""
+    payload = profile_v1(f"{prefix}x", random.Random(0), EPOCH).SerializeToString()
     attrs = event_attributes("user_profile", "v1", EPOCH)
-    return [
-        (b"\x08\x96", attrs),  # a truncated protobuf
-        (good.SerializeToString(), {**attrs, "entity": "user_photos"}),
-        (good.SerializeToString(), {**attrs, "version": "v3"}),
-        (good.SerializeToString(), {k: v for k, v in attrs.items() if k != "event_time"}),
-        (good.SerializeToString(), {**attrs, "event_time": "next tuesday"}),
-        (young.SerializeToString(), attrs),
-    ]
+    return {
+        "undecodable": (b"\xff\xfe\xfd", attrs),
+        "unknown_entity": (payload, {**attrs, "entity": "user_photos"}),
+        "unknown_version": (payload, {**attrs, "version": "v9"}),
+        "missing_event_time": (payload, {k: v for k, v in attrs.items() if k != "event_time"}),
+        "bad_event_time": (payload, {**attrs, "event_time": "soon"}),
+        "schema_violation": (underage_profile(f"{prefix}bad").SerializeToString(), attrs),
+    }

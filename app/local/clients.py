@@ -40,6 +40,20 @@ def subscriber(host: str) -> pubsub_v1.SubscriberClient:
     return pubsub_v1.SubscriberClient(transport=transport, client_options=ClientOptions(api_endpoint=host))
 
 
+def drain(host: str, subscription: str) -> int:
+    """Pull and ack everything waiting on ``subscription``; returns how many messages there were."""
+    sub, n = subscriber(host), 0
+    try:
+        while True:
+            resp = sub.pull(subscription=subscription, max_messages=500, timeout=2)
+            if not resp.received_messages:
+                return n
+            n += len(resp.received_messages)
+            sub.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in resp.received_messages])
+    finally:
+        sub.close()
+
+
 def dynamodb(endpoint_url: str, region: str) -> Any:
     return boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region, **_FAKE_AWS)
 

@@ -14,12 +14,13 @@ from app.featurestore.offline import ParquetOfflineStore
 from app.featurestore.online import online_store
 from app.featurestore.pipeline import run_streaming, stack_args, stop_streaming
 from app.featurestore.registry import Registry
+from app.featurestore.samples import bad_events
 from app.local import clients
 from app.local.services import LocalState
 from app.naming import Names
 from app.settings import StackSettings
 from tests.integration.conftest import Channel, pull_all, rerank, wait_until
-from tests.integration.ingest_inputs import AT, bad_pubsub_messages, good_events
+from tests.integration.ingest_inputs import AT, good_events
 
 
 def offline_ids(root: Path, registry: Registry, entity: str, version: str) -> list[str]:
@@ -38,7 +39,7 @@ def test_stream_lands_in_both_stores_and_dead_letters_each_bad_kind(
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", local_stack.pubsub_host)
     pub = clients.publisher(local_stack.pubsub_host)
     good = good_events(8, "str-")
-    bad = bad_pubsub_messages("str-")
+    bad = bad_events("str-")
     # One user's profile updated twice, the newer event published first (out of order).
     newer, older = good[0][3].__deepcopy__(), good[0][3].__deepcopy__()
     newer.age, older.age = 33, 32
@@ -110,7 +111,7 @@ def test_cli_streams_from_the_stacks_subscription_until_idle(
     topic = pub.topic_path(settings.gcp.project, names.feature_events_topic)
     good = good_events(5, "cli-")
     futures = [pub.publish(topic, m.SerializeToString(), **event_attributes(e, v, at)) for e, v, at, m in good]
-    data, attrs = bad_pubsub_messages("cli-")["unknown_entity"]
+    data, attrs = bad_events("cli-")["unknown_entity"]
     futures.append(pub.publish(topic, data, **attrs))
     for f in futures:
         f.result(timeout=30)

@@ -26,7 +26,7 @@ from app.serving.runtime import registry_dir, result_store
 from app.serving.scoring import Scorer
 from app.settings import REPO_ROOT, StackSettings
 from tests.integration.conftest import pull_all, wait_until
-from tests.integration.serving_world import ServedMarket, drain, prepare_served_market, running_worker
+from tests.integration.serving_world import ServedMarket, prepare_served_market, running_worker
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def served(world: ServedMarket) -> ServedMarket:
         names.requests_dead_letter_subscription,
         names.predictions_subscription,
     ]:
-        drain(world.state, f"projects/{project}/subscriptions/{sub}")
+        clients.drain(world.state.pubsub_host, f"projects/{project}/subscriptions/{sub}")
     world.load_online()
     return world
 
