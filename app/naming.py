@@ -95,3 +95,78 @@ class Names:
     @property
     def results_table(self) -> str:
         return f"{self.base}-rerank-results"
+
+    # Cloud-only resources (infra/). GCP service account ids are at most 30 characters, which is
+    # why app.settings.cloud_problems limits ``<prefix>-<stack>`` to CLOUD_BASE_MAX characters.
+    def service_account_id(self, role: str) -> str:
+        if role not in SERVICE_ACCOUNT_ROLES:
+            raise ValueError(f"unknown service account role {role!r} (roles: {', '.join(SERVICE_ACCOUNT_ROLES)})")
+        return f"{self.base}-{role}"
+
+    @property
+    def network(self) -> str:
+        return f"{self.base}-vpc"
+
+    @property
+    def subnet(self) -> str:
+        return f"{self.base}-nodes"
+
+    @property
+    def redis_instance(self) -> str:
+        return f"{self.base}-online"
+
+    @property
+    def cluster(self) -> str:
+        return f"{self.base}-serving"
+
+    @property
+    def worker_pool(self) -> str:
+        return f"{self.base}-workers"
+
+    @property
+    def k8s_namespace(self) -> str:
+        return "rerank"
+
+    def worker_k8s_account(self, variant: str) -> str:
+        return f"worker-{variant}"
+
+    def pipeline_bucket(self, project: str) -> str:
+        return f"{project}-{self.base}-pipelines"
+
+    def dataflow_bucket(self, project: str) -> str:
+        return f"{project}-{self.base}-dataflow"
+
+    @property
+    def image_repository(self) -> str:
+        return f"{self.base}-images"
+
+    def image(self, region: str, project: str, name: str, tag: str) -> str:
+        return f"{region}-docker.pkg.dev/{project}/{self.image_repository}/{name}:{tag}"
+
+    @property
+    def ingest_job(self) -> str:
+        return f"{self.base}-feature-ingest"
+
+    @property
+    def trigger_function(self) -> str:
+        return f"{self.base}-training-trigger"
+
+    @property
+    def predictions_table(self) -> str:
+        return "predictions"
+
+    @property
+    def identity_pool(self) -> str:
+        return f"{self.base}-aws"
+
+    @property
+    def results_writer_role(self) -> str:
+        return f"{self.base}-results-writer"
+
+    @property
+    def results_reader_policy(self) -> str:
+        return f"{self.base}-results-reader"
+
+
+SERVICE_ACCOUNT_ROLES = ("ingest", "pipeline", "trigger", "nodes", "worker", "keda")
+CLOUD_BASE_MAX = 30 - 1 - max(len(r) for r in SERVICE_ACCOUNT_ROLES)

@@ -22,6 +22,11 @@ DEFAULT_STACK = "local"
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 _VERSION = r"^v[1-9][0-9]*$"
+_CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"
+_LABEL_KEY = r"^[a-z][a-z0-9_-]{0,62}$"
+_LABEL_VALUE = r"^[a-z0-9_-]{0,63}$"
+EPHEMERAL_STACK = re.compile(r"^pr-[0-9]{1,6}$")
+EPHEMERAL_BASE = "dev"
 
 
 class StackConfigError(ValueError):
@@ -44,6 +49,32 @@ class GcpConfig(_Strict):
 
 class AwsConfig(_Strict):
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+
+
+class NetworkConfig(_Strict):
+    """The VPC the cloud stack creates: nodes, pods and services ranges, the GKE control plane's
+    range (private nodes) and who may reach the control plane."""
+
+    subnet_cidr: str = Field(default="10.10.0.0/20", pattern=_CIDR)
+    pods_cidr: str = Field(default="10.20.0.0/16", pattern=_CIDR)
+    services_cidr: str = Field(default="10.30.0.0/20", pattern=_CIDR)
+    master_cidr: str = Field(default="172.16.0.0/28", pattern=r"^[0-9.]+/28$")
+    master_authorized_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("master_authorized_networks")
+    @classmethod
+    def _cidrs(cls, cidrs: list[str]) -> list[str]:
+        bad = [c for c in cidrs if not re.match(_CIDR, c)]
+        if bad:
+            raise ValueError(f"not CIDR ranges: {bad}")
+        if "0.0.0.0/0" in cidrs:
+            raise ValueError("0.0.0.0/0 would open the control plane to the internet")
+        return cidrs
+
+
+class DataflowConfig(_Strict):
+    machine_type: str = "n2-standard-2"
+    max_workers: int = Field(default=3, ge=1, le=1000)
 
 
 class RedisConfig(_Strict):
@@ -88,6 +119,7 @@ class FeatureStoreConfig(_Strict):
     message_retention_days: int = Field(default=1, ge=1, le=7)
     offline_partition_expiration_days: int | None = Field(default=None, gt=0)
     redis: RedisConfig = RedisConfig()
+    dataflow: DataflowConfig = DataflowConfig()
 
     @field_validator("entities")
     @classmethod
@@ -111,8 +143,41 @@ class VariantConfig(_Strict):
     traffic_share: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
+class NodePoolConfig(_Strict):
+    """The workers' GKE node pool: spot (or preemptible) VMs, autoscaled between the bounds."""
+
+    machine_type: str = "e2-standard-4"
+    min_nodes: int = Field(default=0, ge=0, le=1000)
+    max_nodes: int = Field(default=5, ge=1, le=1000)
+    provisioning: Literal["spot", "preemptible"] = "spot"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> NodePoolConfig:
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(f"min_nodes {self.min_nodes} is above max_nodes {self.max_nodes}")
+        return self
+
+
+class WorkerConfig(_Strict):
+    """Worker pods per variant, scaled on the variant subscription's backlog."""
+
+    min_replicas: int = Field(default=1, ge=0, le=500)
+    max_replicas: int = Field(default=10, ge=1, le=500)
+    backlog_per_replica: int = Field(default=200, ge=1)
+    cpu: str = Field(default="500m", pattern=r"^[0-9]+(m|\.[0-9]+)?$")
+    memory: str = Field(default="1Gi", pattern=r"^[0-9]+(Mi|Gi)$")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WorkerConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
+        return self
+
+
 class ServingConfig(_Strict):
     variants: list[VariantConfig] = Field(min_length=1)
+    node_pool: NodePoolConfig = NodePoolConfig()
+    worker: WorkerConfig = WorkerConfig()
     result_ttl_hours: int = Field(default=24, gt=0)
     max_delivery_attempts: int = Field(default=5, ge=5, le=100)
     ack_deadline_seconds: int = Field(default=30, ge=10, le=600)
@@ -174,6 +239,29 @@ class TrainingConfig(_Strict):
         return schedules
 
 
+class CrossCloudConfig(_Strict):
+    """The AWS side: the core service's account and role (it publishes requests through a GCP
+    workload identity pool and reads results from the DynamoDB table)."""
+
+    aws_account_id: str = Field(pattern=r"^[0-9]{12}$")
+    core_service_role: str = Field(pattern=r"^[A-Za-z0-9+=,.@_-]{1,64}$")
+
+
+class MonitoringConfig(_Strict):
+    notification_emails: list[str] = Field(default_factory=list)
+    oldest_unacked_age_seconds: int = Field(default=300, ge=10)
+    backlog_messages: int = Field(default=10_000, ge=1)
+    dataflow_lag_seconds: int = Field(default=300, ge=10)
+
+    @field_validator("notification_emails")
+    @classmethod
+    def _emails(cls, emails: list[str]) -> list[str]:
+        bad = [e for e in emails if not re.match(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", e)]
+        if bad:
+            raise ValueError(f"not e-mail addresses: {bad}")
+        return emails
+
+
 class StackSettings(_Strict):
     stack: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")
     env: Literal["local", "dev", "prod", "ephemeral"]
@@ -184,6 +272,59 @@ class StackSettings(_Strict):
     serving: ServingConfig
     training: TrainingConfig = TrainingConfig()
     labels: dict[str, str] = Field(default_factory=dict)
+    # Cloud stacks only (dev, prod, ephemeral): what the Pulumi program needs beyond the topology.
+    image_tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    network: NetworkConfig = NetworkConfig()
+    cross_cloud: CrossCloudConfig | None = None
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        # The rules GCP labels and AWS tags both accept.
+        bad = [f"{k}={v}" for k, v in labels.items() if not (re.match(_LABEL_KEY, k) and re.match(_LABEL_VALUE, v))]
+        if bad:
+            raise ValueError(f"labels need lowercase keys and values of [a-z0-9_-] (keys start with a letter): {bad}")
+        return labels
+
+    @property
+    def protected(self) -> bool:
+        """Deletion protection, retain-on-delete and longer retention: prod only."""
+        return self.env == "prod"
+
+    def label_set(self) -> dict[str, str]:
+        """Labels every cloud resource carries (the policy pack requires them)."""
+        return {**self.labels, "app": "rerank-platform", "stack": self.stack, "env": self.env}
+
+
+def cloud_problems(s: StackSettings) -> list[str]:
+    """What a cloud stack (dev, prod, ephemeral) needs beyond a valid local one; one line each."""
+    if s.env == "local":
+        return []
+    from app.naming import CLOUD_BASE_MAX
+
+    problems = []
+    base = f"{s.name_prefix}-{s.stack}"
+    if len(base) > CLOUD_BASE_MAX:
+        problems.append(
+            f"name_prefix: '{base}' (name_prefix-stack) is {len(base)} characters; cloud names allow "
+            f"{CLOUD_BASE_MAX} (GCP service account ids are at most 30)"
+        )
+    if s.image_tag is None:
+        problems.append("image_tag: missing; a cloud stack runs the images of this tag (ingest, worker, training)")
+    if s.cross_cloud is None:
+        problems.append("cross_cloud: missing; a cloud stack needs aws_account_id and core_service_role")
+    if s.serving.pull_mode != "streaming":
+        problems.append("serving.pull_mode: unary pulls are a local workaround; cloud stacks use streaming")
+    if s.env == "prod":
+        redis = s.feature_store.redis
+        if redis.tier != "STANDARD_HA":
+            problems.append("feature_store.redis.tier: prod needs STANDARD_HA (a replica and automatic failover)")
+        if not (redis.auth_enabled and redis.transit_encryption):
+            problems.append("feature_store.redis: prod needs auth_enabled and transit_encryption")
+        if not s.monitoring.notification_emails:
+            problems.append("monitoring.notification_emails: prod alerts need someone to notify")
+    return [f"{PROJECT}:{p}" for p in problems]
 
 
 def _describe_error(err: dict[str, Any]) -> str:
@@ -217,9 +358,41 @@ def settings_from_mapping(config: dict[str, Any], stack: str, source: str) -> St
     except ValidationError as exc:
         problems += [_describe_error(e) for e in exc.errors()]
         raise StackConfigError(source, problems) from None
+    problems += cloud_problems(settings)
     if problems:
         raise StackConfigError(source, problems)
     return settings
+
+
+def ephemeral_settings(base: StackSettings, stack: str) -> StackSettings:
+    """A short-lived review stack (``pr-<n>``) made from ``dev``'s values: its own names (the stack
+    is part of every name), the smallest sizes, nothing protected and no schedules (a review stack
+    trains when someone asks it to)."""
+    if not EPHEMERAL_STACK.match(stack):
+        raise StackConfigError(stack, [f"ephemeral stacks are named pr-<number>, got {stack!r}"])
+    fs, sv = base.feature_store, base.serving
+    return base.model_copy(
+        update={
+            "stack": stack,
+            "env": "ephemeral",
+            "feature_store": fs.model_copy(
+                update={
+                    "message_retention_days": 1,
+                    "offline_partition_expiration_days": 7,
+                    "redis": fs.redis.model_copy(update={"tier": "BASIC", "memory_size_gb": 1}),
+                    "dataflow": fs.dataflow.model_copy(update={"max_workers": 1}),
+                }
+            ),
+            "serving": sv.model_copy(
+                update={
+                    "node_pool": sv.node_pool.model_copy(update={"min_nodes": 0, "max_nodes": 2}),
+                    "worker": sv.worker.model_copy(update={"min_replicas": 0, "max_replicas": 2}),
+                }
+            ),
+            "training": base.training.model_copy(update={"schedules": []}),
+            "monitoring": base.monitoring.model_copy(update={"notification_emails": []}),
+        }
+    )
 
 
 def stack_file(stack: str, stacks_dir: Path | None = None) -> Path:
@@ -229,6 +402,8 @@ def stack_file(stack: str, stacks_dir: Path | None = None) -> Path:
 def load_stack(stack: str = DEFAULT_STACK, stacks_dir: Path | None = None) -> StackSettings:
     """Read and validate ``stacks/Pulumi.<stack>.yaml``; every problem is reported at once."""
     path = stack_file(stack, stacks_dir)
+    if EPHEMERAL_STACK.match(stack) and not path.exists():
+        return ephemeral_settings(load_stack(EPHEMERAL_BASE, stacks_dir), stack)
     source = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
     if not path.exists():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in path.parent.glob("Pulumi.*.yaml"))

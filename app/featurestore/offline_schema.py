@@ -60,9 +60,17 @@ _BQ_TYPES = {
 }
 
 
+def bigquery_schema_of(schema: pa.Schema) -> list[dict[str, Any]]:
+    """The BigQuery table schema of an Arrow schema (the JSON form ``bq`` and Pulumi's ``schema``
+    argument take); lists become REPEATED columns of their element type."""
+    out = []
+    for f in schema:
+        if pa.types.is_list(f.type):
+            out.append({"name": f.name, "type": _BQ_TYPES[f.type.value_type], "mode": "REPEATED"})
+        else:
+            out.append({"name": f.name, "type": _BQ_TYPES[f.type], "mode": "NULLABLE" if f.nullable else "REQUIRED"})
+    return out
+
+
 def bigquery_schema(spec: EntitySpec) -> list[dict[str, Any]]:
-    """The BigQuery table schema (the JSON form ``bq`` and Pulumi's ``schema`` argument take)."""
-    return [
-        {"name": f.name, "type": _BQ_TYPES[f.type], "mode": "NULLABLE" if f.nullable else "REQUIRED"}
-        for f in arrow_schema(spec)
-    ]
+    return bigquery_schema_of(arrow_schema(spec))

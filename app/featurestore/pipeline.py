@@ -27,7 +27,7 @@ from app.featurestore.beam_transforms import (
 )
 from app.featurestore.events import RawEvent, from_json_line, from_pubsub, read_delimited
 from app.featurestore.progress import tally
-from app.naming import Names
+from app.featurestore.template_spec import stack_parameters
 from app.settings import StackSettings
 
 
@@ -112,9 +112,7 @@ def parse_ttls(text: str) -> dict[str, int]:
 
 
 def stack_args(settings: StackSettings) -> list[str]:
-    """The options a stack fixes for its ingest job, locally and on Dataflow alike."""
-    ttls = ",".join(f"{e.name}={e.ttl_days * 86400}" for e in settings.feature_store.entities)
-    return ["--redis_prefix", Names.of(settings).redis_prefix, "--online_ttl_seconds", ttls]
+    return [arg for key, value in stack_parameters(settings).items() for arg in (f"--{key}", value)]
 
 
 def read_file_events(path: str) -> Iterator[RawEvent]:

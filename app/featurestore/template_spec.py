@@ -11,6 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from app.naming import Names
+from app.settings import StackSettings
+
 TEMPLATE_DIR = Path(__file__).parent / "flex_template"
 
 
@@ -20,3 +23,9 @@ def render_spec(image: str) -> dict[str, Any]:
         raise ValueError(f"flex template image {image!r} needs a tag or digest")
     metadata = json.loads((TEMPLATE_DIR / "metadata.json").read_text())
     return {"image": image, "sdkInfo": {"language": "PYTHON"}, "metadata": metadata}
+
+
+def stack_parameters(settings: StackSettings) -> dict[str, str]:
+    """The options a stack fixes for its ingest job, locally and on Dataflow (template parameters) alike."""
+    ttls = ",".join(f"{e.name}={e.ttl_days * 86400}" for e in settings.feature_store.entities)
+    return {"redis_prefix": Names.of(settings).redis_prefix, "online_ttl_seconds": ttls}

@@ -13,7 +13,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.trigger.payload import PayloadError, TriggerPayload, decode_pubsub_data, parse_payload
+from app.trigger.payload import (
+    PayloadError,
+    TriggerPayload,
+    decode_pubsub_data,
+    parse_payload,
+    with_schedule_id,
+)
 
 
 class Submitter(Protocol):
@@ -89,7 +95,8 @@ def pubsub_trigger(cloud_event: Any) -> None:
     """Pub/Sub entry (Eventarc CloudEvent): the message data is the payload. A bad payload is
     logged and acknowledged (returning normally): a retry could not fix it."""
     try:
-        doc = decode_pubsub_data(cloud_event.data["message"]["data"])
+        message = cloud_event.data["message"]
+        doc = with_schedule_id(decode_pubsub_data(message["data"]), message.get("publishTime", ""))
     except PayloadError as exc:
         print(json.dumps({"severity": "ERROR", "error": str(exc)}))
         return

@@ -69,3 +69,13 @@ def decode_pubsub_data(data_b64: str | bytes) -> Any:
         return json.loads(base64.b64decode(data_b64))
     except (ValueError, TypeError) as exc:
         raise PayloadError(f"the message data is not base64 JSON: {exc}") from None
+
+
+def with_schedule_id(doc: Any, publish_time: str) -> Any:
+    """A scheduled payload carries no trigger id (Cloud Scheduler sends the same body every time);
+    it gets ``<schedule>-<UTC hour it was published>``, so redeliveries of one firing submit once
+    and the next firing submits again."""
+    if not isinstance(doc, dict) or doc.get("trigger_id") or not doc.get("schedule"):
+        return doc
+    hour = "".join(ch for ch in publish_time if ch.isdigit())[:10]  # 2026-11-27T03:00:04Z -> 2026112703
+    return {**doc, "trigger_id": f"{doc['schedule']}-{hour}"}

@@ -173,3 +173,21 @@ def test_http_entry_answers_400_with_the_reason() -> None:
 def test_schedules_come_from_the_stack(settings: StackSettings) -> None:
     assert [(s.name, s.cron_expression) for s in settings.training.schedules] == [("nightly", "0 3 * * *")]
     assert TriggerPayload(**{**GOOD, "template_uri": template_uri()}).template_uri.endswith("rerank-training.yaml")
+
+
+def test_a_scheduled_payload_gets_one_trigger_id_per_firing(tmp_path: Path) -> None:
+    from app.trigger.payload import with_schedule_id
+
+    scheduled = {k: v for k, v in GOOD.items() if k != "trigger_id"}
+    first = with_schedule_id(scheduled, "2026-11-27T03:00:04.123Z")
+    redelivered = with_schedule_id(scheduled, "2026-11-27T03:00:04.123Z")
+    next_night = with_schedule_id(scheduled, "2026-11-28T03:00:01Z")
+    assert first["trigger_id"] == "nightly-2026112703" and next_night["trigger_id"] == "nightly-2026112803"
+    sub, ledger = _recording(), FileLedger(tmp_path)
+    assert [trigger_pipeline(d, sub, ledger).body["submitted"] for d in (first, redelivered, next_night)] == [
+        True,
+        False,
+        True,
+    ]
+    # An explicit id (a drift check's) is kept as it is.
+    assert with_schedule_id(GOOD, "2026-11-27T03:00:04Z")["trigger_id"] == GOOD["trigger_id"]

@@ -1,0 +1,224 @@
+"""Feature store: ingest topics with dead letters, the BigQuery offline store, the Memorystore
+online store and the streaming Dataflow job (flex template) between them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from app.featurestore.bigquery_store import bigquery_tables
+from app.featurestore.registry import default_registry
+from app.featurestore.template_spec import render_spec, stack_parameters
+from infra.common import StackContext, member, project_role, subscription, topic
+from infra.network import DATAFLOW_TAG, Network
+
+DAY_MS = 86_400_000
+
+
+@dataclass
+class FeatureStoreArgs:
+    context: StackContext
+    network: Network
+    ingest_account: gcp.serviceaccount.Account
+
+
+class FeatureStore(pulumi.ComponentResource):
+    def __init__(self, name: str, args: FeatureStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("rerank:feature_store:FeatureStore", name, None, opts)
+        ctx, fs, n = args.context, args.context.settings.feature_store, args.context.names
+        child = pulumi.ResourceOptions(parent=self)
+        sa = args.ingest_account
+
+        # Pub/Sub: events in, rejects (with a reason attribute) out.
+        topics = {t: topic(ctx, ctx.topic_spec(t), self) for t in (n.feature_events_topic, n.feature_dead_letter_topic)}
+        subs = {s.name: subscription(ctx, s, topics, self) for t in topics for s in ctx.subscriptions_of(t)}
+        self.events_topic = topics[n.feature_events_topic]
+        self.dead_letter_topic = topics[n.feature_dead_letter_topic]
+        self.ingest_subscription = subs[n.feature_ingest_subscription]
+        self.dead_letter_subscription = subs[n.feature_dead_letter_subscription]
+
+        # Offline store: one partitioned table per entity version the stack lists.
+        partition_ms = fs.offline_partition_expiration_days * DAY_MS if fs.offline_partition_expiration_days else None
+        self.dataset = gcp.bigquery.Dataset(
+            f"{name}-offline",
+            dataset_id=n.bigquery_dataset,
+            project=ctx.project,
+            location=ctx.region,
+            description=f"rerank {ctx.settings.stack}: feature events per entity version and predictions",
+            default_partition_expiration_ms=partition_ms,
+            max_time_travel_hours="168" if ctx.settings.protected else "48",
+            delete_contents_on_destroy=not ctx.settings.protected,
+            labels=ctx.labels,
+            opts=ctx.protect(self),
+        )
+        schemas = bigquery_tables(default_registry())
+        self.tables = {
+            t.table: gcp.bigquery.Table(
+                f"{name}-{t.table}",
+                project=ctx.project,
+                dataset_id=self.dataset.dataset_id,
+                table_id=t.table,
+                description=f"{t.entity} {t.version} feature events (append-only; read point-in-time)",
+                schema=json.dumps(schemas[t.table]),
+                time_partitioning=gcp.bigquery.TableTimePartitioningArgs(
+                    type="DAY", field="event_time", expiration_ms=partition_ms
+                ),
+                clusterings=["entity_id"],
+                deletion_protection=ctx.settings.protected,
+                labels=ctx.labels,
+                opts=ctx.protect(self),
+            )
+            for t in ctx.topology.offline_tables
+        }
+
+        # Online store: Memorystore on private service access; AUTH and TLS where the stack asks.
+        redis = fs.redis
+        self.redis = gcp.redis.Instance(
+            f"{name}-online",
+            name=n.redis_instance,
+            project=ctx.project,
+            region=ctx.region,
+            tier=redis.tier,
+            memory_size_gb=redis.memory_size_gb,
+            redis_version="REDIS_7_2",
+            connect_mode="PRIVATE_SERVICE_ACCESS",
+            authorized_network=args.network.vpc.id,
+            auth_enabled=redis.auth_enabled,
+            transit_encryption_mode="SERVER_AUTHENTICATION" if redis.transit_encryption else "DISABLED",
+            persistence_config=gcp.redis.InstancePersistenceConfigArgs(
+                persistence_mode="RDB", rdb_snapshot_period="SIX_HOURS"
+            )
+            if ctx.settings.protected
+            else None,
+            deletion_protection=ctx.settings.protected,
+            labels=ctx.labels,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=ctx.settings.protected, depends_on=[args.network.private_services]
+            ),
+        )
+        self.redis_url = pulumi.Output.secret(
+            pulumi.Output.all(self.redis.host, self.redis.port, self.redis.auth_string).apply(
+                lambda a: redis_url(a[0], a[1], a[2] if redis.auth_enabled else None, redis.transit_encryption)
+            )
+        )
+
+        self.redis_ca = self.redis.server_ca_certs.apply(lambda certs: "".join(c.cert or "" for c in certs or []))
+
+        # The streaming ingest job, from the flex template whose spec is rendered from the app.
+        self.bucket = gcp.storage.Bucket(
+            f"{name}-dataflow",
+            name=n.dataflow_bucket(ctx.project),
+            project=ctx.project,
+            location=ctx.region,
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            force_destroy=not ctx.settings.protected,
+            lifecycle_rules=[
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=7, matches_prefixes=["tmp/"]),
+                )
+            ],
+            labels=ctx.labels,
+            opts=child,
+        )
+        image = n.image(ctx.region, ctx.project, "ingest", str(ctx.settings.image_tag))
+        spec = gcp.storage.BucketObject(
+            f"{name}-template",
+            bucket=self.bucket.name,
+            name=f"templates/ingest-{ctx.settings.image_tag}.json",
+            content=json.dumps(render_spec(image), indent=2),
+            content_type="application/json",
+            opts=child,
+        )
+        grants = self._grant_ingest(name, ctx, sa)
+        self.ingest_job = gcp.dataflow.FlexTemplateJob(
+            f"{name}-ingest",
+            name=n.ingest_job,
+            project=ctx.project,
+            region=ctx.region,
+            container_spec_gcs_path=pulumi.Output.concat("gs://", self.bucket.name, "/", spec.name),
+            parameters={
+                "subscription": self.ingest_subscription.id,
+                "dead_letter_topic": self.dead_letter_topic.id,
+                "redis_url": self.redis_url,
+                "bigquery_dataset": pulumi.Output.concat(ctx.project, ".", self.dataset.dataset_id),
+                **stack_parameters(ctx.settings),
+            },
+            service_account_email=sa.email,
+            temp_location=pulumi.Output.concat("gs://", self.bucket.name, "/tmp"),
+            staging_location=pulumi.Output.concat("gs://", self.bucket.name, "/staging"),
+            subnetwork=args.network.subnet.self_link,
+            ip_configuration="WORKER_IP_PRIVATE",
+            machine_type=fs.dataflow.machine_type,
+            max_workers=fs.dataflow.max_workers,
+            enable_streaming_engine=True,
+            additional_experiments=[f"use_network_tags={DATAFLOW_TAG}"],
+            # Drain on delete or replacement: events already pulled are written, not dropped.
+            on_delete="drain",
+            labels=ctx.labels,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+        )
+        self.register_outputs(
+            {
+                "events_topic": self.events_topic.id,
+                "dataset": self.dataset.dataset_id,
+                "redis_host": self.redis.host,
+                "ingest_job": self.ingest_job.job_id,
+            }
+        )
+
+    def _grant_ingest(self, name: str, ctx: StackContext, sa: gcp.serviceaccount.Account) -> list[pulumi.Resource]:
+        child = pulumi.ResourceOptions(parent=self)
+        who = member(sa)
+        return [
+            project_role(ctx, f"{name}-ingest-dataflow-worker", sa, "roles/dataflow.worker", self),
+            gcp.pubsub.SubscriptionIAMMember(
+                f"{name}-ingest-consume",
+                project=ctx.project,
+                subscription=self.ingest_subscription.name,
+                role="roles/pubsub.subscriber",
+                member=who,
+                opts=child,
+            ),
+            gcp.pubsub.SubscriptionIAMMember(
+                f"{name}-ingest-inspect",
+                project=ctx.project,
+                subscription=self.ingest_subscription.name,
+                role="roles/pubsub.viewer",
+                member=who,
+                opts=child,
+            ),
+            gcp.pubsub.TopicIAMMember(
+                f"{name}-ingest-dead-letter",
+                project=ctx.project,
+                topic=self.dead_letter_topic.name,
+                role="roles/pubsub.publisher",
+                member=who,
+                opts=child,
+            ),
+            gcp.bigquery.DatasetIamMember(
+                f"{name}-ingest-offline",
+                project=ctx.project,
+                dataset_id=self.dataset.dataset_id,
+                role="roles/bigquery.dataEditor",
+                member=who,
+                opts=child,
+            ),
+            gcp.storage.BucketIAMMember(
+                f"{name}-ingest-staging",
+                bucket=self.bucket.name,
+                role="roles/storage.objectAdmin",
+                member=who,
+                opts=child,
+            ),
+        ]
+
+
+def redis_url(host: str, port: int, auth: str | None, tls: bool) -> str:
+    """The URL the ingest job and the workers connect with (``rediss`` when in-transit encryption is on)."""
+    credentials = f":{auth}@" if auth else ""
+    return f"{'rediss' if tls else 'redis'}://{credentials}{host}:{port}/0"

@@ -1,0 +1,236 @@
+"""Run the program under Pulumi's mocks and list what it declares: the stack's inventory.
+
+No Pulumi CLI, no plugins and no credentials: ``pulumi.runtime.set_mocks`` stands in for the engine
+and the providers, answers with plausible computed values (an e-mail for a service account, an
+endpoint for a cluster) and records every registration. ``rerank infra plan`` prints the inventory
+and diffs it against another commit's; the tests assert on it; the policy pack's rules run over it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+
+from app.settings import PROJECT, StackSettings
+
+PROJECT_NUMBER = "123456789012"
+rpc_secret_sig = pulumi.runtime.rpc._special_sig_key
+rpc_secret_value = pulumi.runtime.rpc._special_secret_sig
+
+
+@dataclass(frozen=True)
+class PlannedResource:
+    """One registration: the type token, the logical name, its inputs as the engine sees them."""
+
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    custom: bool
+    protect: bool
+    parent: str = ""
+    provider: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.type}::{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "protect": self.protect, "settings": key_settings(self)}
+
+
+@dataclass
+class Plan:
+    stack: str
+    resources: list[PlannedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_token: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def named(self, name: str) -> PlannedResource:
+        found = [r for r in self.resources if r.name == name]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} resources named {name!r}")
+        return found[0]
+
+    def to_json(self) -> dict[str, Any]:
+        custom = [r for r in self.resources if r.custom]
+        counts: dict[str, int] = {}
+        for r in custom:
+            counts[r.type] = counts.get(r.type, 0) + 1
+        return {
+            "stack": self.stack,
+            "resources": len(custom),
+            "by_type": dict(sorted(counts.items())),
+            "inventory": [r.to_json() for r in sorted(custom, key=lambda r: r.key)],
+            "outputs": self.outputs,
+        }
+
+
+def _digits(text: str, n: int) -> str:
+    return str(int(hashlib.sha256(text.encode()).hexdigest(), 16))[:n]
+
+
+class _Recorder(pulumi_mocks.MockMonitor):
+    """The mock engine, also keeping what ``MockResourceArgs`` leaves out (protect, parent)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[PlannedResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
+            self.registrations.append(
+                PlannedResource(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    inputs=_plain(inputs),
+                    custom=bool(request.custom),
+                    protect=bool(request.protect),
+                    parent=request.parent,
+                    provider=request.provider,
+                )
+            )
+        return response
+
+
+def _plain(value: Any) -> Any:
+    """Inputs as JSON-able data (secrets unwrapped, assets and archives by their paths)."""
+    if isinstance(value, dict) and value.get(rpc_secret_sig) == rpc_secret_value:
+        return _plain(value["value"])
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if not k.startswith("__")}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, pulumi.Resource):
+        return f"<resource {type(value).__name__}>"
+    path = getattr(value, "path", None) or getattr(value, "text", None)
+    if path is not None:
+        return f"<{type(value).__name__} {path if isinstance(path, str) and len(path) < 200 else '...'}>"
+    if isinstance(value, pulumi.AssetArchive):
+        return {k: _plain(v) for k, v in value.assets.items()}
+    return repr(value)
+
+
+class StackMocks(pulumi.runtime.Mocks):
+    """Computed outputs a real provider would return, so dependent resources see realistic values."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.project = settings.gcp.project
+        self.region = settings.gcp.region
+        self.aws_account = settings.cross_cloud.aws_account_id if settings.cross_cloud else "000000000000"
+        self.aws_region = settings.aws.region
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs, t, p = dict(args.inputs), args.typ, self.project
+        outputs: dict[str, Any] = {}
+        rid = f"{args.name}-id"
+        if t == "gcp:serviceaccount/account:Account":
+            email = f"{inputs['accountId']}@{p}.iam.gserviceaccount.com"
+            rid = f"projects/{p}/serviceAccounts/{email}"
+            outputs = {"email": email, "uniqueId": _digits(email, 21), "member": f"serviceAccount:{email}", "name": rid}
+        elif t == "gcp:pubsub/topic:Topic":
+            rid = f"projects/{p}/topics/{inputs['name']}"
+        elif t == "gcp:pubsub/subscription:Subscription":
+            rid = f"projects/{p}/subscriptions/{inputs['name']}"
+        elif t == "gcp:bigquery/dataset:Dataset":
+            rid = f"projects/{p}/datasets/{inputs['datasetId']}"
+        elif t == "gcp:bigquery/table:Table":
+            rid = f"projects/{p}/datasets/{inputs['datasetId']}/tables/{inputs['tableId']}"
+        elif t == "gcp:redis/instance:Instance":
+            tls = inputs.get("transitEncryptionMode") == "SERVER_AUTHENTICATION"
+            outputs = {
+                "host": "10.128.0.3",
+                "port": 6378 if tls else 6379,
+                "authString": "mock-auth-string" if inputs.get("authEnabled") else "",
+                "serverCaCerts": [{"cert": "-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----"}]
+                if tls
+                else [],
+            }
+        elif t == "gcp:container/cluster:Cluster":
+            outputs = {
+                "endpoint": "172.16.0.2",
+                "controlPlaneEndpointsConfig": {
+                    "dnsEndpointConfig": {"allowExternalTraffic": True, "endpoint": f"gke-mock.{self.region}.gke.goog"}
+                },
+                "selfLink": f"https://container.googleapis.com/v1/projects/{p}/locations/{self.region}/clusters/x",
+            }
+        elif t == "gcp:compute/subnetwork:Subnetwork":
+            outputs = {
+                "selfLink": f"https://www.googleapis.com/compute/v1/projects/{p}/regions/{self.region}/subnetworks/{inputs['name']}"
+            }
+        elif t == "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
+            pool = inputs["workloadIdentityPoolId"]
+            outputs = {"name": f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/{pool}"}
+        elif t == "gcp:cloudfunctionsv2/function:Function":
+            outputs = {
+                "url": f"https://{inputs['name']}-mock.a.run.app",
+                "serviceConfig": {
+                    **inputs.get("serviceConfig", {}),
+                    "service": f"projects/{p}/locations/{self.region}/services/{inputs['name']}",
+                },
+            }
+        elif t == "gcp:dataflow/flexTemplateJob:FlexTemplateJob":
+            outputs = {"jobId": f"2026-01-01_00_00_00-{_digits(inputs['name'], 19)}"}
+        elif t == "gcp:monitoring/notificationChannel:NotificationChannel":
+            rid = f"projects/{p}/notificationChannels/{_digits(args.name, 19)}"
+        elif t.startswith("aws:"):
+            service, kind = t.split(":")[1].split("/")[0], t.split("/")[-1].split(":")[0]
+            region = "" if service == "iam" else self.aws_region
+            resource = f"{kind.lower()}/{inputs.get('name', args.name)}"
+            outputs = {"arn": f"arn:aws:{service}:{region}:{self.aws_account}:{resource}"}
+        state = {**inputs, **outputs}
+        if "id" not in state:
+            state["id"] = rid
+        state.setdefault("name", inputs.get("name", args.name))
+        return rid, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"number": PROJECT_NUMBER, "projectId": self.project, "name": self.project}
+        raise NotImplementedError(f"the program made an unexpected invoke: {args.token}")
+
+
+def plan_stack(settings: StackSettings) -> Plan:
+    """Run ``infra.program.build`` for ``settings`` under mocks and return what it declared."""
+    from infra.program import build
+
+    mocks = StackMocks(settings)
+    recorder = _Recorder(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=settings.stack, preview=False, monitor=recorder)
+    plan = Plan(stack=settings.stack)
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        outputs = build(settings)
+        return pulumi.Output.from_input(outputs).apply(lambda resolved: plan.outputs.update(_plain(resolved)))
+
+    run()
+    plan.resources = list(recorder.registrations)
+    return plan
+
+
+def dumps(plan: Plan) -> str:
+    return json.dumps(plan.to_json(), indent=2, sort_keys=True)
+
+
+# The settings shown per resource type in the inventory (everything else stays in ``inputs``).
+KEY_SETTINGS: dict[str, tuple[str, ...]] = {}
+
+
+def key_settings(r: PlannedResource) -> dict[str, Any]:
+    keys = KEY_SETTINGS.get(r.type)
+    if keys is None:
+        return {k: v for k, v in r.inputs.items() if not isinstance(v, dict | list) and k not in ("project", "labels")}
+    return {k: r.inputs[k] for k in keys if k in r.inputs}

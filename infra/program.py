@@ -1,0 +1,173 @@
+"""The whole stack: providers, then each part as a ComponentResource. ``__main__.py`` only reads the
+configuration, calls ``build`` and exports; tests and ``rerank infra plan`` call ``build`` under
+Pulumi's mocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+
+from app.settings import StackSettings
+from infra.common import StackContext
+from infra.cross_cloud import CrossCloud, CrossCloudArgs
+from infra.feature_store import FeatureStore, FeatureStoreArgs
+from infra.identities import ServiceIdentities, ServiceIdentitiesArgs
+from infra.monitoring import Monitoring, MonitoringArgs
+from infra.network import Network, NetworkArgs
+from infra.serving import Serving, ServingArgs
+from infra.training import Training, TrainingArgs, compiled_pipeline
+
+# The APIs the stack uses; enabled by the program so a fresh project needs only billing.
+APIS = (
+    "artifactregistry.googleapis.com",
+    "bigquery.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "compute.googleapis.com",
+    "container.googleapis.com",
+    "dataflow.googleapis.com",
+    "eventarc.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "redis.googleapis.com",
+    "run.googleapis.com",
+    "servicenetworking.googleapis.com",
+    "sts.googleapis.com",
+    "aiplatform.googleapis.com",
+)
+
+
+def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str, Any]:
+    """Declare every resource of the stack; returns the stack outputs. ``pipeline_spec`` is the
+    compiled training pipeline (compiled here for the stack's image tag when not given)."""
+    gcp_provider = gcp.Provider(
+        "gcp", project=settings.gcp.project, region=settings.gcp.region, default_labels=settings.label_set()
+    )
+    assert settings.cross_cloud is not None  # app.settings.cloud_problems requires it
+    # The results table lives in the core service's account; refusing any other account keeps a
+    # deployer's stray credentials from creating it elsewhere.
+    aws_provider = aws.Provider(
+        "aws",
+        region=settings.aws.region,
+        allowed_account_ids=[settings.cross_cloud.aws_account_id],
+        default_tags={"tags": settings.label_set()},
+    )
+    apis = [
+        gcp.projects.Service(
+            f"api-{api.split('.')[0]}",
+            project=settings.gcp.project,
+            service=api,
+            disable_on_destroy=False,
+            opts=pulumi.ResourceOptions(provider=gcp_provider),
+        )
+        for api in APIS
+    ]
+    on_gcp = pulumi.ResourceOptions(providers={"gcp": gcp_provider}, depends_on=apis)
+    project = gcp.organizations.get_project_output(
+        project_id=settings.gcp.project, opts=pulumi.InvokeOptions(provider=gcp_provider)
+    )
+    ctx = StackContext(settings=settings, project_number=project.number)
+    n = ctx.names
+
+    ids = ServiceIdentities("identities", ServiceIdentitiesArgs(ctx), on_gcp)
+    network = Network("network", NetworkArgs(ctx), on_gcp)
+    features = FeatureStore("feature-store", FeatureStoreArgs(ctx, network, ids["ingest"]), on_gcp)
+    image = n.image(ctx.region, ctx.project, "training", str(settings.image_tag))
+    training = Training(
+        "training",
+        TrainingArgs(
+            ctx,
+            pipeline_account=ids["pipeline"],
+            trigger_account=ids["trigger"],
+            nodes_account=ids["nodes"],
+            offline_dataset=features.dataset.dataset_id,
+            pipeline_spec=pipeline_spec if pipeline_spec is not None else compiled_pipeline(image),
+        ),
+        on_gcp,
+    )
+    serving = Serving(
+        "serving",
+        ServingArgs(
+            ctx,
+            network=network,
+            nodes_account=ids["nodes"],
+            worker_account=ids["worker"],
+            keda_account=ids["keda"],
+            offline_dataset=features.dataset.dataset_id,
+            redis_url=features.redis_url,
+            redis_ca=features.redis_ca,
+            pipeline_bucket=training.bucket.name,
+            results_table=n.results_table,
+            results_role_arn=writer_role_arn(settings),
+            image_repository=training.repository,
+        ),
+        on_gcp,
+    )
+    cross = CrossCloud(
+        "cross-cloud",
+        CrossCloudArgs(
+            ctx, worker_account=ids["worker"], requests_topic=serving.requests_topic, aws_provider=aws_provider
+        ),
+        on_gcp,
+    )
+    Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            ctx,
+            work_subscriptions=[n.feature_ingest_subscription]
+            + [n.variant_subscription(v.name) for v in settings.serving.variants],
+            dead_letter_subscriptions=[n.feature_dead_letter_subscription, n.requests_dead_letter_subscription],
+            ingest_job=n.ingest_job,
+        ),
+        on_gcp,
+    )
+    return {
+        "stack": settings.stack,
+        "env": settings.env,
+        "gcp_project": settings.gcp.project,
+        "region": settings.gcp.region,
+        "feature_events_topic": features.events_topic.id,
+        "feature_dead_letter_subscription": features.dead_letter_subscription.id,
+        "bigquery_dataset": pulumi.Output.concat(settings.gcp.project, ".", features.dataset.dataset_id),
+        "redis_host": features.redis.host,
+        "redis_port": features.redis.port,
+        "redis_prefix": n.redis_prefix,
+        "ingest_job": features.ingest_job.name,
+        "requests_topic": serving.requests_topic.id,
+        "variant_subscriptions": {
+            v.name: serving.subscriptions[n.variant_subscription(v.name)].id for v in settings.serving.variants
+        },
+        "predictions_topic": serving.predictions_topic.id,
+        "predictions_table": pulumi.Output.concat(
+            settings.gcp.project, ".", serving.predictions_table.dataset_id, ".", serving.predictions_table.table_id
+        ),
+        "cluster": serving.cluster.name,
+        "worker_deployments": {v.name: n.worker_deployment(v.name) for v in settings.serving.variants},
+        "pipeline_root": training.pipeline_root,
+        "pipeline_template": training.template_uri,
+        "image_repository": n.image(ctx.region, ctx.project, "IMAGE", "TAG").rsplit("/", 1)[0],
+        "training_triggers_topic": training.triggers_topic.id,
+        "trigger_function": training.function.name,
+        "schedules": {name: job.name for name, job in training.schedules.items()},
+        "results_table": cross.table.name,
+        "results_table_arn": cross.table.arn,
+        "results_writer_role_arn": cross.writer_role.arn,
+        "results_reader_policy_arn": cross.reader_policy.arn,
+        "core_service_principal": cross.core_service_member,
+        "service_accounts": {role: sa.email for role, sa in ids.accounts.items()},
+    }
+
+
+def writer_role_arn(settings: StackSettings) -> str:
+    """The workers' AWS role, by name: serving needs it before cross-cloud (which trusts the
+    workers' account) has created it, and IAM role ARNs are fixed by account and name."""
+    from app.naming import Names
+
+    assert settings.cross_cloud is not None
+    return f"arn:aws:iam::{settings.cross_cloud.aws_account_id}:role/{Names.of(settings).results_writer_role}"

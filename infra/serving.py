@@ -1,0 +1,407 @@
+"""Serving: the request topic and one filtered, dead-lettered subscription per variant, the
+predictions topic landing in BigQuery, and the workers on GKE: a private cluster with workload
+identity, a spot (or preemptible) autoscaling pool, one Deployment per variant scaled by KEDA on
+its subscription's backlog."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from app.featurestore.offline_schema import bigquery_schema_of
+from app.serving.sink import SCHEMA as PREDICTION_SCHEMA
+from infra.common import StackContext, member, project_role, subscription, topic
+from infra.network import PODS_RANGE, SERVICES_RANGE, Network
+
+KEDA_CHART_VERSION = "2.16.1"
+KEDA_NAMESPACE = "keda"
+KEDA_OPERATOR_ACCOUNT = "keda-operator"
+WORKER_PORT = 8080
+NODE_ROLES = (
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/monitoring.viewer",
+    "roles/stackdriver.resourceMetadata.writer",
+)
+
+
+@dataclass
+class ServingArgs:
+    context: StackContext
+    network: Network
+    nodes_account: gcp.serviceaccount.Account
+    worker_account: gcp.serviceaccount.Account
+    keda_account: gcp.serviceaccount.Account
+    offline_dataset: pulumi.Input[str]
+    redis_url: pulumi.Input[str]
+    redis_ca: pulumi.Input[str]
+    pipeline_bucket: pulumi.Input[str]
+    results_table: pulumi.Input[str]
+    results_role_arn: pulumi.Input[str]
+    image_repository: gcp.artifactregistry.Repository
+
+
+class Serving(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("rerank:serving:Serving", name, None, opts)
+        ctx, n, s = args.context, args.context.names, args.context.settings
+        child = pulumi.ResourceOptions(parent=self)
+
+        # Messaging: requests (ids only) in, one subscription per variant, predictions out to BigQuery.
+        self.predictions_table = gcp.bigquery.Table(
+            f"{name}-predictions",
+            project=ctx.project,
+            dataset_id=args.offline_dataset,
+            table_id=n.predictions_table,
+            description="Every variant's scores per request (a Pub/Sub BigQuery subscription writes it)",
+            schema=json.dumps(bigquery_schema_of(PREDICTION_SCHEMA)),
+            time_partitioning=gcp.bigquery.TableTimePartitioningArgs(type="DAY", field="requested_at"),
+            clusterings=["variant"],
+            deletion_protection=s.protected,
+            labels=ctx.labels,
+            opts=ctx.protect(self),
+        )
+        names = (n.requests_topic, n.requests_dead_letter_topic, n.predictions_topic)
+        topics = {t: topic(ctx, ctx.topic_spec(t), self) for t in names}
+        table_ref = pulumi.Output.concat(
+            ctx.project, ".", self.predictions_table.dataset_id, ".", self.predictions_table.table_id
+        )
+        writer = gcp.bigquery.IamMember(
+            f"{name}-predictions-writer",
+            project=ctx.project,
+            dataset_id=self.predictions_table.dataset_id,
+            table_id=self.predictions_table.table_id,
+            role="roles/bigquery.dataEditor",
+            member=ctx.pubsub_agent,
+            opts=child,
+        )
+        self.subscriptions = {
+            spec.name: subscription(ctx, spec, topics, self, bigquery_table=table_ref, depends_on=[writer])
+            if spec.name == n.predictions_subscription
+            else subscription(ctx, spec, topics, self)
+            for t in names
+            for spec in ctx.subscriptions_of(t)
+        }
+        self.requests_topic = topics[n.requests_topic]
+        self.predictions_topic = topics[n.predictions_topic]
+
+        self._grant_workers(name, ctx, args, topics)
+        self.cluster, provider = self._cluster(name, ctx, args)
+        self._workloads(name, ctx, args, provider)
+        self.register_outputs({"requests_topic": self.requests_topic.id, "cluster": self.cluster.name})
+
+    def _grant_workers(
+        self, name: str, ctx: StackContext, args: ServingArgs, topics: dict[str, gcp.pubsub.Topic]
+    ) -> None:
+        n, child, who = ctx.names, pulumi.ResourceOptions(parent=self), member(args.worker_account)
+        for v in ctx.settings.serving.variants:
+            gcp.pubsub.SubscriptionIAMMember(
+                f"{name}-worker-{v.name}-pull",
+                project=ctx.project,
+                subscription=self.subscriptions[n.variant_subscription(v.name)].name,
+                role="roles/pubsub.subscriber",
+                member=who,
+                opts=child,
+            )
+        for t, why in ((n.predictions_topic, "predictions"), (n.requests_dead_letter_topic, "poison")):
+            gcp.pubsub.TopicIAMMember(
+                f"{name}-worker-{why}",
+                project=ctx.project,
+                topic=topics[t].name,
+                role="roles/pubsub.publisher",
+                member=who,
+                opts=child,
+            )
+        # Workers read the deployment record and model files the pipeline registers.
+        gcp.storage.BucketIAMMember(
+            f"{name}-worker-models",
+            bucket=args.pipeline_bucket,
+            role="roles/storage.objectViewer",
+            member=who,
+            opts=child,
+        )
+        for role in NODE_ROLES:
+            project_role(ctx, f"{name}-nodes-{role.split('.')[-1]}", args.nodes_account, role, self)
+        # KEDA reads subscription backlog from Cloud Monitoring (no narrower grant exists).
+        project_role(ctx, f"{name}-keda-metrics", args.keda_account, "roles/monitoring.viewer", self)
+
+    def _cluster(self, name: str, ctx: StackContext, args: ServingArgs) -> tuple[gcp.container.Cluster, k8s.Provider]:
+        s, n, net = ctx.settings, ctx.names, ctx.settings.network
+        cluster = gcp.container.Cluster(
+            f"{name}-cluster",
+            name=n.cluster,
+            project=ctx.project,
+            location=ctx.region,
+            network=args.network.vpc.id,
+            subnetwork=args.network.subnet.id,
+            # The default pool is replaced by the managed spot pool below.
+            remove_default_node_pool=True,
+            initial_node_count=1,
+            release_channel=gcp.container.ClusterReleaseChannelArgs(channel="REGULAR"),
+            workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
+                workload_pool=f"{ctx.project}.svc.id.goog"
+            ),
+            private_cluster_config=gcp.container.ClusterPrivateClusterConfigArgs(
+                enable_private_nodes=True, enable_private_endpoint=False, master_ipv4_cidr_block=net.master_cidr
+            ),
+            # The IP endpoint admits only the listed networks; deployers (CI included) reach the
+            # control plane through its DNS endpoint, which checks their Google identity instead.
+            master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
+                cidr_blocks=[
+                    gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(cidr_block=c, display_name=c)
+                    for c in net.master_authorized_networks
+                ]
+            ),
+            control_plane_endpoints_config=gcp.container.ClusterControlPlaneEndpointsConfigArgs(
+                dns_endpoint_config=gcp.container.ClusterControlPlaneEndpointsConfigDnsEndpointConfigArgs(
+                    allow_external_traffic=True
+                )
+            ),
+            ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(
+                cluster_secondary_range_name=PODS_RANGE, services_secondary_range_name=SERVICES_RANGE
+            ),
+            enable_shielded_nodes=True,
+            deletion_protection=s.protected,
+            resource_labels=ctx.labels,
+            opts=ctx.protect(self),
+        )
+        pool = s.serving.node_pool
+        self.node_pool = gcp.container.NodePool(
+            f"{name}-workers",
+            name=n.worker_pool,
+            project=ctx.project,
+            location=ctx.region,
+            cluster=cluster.name,
+            autoscaling=gcp.container.NodePoolAutoscalingArgs(
+                total_min_node_count=pool.min_nodes, total_max_node_count=pool.max_nodes, location_policy="ANY"
+            ),
+            management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+            node_config=gcp.container.NodePoolNodeConfigArgs(
+                machine_type=pool.machine_type,
+                spot=pool.provisioning == "spot",
+                preemptible=pool.provisioning == "preemptible",
+                service_account=args.nodes_account.email,
+                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+                workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
+                    mode="GKE_METADATA"
+                ),
+                shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
+                    enable_secure_boot=True
+                ),
+                labels={"rerank.dev/pool": "workers"},
+                resource_labels=ctx.labels,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        dns_endpoint = cluster.control_plane_endpoints_config.apply(
+            lambda c: c.dns_endpoint_config.endpoint if c and c.dns_endpoint_config else None
+        )
+        kubeconfig = pulumi.Output.all(cluster.name, dns_endpoint).apply(lambda a: _kubeconfig(a[0], a[1]))
+        provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node_pool]),
+        )
+        return cluster, provider
+
+    def _workloads(self, name: str, ctx: StackContext, args: ServingArgs, provider: k8s.Provider) -> None:
+        s, n = ctx.settings, ctx.names
+        on_k8s = pulumi.ResourceOptions(parent=self, provider=provider)
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata={"name": n.k8s_namespace, "labels": ctx.labels}, opts=on_k8s
+        )
+        in_ns = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[ns])
+        keda = k8s.helm.v3.Release(
+            f"{name}-keda",
+            name="keda",
+            chart="keda",
+            version=KEDA_CHART_VERSION,
+            namespace=KEDA_NAMESPACE,
+            create_namespace=True,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo="https://kedacore.github.io/charts"),
+            values={"podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": args.keda_account.email}}},
+            opts=on_k8s,
+        )
+        _workload_identity(f"{name}-keda-identity", ctx, args.keda_account, KEDA_NAMESPACE, KEDA_OPERATOR_ACCOUNT, self)
+        auth = k8s.apiextensions.CustomResource(
+            f"{name}-keda-auth",
+            api_version="keda.sh/v1alpha1",
+            kind="TriggerAuthentication",
+            metadata={"name": "gcp-workload-identity", "namespace": n.k8s_namespace},
+            spec={"podIdentity": {"provider": "gcp"}},
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[ns, keda]),
+        )
+        secret = k8s.core.v1.Secret(
+            f"{name}-online-store",
+            metadata={"name": "online-store", "namespace": n.k8s_namespace},
+            string_data={"REDIS_URL": args.redis_url, "ca.pem": args.redis_ca},
+            opts=in_ns,
+        )
+        w = s.serving.worker
+        for v in s.serving.variants:
+            ksa = n.worker_k8s_account(v.name)
+            account = k8s.core.v1.ServiceAccount(
+                f"{name}-{ksa}",
+                metadata={
+                    "name": ksa,
+                    "namespace": n.k8s_namespace,
+                    "annotations": {"iam.gke.io/gcp-service-account": args.worker_account.email},
+                },
+                opts=in_ns,
+            )
+            _workload_identity(f"{name}-{ksa}-identity", ctx, args.worker_account, n.k8s_namespace, ksa, self)
+            deployment = k8s.apps.v1.Deployment(
+                f"{name}-worker-{v.name}",
+                metadata={"name": n.worker_deployment(v.name), "namespace": n.k8s_namespace, "labels": ctx.labels},
+                spec=worker_spec(ctx, args, v.name, v.kind, ksa),
+                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[ns, account, secret]),
+            )
+            k8s.apiextensions.CustomResource(
+                f"{name}-worker-{v.name}-scaler",
+                api_version="keda.sh/v1alpha1",
+                kind="ScaledObject",
+                metadata={"name": n.worker_deployment(v.name), "namespace": n.k8s_namespace},
+                spec={
+                    "scaleTargetRef": {"name": n.worker_deployment(v.name)},
+                    "minReplicaCount": w.min_replicas,
+                    "maxReplicaCount": w.max_replicas,
+                    "triggers": [
+                        {
+                            "type": "gcp-pubsub",
+                            "authenticationRef": {"name": "gcp-workload-identity"},
+                            "metadata": {
+                                "subscriptionName": self.subscriptions[n.variant_subscription(v.name)].id,
+                                "mode": "SubscriptionSize",
+                                "value": str(w.backlog_per_replica),
+                                "activationValue": "0",
+                            },
+                        }
+                    ],
+                },
+                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[deployment, auth, keda]),
+            )
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-worker-{v.name}-pdb",
+                metadata={"name": n.worker_deployment(v.name), "namespace": n.k8s_namespace},
+                spec={"maxUnavailable": 1, "selector": {"matchLabels": {"app": n.worker_deployment(v.name)}}},
+                opts=in_ns,
+            )
+
+
+def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, ksa: str) -> dict[str, Any]:
+    """A variant's worker pods: ``rerank serve`` with the stack's names in its environment, on the
+    spot pool, drained within the grace period on preemption (workers exit in ~3 s on SIGTERM)."""
+    s, n, w = ctx.settings, ctx.names, ctx.settings.serving.worker
+    app = n.worker_deployment(variant)
+    env = [
+        {"name": "RERANK_STACK", "value": s.stack},
+        {"name": "RERANK_VARIANT", "value": variant},
+        {"name": "GOOGLE_CLOUD_PROJECT", "value": ctx.project},
+        {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "online-store", "key": "REDIS_URL"}}},
+        {"name": "REDIS_CA_FILE", "value": "/etc/online-store/ca.pem"},
+        {"name": "MODEL_REGISTRY", "value": pulumi.Output.concat("gs://", args.pipeline_bucket, "/registry")},
+        {"name": "AWS_REGION", "value": s.aws.region},
+        {"name": "AWS_ROLE_ARN", "value": args.results_role_arn},
+        {"name": "RESULTS_TABLE", "value": args.results_table},
+    ]
+    if kind == "shadow":
+        env = [e for e in env if e["name"] not in ("AWS_ROLE_ARN", "RESULTS_TABLE")]
+    return {
+        "replicas": w.min_replicas,
+        "selector": {"matchLabels": {"app": app}},
+        "template": {
+            "metadata": {
+                "labels": {"app": app, "rerank.dev/variant": variant},
+                "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(WORKER_PORT)},
+            },
+            "spec": {
+                "serviceAccountName": ksa,
+                "nodeSelector": {"rerank.dev/pool": "workers"},
+                "terminationGracePeriodSeconds": 25,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+                "containers": [
+                    {
+                        "name": "worker",
+                        "image": n.image(ctx.region, ctx.project, "worker", str(s.image_tag)),
+                        "args": [
+                            "serve",
+                            "--stack",
+                            s.stack,
+                            "--variant",
+                            variant,
+                            "--http-host",
+                            "0.0.0.0",
+                            "--http-port",
+                            str(WORKER_PORT),
+                        ],
+                        "env": env,
+                        "ports": [{"name": "http", "containerPort": WORKER_PORT}],
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": WORKER_PORT}, "periodSeconds": 5},
+                        "livenessProbe": {
+                            "httpGet": {"path": "/healthz", "port": WORKER_PORT},
+                            "periodSeconds": 10,
+                            "failureThreshold": 6,
+                        },
+                        "resources": {
+                            "requests": {"cpu": w.cpu, "memory": w.memory},
+                            "limits": {"memory": w.memory},
+                        },
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+                        "volumeMounts": [{"name": "online-store", "mountPath": "/etc/online-store", "readOnly": True}],
+                    }
+                ],
+                "volumes": [
+                    {
+                        "name": "online-store",
+                        "secret": {"secretName": "online-store", "items": [{"key": "ca.pem", "path": "ca.pem"}]},
+                    }
+                ],
+            },
+        },
+    }
+
+
+def _workload_identity(
+    name: str, ctx: StackContext, account: gcp.serviceaccount.Account, namespace: str, ksa: str, parent: pulumi.Resource
+) -> gcp.serviceaccount.IAMMember:
+    """Let one Kubernetes service account act as ``account`` (GKE workload identity; no key)."""
+    return gcp.serviceaccount.IAMMember(
+        name,
+        service_account_id=account.name,
+        role="roles/iam.workloadIdentityUser",
+        member=f"serviceAccount:{ctx.project}.svc.id.goog[{namespace}/{ksa}]",
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def _kubeconfig(cluster: str, endpoint: str) -> str:
+    """A kubeconfig for the DNS endpoint (a Google-issued certificate, so no CA data), authenticated
+    by gke-gcloud-auth-plugin with the deployer's own Google identity."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": cluster, "cluster": {"server": f"https://{endpoint}"}}],
+            "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": cluster}}],
+            "current-context": cluster,
+            "users": [
+                {
+                    "name": cluster,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "gke-gcloud-auth-plugin",
+                            "provideClusterInfo": True,
+                            "installHint": "gcloud components install gke-gcloud-auth-plugin",
+                        }
+                    },
+                }
+            ],
+        }
+    )

@@ -1,0 +1,267 @@
+"""Training: the pipeline root bucket (artifacts, model registry, trigger ledger), the image
+registry, the compiled pipeline, the trigger function (gen2, on the training-triggers topic) and
+one Cloud Scheduler job per configured schedule."""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_gcp as gcp
+
+from app.settings import REPO_ROOT
+from infra.common import StackContext, member, project_role, topic
+
+# The trigger function's source: a ``main.py`` shim over ``app/trigger`` and what it imports.
+FUNCTION_FILES = (
+    "app/__init__.py",
+    "app/trigger/__init__.py",
+    "app/trigger/main.py",
+    "app/trigger/payload.py",
+    "app/trigger/ledger.py",
+    "app/trigger/submit.py",
+)
+FUNCTION_MAIN = "from app.trigger.main import http_trigger, pubsub_trigger  # noqa: F401\n"
+FUNCTION_ENTRY = "pubsub_trigger"
+
+
+def compiled_pipeline(image: str) -> str:
+    """The training pipeline's KFP spec for ``image`` (what ``rerank pipeline compile`` writes)."""
+    from pipelines.training import compile_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return compile_pipeline(Path(tmp) / "training.yaml", image=image).read_text()
+
+
+def function_source() -> pulumi.AssetArchive:
+    assets: dict[str, pulumi.Asset | pulumi.Archive] = {f: pulumi.FileAsset(str(REPO_ROOT / f)) for f in FUNCTION_FILES}
+    assets["main.py"] = pulumi.StringAsset(FUNCTION_MAIN)
+    assets["requirements.txt"] = pulumi.FileAsset(str(REPO_ROOT / "app/trigger/requirements.txt"))
+    return pulumi.AssetArchive(assets)
+
+
+@dataclass
+class TrainingArgs:
+    context: StackContext
+    pipeline_account: gcp.serviceaccount.Account
+    trigger_account: gcp.serviceaccount.Account
+    nodes_account: gcp.serviceaccount.Account
+    offline_dataset: pulumi.Input[str]
+    pipeline_spec: str
+
+
+class Training(pulumi.ComponentResource):
+    def __init__(self, name: str, args: TrainingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("rerank:training:Training", name, None, opts)
+        ctx, n, s = args.context, args.context.names, args.context.settings
+        child = pulumi.ResourceOptions(parent=self)
+        pipeline_sa, trigger_sa = args.pipeline_account, args.trigger_account
+
+        self.bucket = gcp.storage.Bucket(
+            f"{name}-pipeline-root",
+            name=n.pipeline_bucket(ctx.project),
+            project=ctx.project,
+            location=ctx.region,
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            versioning=gcp.storage.BucketVersioningArgs(enabled=s.protected),
+            force_destroy=not s.protected,
+            labels=ctx.labels,
+            opts=ctx.protect(self),
+        )
+        self.repository = gcp.artifactregistry.Repository(
+            f"{name}-images",
+            repository_id=n.image_repository,
+            project=ctx.project,
+            location=ctx.region,
+            format="DOCKER",
+            description="ingest, worker and training images, tagged by release",
+            cleanup_policies=[
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-recent",
+                    action="KEEP",
+                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                        keep_count=20
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="drop-untagged",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="UNTAGGED", older_than="2592000s"
+                    ),
+                ),
+            ],
+            labels=ctx.labels,
+            opts=ctx.protect(self),
+        )
+        spec = gcp.storage.BucketObject(
+            f"{name}-pipeline-spec",
+            bucket=self.bucket.name,
+            name=f"pipelines/rerank-training-{s.image_tag}.yaml",
+            content=args.pipeline_spec,
+            content_type="application/x-yaml",
+            opts=child,
+        )
+        self.template_uri = pulumi.Output.concat("gs://", self.bucket.name, "/", spec.name)
+        self.pipeline_root = pulumi.Output.concat("gs://", self.bucket.name, "/root")
+
+        grants = self._grant(name, ctx, args)
+        self.triggers_topic = topic(ctx, ctx.topic_spec(n.training_triggers_topic), self)
+        # The function's Eventarc trigger makes its own push subscription on this topic, so the
+        # topology's pull subscription (what runs the trigger locally) is not created in the cloud.
+        source = gcp.storage.BucketObject(
+            f"{name}-function-source",
+            bucket=self.bucket.name,
+            name="functions/training-trigger.zip",
+            source=function_source(),
+            opts=child,
+        )
+        self.function = gcp.cloudfunctionsv2.Function(
+            f"{name}-trigger",
+            name=n.trigger_function,
+            project=ctx.project,
+            location=ctx.region,
+            description="Submits the training pipeline to Vertex AI, once per trigger id",
+            build_config=gcp.cloudfunctionsv2.FunctionBuildConfigArgs(
+                runtime="python311",
+                entry_point=FUNCTION_ENTRY,
+                source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceArgs(
+                    storage_source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceStorageSourceArgs(
+                        bucket=self.bucket.name, object=source.name
+                    )
+                ),
+            ),
+            service_config=gcp.cloudfunctionsv2.FunctionServiceConfigArgs(
+                max_instance_count=2,
+                available_memory="512M",
+                timeout_seconds=300,
+                ingress_settings="ALLOW_INTERNAL_ONLY",
+                service_account_email=trigger_sa.email,
+                environment_variables={
+                    "PROJECT": ctx.project,
+                    "REGION": ctx.region,
+                    "PIPELINE_SERVICE_ACCOUNT": pipeline_sa.email,
+                    "PIPELINE_ROOT": self.pipeline_root,
+                    "LEDGER_BUCKET": self.bucket.name,
+                },
+            ),
+            event_trigger=gcp.cloudfunctionsv2.FunctionEventTriggerArgs(
+                trigger_region=ctx.region,
+                event_type="google.cloud.pubsub.topic.v1.messagePublished",
+                pubsub_topic=self.triggers_topic.id,
+                retry_policy="RETRY_POLICY_RETRY",
+                service_account_email=trigger_sa.email,
+            ),
+            labels=ctx.labels,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+        )
+        # Eventarc pushes to the function's Cloud Run service as the trigger account.
+        gcp.cloudrunv2.ServiceIamMember(
+            f"{name}-trigger-invoker",
+            project=ctx.project,
+            location=ctx.region,
+            name=self.function.name,
+            role="roles/run.invoker",
+            member=member(trigger_sa),
+            opts=child,
+        )
+
+        parameters = {
+            "offline_uri": pulumi.Output.concat("bq://", ctx.project, ".", args.offline_dataset),
+            "impressions_uri": pulumi.Output.concat("bq://", ctx.project, ".", args.offline_dataset, ".impressions"),
+            "registry_uri": pulumi.Output.concat("/gcs/", self.bucket.name, "/registry"),
+            "env": s.env,
+            "worker_deployment": n.worker_deployment("primary"),
+        }
+        self.schedules = {
+            sched.name: gcp.cloudscheduler.Job(
+                f"{name}-schedule-{sched.name}",
+                name=n.schedule_job(sched.name),
+                project=ctx.project,
+                region=ctx.region,
+                description=f"Retrain ({sched.every}) through the trigger function",
+                schedule=sched.cron_expression,
+                time_zone=sched.time_zone,
+                pubsub_target=gcp.cloudscheduler.JobPubsubTargetArgs(
+                    topic_name=self.triggers_topic.id,
+                    data=pulumi.Output.all(self.template_uri, pulumi.Output.from_input(parameters)).apply(
+                        lambda a, sched=sched: schedule_payload(s.stack, sched.name, a[0], a[1])
+                    ),
+                    attributes={"schedule": sched.name},
+                ),
+                retry_config=gcp.cloudscheduler.JobRetryConfigArgs(retry_count=3),
+                opts=child,
+            )
+            for sched in s.training.schedules
+        }
+        self.register_outputs(
+            {"bucket": self.bucket.name, "template_uri": self.template_uri, "function": self.function.name}
+        )
+
+    def _grant(self, name: str, ctx: StackContext, args: TrainingArgs) -> list[pulumi.Resource]:
+        child = pulumi.ResourceOptions(parent=self)
+        pipeline, trigger = member(args.pipeline_account), member(args.trigger_account)
+        return [
+            # The pipeline: runs on Vertex, queries the offline store (and stages impressions in
+            # its dataset for the point-in-time join), writes artifacts and the model registry.
+            project_role(ctx, f"{name}-pipeline-vertex", args.pipeline_account, "roles/aiplatform.user", self),
+            project_role(ctx, f"{name}-pipeline-bq-jobs", args.pipeline_account, "roles/bigquery.jobUser", self),
+            gcp.bigquery.DatasetIamMember(
+                f"{name}-pipeline-offline",
+                project=ctx.project,
+                dataset_id=args.offline_dataset,
+                role="roles/bigquery.dataEditor",
+                member=pipeline,
+                opts=child,
+            ),
+            gcp.storage.BucketIAMMember(
+                f"{name}-pipeline-root",
+                bucket=self.bucket.name,
+                role="roles/storage.objectAdmin",
+                member=pipeline,
+                opts=child,
+            ),
+            # The trigger: submits pipeline jobs that run as the pipeline account, keeps its ledger.
+            project_role(ctx, f"{name}-trigger-vertex", args.trigger_account, "roles/aiplatform.user", self),
+            gcp.serviceaccount.IAMMember(
+                f"{name}-trigger-acts-as-pipeline",
+                service_account_id=args.pipeline_account.name,
+                role="roles/iam.serviceAccountUser",
+                member=trigger,
+                opts=child,
+            ),
+            gcp.storage.BucketIAMMember(
+                f"{name}-trigger-ledger",
+                bucket=self.bucket.name,
+                role="roles/storage.objectUser",
+                member=trigger,
+                opts=child,
+            ),
+            gcp.artifactregistry.RepositoryIamMember(
+                f"{name}-nodes-pull",
+                project=ctx.project,
+                location=ctx.region,
+                repository=self.repository.name,
+                role="roles/artifactregistry.reader",
+                member=member(args.nodes_account),
+                opts=child,
+            ),
+        ]
+
+
+def schedule_payload(stack: str, schedule: str, template_uri: str, parameters: dict[str, str]) -> str:
+    """The Pub/Sub data Cloud Scheduler sends (base64): a trigger payload without an id, which the
+    function derives from the publish time (``app.trigger.payload.with_schedule_id``)."""
+    doc = {
+        "reason": f"schedule: {schedule}",
+        "stack": stack,
+        "schedule": schedule,
+        "template_uri": template_uri,
+        "parameters": parameters,
+    }
+    return base64.b64encode(json.dumps(doc, sort_keys=True).encode()).decode()

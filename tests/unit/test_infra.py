@@ -1,0 +1,453 @@
+"""The Pulumi program under Pulumi's mocks (no CLI, no credentials): what dev, prod and a review
+stack declare, their IAM, protections and failure on bad configuration."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from functools import cache
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from app.naming import Names
+from app.settings import REPO_ROOT, StackConfigError, load_stack, settings_from_mapping
+from infra.config import settings_from_config, stack_config_mapping
+from infra.plan import Plan, PlannedResource, StackMocks, plan_stack
+from infra.training import compiled_pipeline
+
+pytestmark = pytest.mark.timeout(180)
+
+IAM_TYPES = (
+    "gcp:projects/iAMMember:IAMMember",
+    "gcp:pubsub/topicIAMMember:TopicIAMMember",
+    "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember",
+    "gcp:storage/bucketIAMMember:BucketIAMMember",
+    "gcp:bigquery/datasetIamMember:DatasetIamMember",
+    "gcp:bigquery/iamMember:IamMember",
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
+    "gcp:serviceaccount/iAMMember:IAMMember",
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember",
+)
+KEY_TYPES = ("gcp:serviceaccount/key:Key", "gcp:storage/hmacKey:HmacKey", "aws:iam/accessKey:AccessKey")
+
+
+def stack_yaml(stack: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / f"stacks/Pulumi.{stack}.yaml").read_text())["config"]
+
+
+@cache
+def spec() -> str:
+    return compiled_pipeline("europe-west1-docker.pkg.dev/p/r/training:0.1.0")
+
+
+@cache
+def planned(stack: str) -> Plan:
+    from infra import program
+
+    settings = load_stack(stack)
+    real_build = program.build
+    try:
+        # The compiled pipeline does not depend on the stack; compile it once for the module.
+        program.build = lambda s, pipeline_spec=None: real_build(s, pipeline_spec=spec())  # type: ignore[assignment]
+        return plan_stack(settings)
+    finally:
+        program.build = real_build
+
+
+def custom(plan: Plan, type_token: str) -> list[PlannedResource]:
+    return [r for r in plan.of_type(type_token) if r.custom]
+
+
+def email(plan: Plan, role: str) -> str:
+    return f"serviceAccount:{plan.outputs['service_accounts'][role]}"
+
+
+# --- inventory -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack, schedules", [("dev", 1), ("prod", 2), ("pr-7", 0)])
+def test_each_stack_declares_the_whole_system(stack: str, schedules: int) -> None:
+    plan, settings = planned(stack), load_stack(stack)
+    n, variants = Names.of(settings), settings.serving.variants
+    count = {t: len(custom(plan, t)) for t in {r.type for r in plan.resources}}
+    assert count["gcp:pubsub/topic:Topic"] == 6
+    assert {r.inputs["name"] for r in custom(plan, "gcp:pubsub/subscription:Subscription")} == {
+        n.feature_ingest_subscription,
+        n.feature_dead_letter_subscription,
+        n.requests_dead_letter_subscription,
+        n.predictions_subscription,
+        *(n.variant_subscription(v.name) for v in variants),
+    }
+    assert {r.inputs["tableId"] for r in custom(plan, "gcp:bigquery/table:Table")} == {
+        "user_profile_v1",
+        "user_profile_v2",
+        "user_activity_v1",
+        "predictions",
+    }
+    for one in (
+        "gcp:redis/instance:Instance",
+        "gcp:container/cluster:Cluster",
+        "gcp:container/nodePool:NodePool",
+        "gcp:dataflow/flexTemplateJob:FlexTemplateJob",
+        "gcp:cloudfunctionsv2/function:Function",
+        "gcp:artifactregistry/repository:Repository",
+        "aws:dynamodb/table:Table",
+        "aws:iam/role:Role",
+        "kubernetes:helm.sh/v3:Release",
+    ):
+        assert count.get(one) == 1, one
+    assert count.get("gcp:cloudscheduler/job:Job", 0) == schedules
+    assert {r.inputs["metadata"]["name"] for r in custom(plan, "kubernetes:apps/v1:Deployment")} == {
+        n.worker_deployment(v.name) for v in variants
+    }
+    assert count["kubernetes:keda.sh/v1alpha1:ScaledObject"] == len(variants)
+    assert count["gcp:monitoring/alertPolicy:AlertPolicy"] == 4
+    components = {r.type for r in plan.resources if not r.custom}
+    assert {
+        "rerank:feature_store:FeatureStore",
+        "rerank:training:Training",
+        "rerank:serving:Serving",
+        "rerank:cross_cloud:CrossCloud",
+        "rerank:monitoring:Monitoring",
+    } <= components
+    # Every stack output the app needs resolves to a value.
+    for key in ("requests_topic", "bigquery_dataset", "redis_host", "results_table", "pipeline_template", "cluster"):
+        assert plan.outputs[key], key
+
+
+def _physical_names(plan: Plan) -> set[str]:
+    keys = ("name", "accountId", "datasetId", "repositoryId", "workloadIdentityPoolId")
+    # Objects inside the stack's own buckets are left out: their bucket names already differ.
+    return {
+        str(r.inputs[k])
+        for r in plan.resources
+        if r.custom and r.type != "gcp:storage/bucketObject:BucketObject"
+        for k in keys
+        if k in r.inputs
+    } - {"keda"}
+
+
+def test_a_review_stack_shares_no_name_with_dev() -> None:
+    dev, review = _physical_names(planned("dev")), _physical_names(planned("pr-7"))
+    # Kubernetes objects live in each stack's own cluster; everything else must differ.
+    k8s_local = {"rerank", "online-store", "gcp-workload-identity"}
+    assert dev & review - k8s_local == set()
+
+
+def test_a_review_stack_is_small_and_unprotected() -> None:
+    plan = planned("pr-7")
+    assert [r.name for r in plan.resources if r.protect] == []
+    pool = custom(plan, "gcp:container/nodePool:NodePool")[0].inputs["autoscaling"]
+    assert pool["totalMaxNodeCount"] <= 2
+    redis = custom(plan, "gcp:redis/instance:Instance")[0].inputs
+    assert redis["tier"] == "BASIC" and redis["memorySizeGb"] == 1
+    assert custom(plan, "gcp:dataflow/flexTemplateJob:FlexTemplateJob")[0].inputs["maxWorkers"] == 1
+    assert custom(plan, "gcp:iam/workloadIdentityPool:WorkloadIdentityPool") == []
+    assert all(b["inputs"]["forceDestroy"] for b in [r.__dict__ for r in custom(plan, "gcp:storage/bucket:Bucket")])
+
+
+# --- protections -----------------------------------------------------------------------------
+
+PROTECTED = (
+    "gcp:bigquery/dataset:Dataset",
+    "gcp:bigquery/table:Table",
+    "gcp:redis/instance:Instance",
+    "gcp:container/cluster:Cluster",
+    "gcp:artifactregistry/repository:Repository",
+    "aws:dynamodb/table:Table",
+)
+
+
+def test_prod_is_protected_and_highly_available() -> None:
+    plan = planned("prod")
+    for t in PROTECTED:
+        assert all(r.protect for r in custom(plan, t)), t
+    assert all(r.inputs["deletionProtection"] for r in custom(plan, "gcp:bigquery/table:Table"))
+    assert custom(plan, "gcp:container/cluster:Cluster")[0].inputs["deletionProtection"] is True
+    redis = custom(plan, "gcp:redis/instance:Instance")[0].inputs
+    assert redis["tier"] == "STANDARD_HA" and redis["authEnabled"] is True
+    assert redis["transitEncryptionMode"] == "SERVER_AUTHENTICATION"
+    assert redis["persistenceConfig"]["persistenceMode"] == "RDB"
+    table = custom(plan, "aws:dynamodb/table:Table")[0].inputs
+    assert table["pointInTimeRecovery"]["enabled"] is True and table["deletionProtectionEnabled"] is True
+    assert table["ttl"] == {"attributeName": "expires_at", "enabled": True}
+    bucket = next(r for r in custom(plan, "gcp:storage/bucket:Bucket") if r.name == "training-pipeline-root")
+    assert bucket.inputs["versioning"]["enabled"] is True and bucket.inputs["forceDestroy"] is False
+    assert custom(plan, "gcp:bigquery/dataset:Dataset")[0].inputs["maxTimeTravelHours"] == "168"
+
+
+def test_dev_is_not_protected_but_keeps_point_in_time_recovery() -> None:
+    plan = planned("dev")
+    assert [r.name for r in plan.resources if r.protect] == []
+    assert custom(plan, "aws:dynamodb/table:Table")[0].inputs["pointInTimeRecovery"]["enabled"] is True
+
+
+# --- identity and access ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "pr-7"])
+def test_no_long_lived_keys_anywhere(stack: str) -> None:
+    plan = planned(stack)
+    assert [r.name for r in plan.resources if r.type in KEY_TYPES] == []
+    dumped = json.dumps([r.inputs for r in plan.resources])
+    assert "AWS_SECRET_ACCESS_KEY" not in dumped and "private_key" not in dumped
+
+
+def test_project_wide_roles_are_only_the_ones_without_a_narrower_grant() -> None:
+    plan = planned("dev")
+    granted: dict[str, set[str]] = {}
+    for r in custom(plan, "gcp:projects/iAMMember:IAMMember"):
+        granted.setdefault(r.inputs["member"], set()).add(r.inputs["role"])
+    assert granted == {
+        email(plan, "ingest"): {"roles/dataflow.worker"},
+        email(plan, "pipeline"): {"roles/aiplatform.user", "roles/bigquery.jobUser"},
+        email(plan, "trigger"): {"roles/aiplatform.user"},
+        email(plan, "nodes"): {
+            "roles/logging.logWriter",
+            "roles/monitoring.metricWriter",
+            "roles/monitoring.viewer",
+            "roles/stackdriver.resourceMetadata.writer",
+        },
+        email(plan, "keda"): {"roles/monitoring.viewer"},
+    }
+    roles = {r.inputs["role"] for t in IAM_TYPES for r in custom(plan, t)}
+    assert not {"roles/owner", "roles/editor", "roles/viewer"} & roles
+    assert not [role for role in roles if role.endswith(".admin")]
+
+
+def test_workers_may_pull_only_their_subscriptions_and_publish_only_predictions_and_poison() -> None:
+    plan, n = planned("dev"), Names.of(load_stack("dev"))
+    worker = email(plan, "worker")
+    pulls = {
+        r.name
+        for r in custom(plan, "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember")
+        if r.inputs["member"] == worker
+    }
+    assert pulls == {f"serving-worker-{v}-pull" for v in ("primary", "b", "shadow")}
+    publishes = {
+        r.inputs["topic"]
+        for r in custom(plan, "gcp:pubsub/topicIAMMember:TopicIAMMember")
+        if r.inputs["member"] == worker
+    }
+    assert publishes == {n.predictions_topic, n.requests_dead_letter_topic}
+    # Workload identity: each variant's Kubernetes account may act as the worker account, nothing else.
+    bindings = [
+        r.inputs["member"]
+        for r in custom(plan, "gcp:serviceaccount/iAMMember:IAMMember")
+        if r.inputs["role"] == "roles/iam.workloadIdentityUser"
+    ]
+    assert sorted(bindings) == sorted(
+        [f"serviceAccount:rerank-dev-123456.svc.id.goog[rerank/worker-{v}]" for v in ("primary", "b", "shadow")]
+        + ["serviceAccount:rerank-dev-123456.svc.id.goog[keda/keda-operator]"]
+    )
+
+
+def test_the_aws_role_trusts_only_the_workers_google_identity() -> None:
+    plan = planned("dev")
+    role = custom(plan, "aws:iam/role:Role")[0].inputs
+    trust = json.loads(role["assumeRolePolicy"])["Statement"]
+    assert len(trust) == 1 and trust[0]["Principal"] == {"Federated": "accounts.google.com"}
+    worker = next(
+        r for r in custom(plan, "gcp:serviceaccount/account:Account") if r.inputs["accountId"] == "rerank-dev-worker"
+    )
+    unique_id = StackMocks(load_stack("dev")).new_resource(
+        pulumi.runtime.MockResourceArgs("gcp:serviceaccount/account:Account", worker.name, worker.inputs)
+    )[1]["uniqueId"]
+    assert trust[0]["Condition"]["StringEquals"]["accounts.google.com:sub"] == unique_id
+    policy = json.loads(custom(plan, "aws:iam/rolePolicy:RolePolicy")[0].inputs["policy"])["Statement"]
+    assert policy == [
+        {
+            "Effect": "Allow",
+            "Action": ["dynamodb:PutItem", "dynamodb:GetItem"],
+            "Resource": plan.outputs["results_table_arn"],
+        }
+    ]
+    assert plan.outputs["results_writer_role_arn"] == "arn:aws:iam::111111111111:role/rerank-dev-results-writer"
+
+
+def test_the_core_service_may_only_publish_requests_through_its_role() -> None:
+    plan = planned("prod")
+    provider = custom(plan, "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider")[0].inputs
+    assert provider["aws"] == {"accountId": "222222222222"}
+    assert (
+        provider["attributeCondition"] == "attribute.aws_role == 'arn:aws:sts::222222222222:assumed-role/core-service'"
+    )
+    grants = [r.inputs for t in IAM_TYPES for r in custom(plan, t) if r.inputs["member"].startswith("principalSet://")]
+    assert [(g["role"], g.get("topic")) for g in grants] == [("roles/pubsub.publisher", "rerank-prod-rerank-requests")]
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "pr-7"])
+def test_the_worker_pool_is_spot_and_autoscaled_on_a_private_workload_identity_cluster(stack: str) -> None:
+    plan, settings = planned(stack), load_stack(stack)
+    node = custom(plan, "gcp:container/nodePool:NodePool")[0].inputs
+    assert node["nodeConfig"]["spot"] is True or node["nodeConfig"]["preemptible"] is True
+    assert node["nodeConfig"]["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
+    assert node["nodeConfig"]["serviceAccount"] == plan.outputs["service_accounts"]["nodes"]
+    assert node["autoscaling"]["totalMaxNodeCount"] == settings.serving.node_pool.max_nodes
+    cluster = custom(plan, "gcp:container/cluster:Cluster")[0].inputs
+    assert cluster["privateClusterConfig"]["enablePrivateNodes"] is True
+    assert cluster["workloadIdentityConfig"] == {"workloadPool": f"{settings.gcp.project}.svc.id.goog"}
+    assert cluster["removeDefaultNodePool"] is True
+
+
+def test_variant_subscriptions_are_filtered_and_dead_lettered() -> None:
+    plan, n = planned("dev"), Names.of(load_stack("dev"))
+    subs = {r.inputs["name"]: r.inputs for r in custom(plan, "gcp:pubsub/subscription:Subscription")}
+    dlq = f"projects/rerank-dev-123456/topics/{n.requests_dead_letter_topic}"
+    for variant, expected_filter in (
+        ("primary", 'attributes.arm = "primary"'),
+        ("b", 'attributes.arm = "b"'),
+        ("shadow", None),
+    ):
+        sub = subs[n.variant_subscription(variant)]
+        assert sub.get("filter") == expected_filter
+        assert sub["deadLetterPolicy"] == {"deadLetterTopic": dlq, "maxDeliveryAttempts": 5}
+    ingest = subs[n.feature_ingest_subscription]["deadLetterPolicy"]
+    assert ingest["deadLetterTopic"].endswith(n.feature_dead_letter_topic)
+    # The Pub/Sub service agent can move dead letters: publish to each DLQ, consume each source.
+    agent = "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
+    forwarders = {
+        r.name
+        for r in custom(plan, "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember")
+        if r.inputs["member"] == agent
+    }
+    assert forwarders == {f"{s}-dlq-forwarder" for s, v in subs.items() if "deadLetterPolicy" in v}
+    predictions = subs[n.predictions_subscription]["bigqueryConfig"]
+    assert predictions["table"] == "rerank-dev-123456.rerank_dev_features.predictions" and predictions["useTableSchema"]
+
+
+def test_each_variant_runs_its_own_workers_scaled_on_its_backlog() -> None:
+    plan, settings = planned("dev"), load_stack("dev")
+    n = Names.of(settings)
+    deployments = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"] for r in custom(plan, "kubernetes:apps/v1:Deployment")
+    }
+    scalers = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"] for r in custom(plan, "kubernetes:keda.sh/v1alpha1:ScaledObject")
+    }
+    for v in settings.serving.variants:
+        pod = deployments[n.worker_deployment(v.name)]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["args"][:4] == ["serve", "--stack", "dev", "--variant"] and container["args"][4] == v.name
+        assert container["image"] == "europe-west1-docker.pkg.dev/rerank-dev-123456/rerank-dev-images/worker:0.1.0"
+        assert pod["serviceAccountName"] == f"worker-{v.name}"
+        env = {e["name"] for e in container["env"]}
+        assert ("RESULTS_TABLE" in env) == (v.kind != "shadow")  # shadows never write served results
+        trigger = scalers[n.worker_deployment(v.name)]["triggers"][0]
+        assert trigger["type"] == "gcp-pubsub"
+        assert trigger["metadata"]["subscriptionName"] == plan.outputs["variant_subscriptions"][v.name]
+        assert trigger["metadata"]["value"] == str(settings.serving.worker.backlog_per_replica)
+
+
+def test_schedules_publish_a_payload_the_trigger_function_accepts() -> None:
+    import base64
+
+    from app.trigger.payload import parse_payload, with_schedule_id
+
+    plan = planned("prod")
+    jobs = {r.inputs["name"]: r.inputs for r in custom(plan, "gcp:cloudscheduler/job:Job")}
+    assert {k: v["schedule"] for k, v in jobs.items()} == {
+        "rerank-prod-train-nightly": "0 3 * * *",
+        "rerank-prod-train-weekly-full": "0 3 * * 1",
+    }
+    doc = json.loads(base64.b64decode(jobs["rerank-prod-train-nightly"]["pubsubTarget"]["data"]))
+    payload = parse_payload(with_schedule_id(doc, "2026-11-27T03:00:02Z"))
+    assert payload.template_uri == plan.outputs["pipeline_template"]
+    assert payload.trigger_id == "nightly-2026112703" and payload.parameters["env"] == "prod"
+    function = custom(plan, "gcp:cloudfunctionsv2/function:Function")[0].inputs
+    assert function["eventTrigger"]["pubsubTopic"] == plan.outputs["training_triggers_topic"]
+    assert function["buildConfig"]["entryPoint"] == "pubsub_trigger"
+
+
+def test_the_ingest_job_gets_the_stacks_parameters() -> None:
+    plan = planned("dev")
+    job = custom(plan, "gcp:dataflow/flexTemplateJob:FlexTemplateJob")[0].inputs
+    params = job["parameters"]
+    assert params["subscription"] == "projects/rerank-dev-123456/subscriptions/rerank-dev-feature-events-ingest"
+    assert params["bigquery_dataset"] == "rerank-dev-123456.rerank_dev_features"
+    assert params["redis_url"].startswith("rediss://") and params["redis_prefix"] == "rerank:dev"
+    assert job["ipConfiguration"] == "WORKER_IP_PRIVATE" and job["onDelete"] == "drain"
+    template = next(
+        r for r in custom(plan, "gcp:storage/bucketObject:BucketObject") if r.name == "feature-store-template"
+    )
+    assert json.loads(template.inputs["content"])["image"].endswith("/ingest:0.1.0")
+
+
+# --- configuration errors --------------------------------------------------------------------
+
+
+def _problems(config: dict[str, Any], stack: str = "dev") -> list[str]:
+    with pytest.raises(StackConfigError) as err:
+        settings_from_config(stack_config_mapping(config), stack)
+    return err.value.problems
+
+
+@pytest.mark.parametrize(
+    "change, stack, needle",
+    [
+        ({"rerank-platform:image_tag": None}, "dev", "rerank-platform:image_tag: missing"),
+        ({"rerank-platform:cross_cloud": None}, "dev", "rerank-platform:cross_cloud: missing"),
+        ({"rerank-platform:serving": {"pull_mode": "unary"}}, "dev", "serving.pull_mode: unary pulls are a local"),
+        ({"rerank-platform:feature_store": {"redis": {"tier": "BASIC"}}}, "prod", "prod needs STANDARD_HA"),
+        (
+            {"rerank-platform:feature_store": {"redis": {"transit_encryption": False}}},
+            "prod",
+            "auth_enabled and transit_encryption",
+        ),
+        ({"rerank-platform:monitoring": {"notification_emails": []}}, "prod", "prod alerts need someone"),
+        ({"rerank-platform:network": {"master_authorized_networks": ["0.0.0.0/0"]}}, "dev", "open the control plane"),
+        (
+            {"rerank-platform:serving": {"node_pool": {"min_nodes": 9, "max_nodes": 3}}},
+            "dev",
+            "min_nodes 9 is above max_nodes 3",
+        ),
+        ({"rerank-platform:cross_cloud": {"aws_account_id": "12ab"}}, "dev", "cross_cloud.aws_account_id"),
+        ({"rerank-platform:labels": {"Team": "x"}}, "dev", "labels need lowercase keys"),
+        ({"rerank-platform:name_prefix": "rerankplat"}, "integration-eu-west1", "cloud names allow 21"),
+        ({"rerank-platform:gcp": {"region": "mars"}}, "dev", "rerank-platform:gcp.region"),
+    ],
+)
+def test_bad_stack_config_is_refused_with_the_key_named(change: dict[str, Any], stack: str, needle: str) -> None:
+    base = stack_yaml("prod" if stack == "prod" else "dev")
+    config = dict(base)
+    for key, value in change.items():
+        if value is None:
+            config.pop(key)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            config[key] = _merge(base[key], value)
+        else:
+            config[key] = value
+    found = _problems(config, stack)
+    assert any(needle in p for p in found), found
+
+
+def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in change.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def test_a_review_stack_takes_devs_config_and_becomes_ephemeral() -> None:
+    s = settings_from_config(stack_config_mapping(stack_yaml("dev")), "pr-42")
+    assert (s.stack, s.env, s.training.schedules) == ("pr-42", "ephemeral", [])
+    assert settings_from_mapping(stack_yaml("dev"), "dev", "x").env == "dev"
+
+
+def test_the_program_entry_stops_with_the_problems_and_no_traceback() -> None:
+    """``infra/__main__.py`` as ``pulumi up`` runs it, with a broken config: a RunError naming the key."""
+    config = stack_config_mapping({**stack_yaml("dev"), "rerank-platform:feature_store": "{}"})
+    pulumi.runtime.set_mocks(StackMocks(load_stack("dev")), project="rerank-platform", stack="dev", preview=True)
+    pulumi.runtime.set_all_config(config)
+    try:
+        with pytest.raises(pulumi.RunError) as err:
+            runpy.run_path(str(REPO_ROOT / "infra/__main__.py"))
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert "rerank-platform:feature_store.entities: missing required value" in str(err.value)
