@@ -202,8 +202,9 @@ class StackMocks(pulumi.runtime.Mocks):
         raise NotImplementedError(f"the program made an unexpected invoke: {args.token}")
 
 
-def plan_stack(settings: StackSettings) -> Plan:
-    """Run ``infra.program.build`` for ``settings`` under mocks and return what it declared."""
+def plan_stack(settings: StackSettings, pipeline_spec: str | None = None) -> Plan:
+    """Run ``infra.program.build`` for ``settings`` under mocks and return what it declared
+    (``pipeline_spec``: an already compiled training pipeline, to skip compiling it again)."""
     from infra.program import build
 
     mocks = StackMocks(settings)
@@ -213,7 +214,7 @@ def plan_stack(settings: StackSettings) -> Plan:
 
     @pulumi.runtime.test
     def run() -> pulumi.Output[Any]:
-        outputs = build(settings)
+        outputs = build(settings, pipeline_spec)
         return pulumi.Output.from_input(outputs).apply(lambda resolved: plan.outputs.update(_plain(resolved)))
 
     run()

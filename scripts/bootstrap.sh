@@ -39,3 +39,15 @@ if [ ! -e "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# The CrossGuard policy pack has its own environment: pulumi-policy pins protobuf 5.29, the
+# program's (kfp, Beam) needs protobuf 6. `pulumi preview --policy-pack infra/policy` uses it too.
+[ -x .venv-policy/bin/python ] || "$PYTHON" -m venv .venv-policy
+policy_stamp=.venv-policy/.installed-$(sha1sum infra/policy/requirements.txt | cut -c1-12)
+if [ ! -e "$policy_stamp" ]; then
+  echo "bootstrap: installing the policy pack's environment into .venv-policy" >&2
+  .venv-policy/bin/python -m pip install -q -r infra/policy/requirements.txt
+  .venv-policy/bin/python -m pip check
+  rm -f .venv-policy/.installed-*
+  touch "$policy_stamp"
+fi

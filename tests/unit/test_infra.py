@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import runpy
-from functools import cache
 from typing import Any
 
 import pulumi
@@ -15,8 +14,8 @@ import yaml
 from app.naming import Names
 from app.settings import REPO_ROOT, StackConfigError, load_stack, settings_from_mapping
 from infra.config import settings_from_config, stack_config_mapping
-from infra.plan import Plan, PlannedResource, StackMocks, plan_stack
-from infra.training import compiled_pipeline
+from infra.plan import Plan, PlannedResource, StackMocks
+from tests.unit.infra_plans import planned
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,25 +35,6 @@ KEY_TYPES = ("gcp:serviceaccount/key:Key", "gcp:storage/hmacKey:HmacKey", "aws:i
 
 def stack_yaml(stack: str) -> dict[str, Any]:
     return yaml.safe_load((REPO_ROOT / f"stacks/Pulumi.{stack}.yaml").read_text())["config"]
-
-
-@cache
-def spec() -> str:
-    return compiled_pipeline("europe-west1-docker.pkg.dev/p/r/training:0.1.0")
-
-
-@cache
-def planned(stack: str) -> Plan:
-    from infra import program
-
-    settings = load_stack(stack)
-    real_build = program.build
-    try:
-        # The compiled pipeline does not depend on the stack; compile it once for the module.
-        program.build = lambda s, pipeline_spec=None: real_build(s, pipeline_spec=spec())  # type: ignore[assignment]
-        return plan_stack(settings)
-    finally:
-        program.build = real_build
 
 
 def custom(plan: Plan, type_token: str) -> list[PlannedResource]:
