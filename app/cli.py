@@ -89,6 +89,12 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(args, state_dir(args))
 
 
+def _infra(args: argparse.Namespace) -> int:
+    from app.commands import infra
+
+    return infra.run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rerank", description="rerank-platform: run and operate the re-ranking system")
     sub = top.add_subparsers(dest="command", required=True)
@@ -181,6 +187,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, default=400, help="sessions replayed through the workers")
     p.add_argument("--report", default=None, help="HTML report path (default .rerank/local/<stack>/demo/report.html)")
     p.add_argument("--keep", action="store_true", help="leave the local services running afterwards")
+
+    p = command("infra", _infra, "a cloud stack's resource inventory from the Pulumi program under mocks")
+    p.add_argument("action", choices=["plan"])
+    p.add_argument("--diff", metavar="GIT_REF", help="show what this tree adds, removes or alters against GIT_REF")
     return top
 
 

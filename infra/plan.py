@@ -41,7 +41,13 @@ class PlannedResource:
         return f"{self.type}::{self.name}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "protect": self.protect, "settings": key_settings(self)}
+        return {
+            "type": self.type,
+            "name": self.name,
+            "protect": self.protect,
+            "settings": key_settings(self),
+            "inputs": _digested(self.inputs),
+        }
 
 
 @dataclass
@@ -226,12 +232,18 @@ def dumps(plan: Plan) -> str:
     return json.dumps(plan.to_json(), indent=2, sort_keys=True)
 
 
-# The settings shown per resource type in the inventory (everything else stays in ``inputs``).
-KEY_SETTINGS: dict[str, tuple[str, ...]] = {}
-
-
 def key_settings(r: PlannedResource) -> dict[str, Any]:
-    keys = KEY_SETTINGS.get(r.type)
-    if keys is None:
-        return {k: v for k, v in r.inputs.items() if not isinstance(v, dict | list) and k not in ("project", "labels")}
-    return {k: r.inputs[k] for k in keys if k in r.inputs}
+    """What a reviewer scans first: the scalar inputs (names, sizes, tiers, flags)."""
+    skip = ("project", "content", "source", "assumeRolePolicy", "policy")
+    return {k: v for k, v in r.inputs.items() if not isinstance(v, dict | list) and k not in skip}
+
+
+def _digested(value: Any) -> Any:
+    """Long strings (a compiled pipeline, a policy document) by their digest, so diffs stay short."""
+    if isinstance(value, dict):
+        return {k: _digested(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_digested(v) for v in value]
+    if isinstance(value, str) and len(value) > 300:
+        return f"sha256:{hashlib.sha256(value.encode()).hexdigest()[:16]} ({len(value)} characters)"
+    return value
