@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 
-from app.settings import PROJECT, StackSettings
+from app.settings import PROJECT, REPO_ROOT, StackSettings
 
 PROJECT_NUMBER = "123456789012"
 rpc_secret_sig = pulumi.runtime.rpc._special_sig_key
@@ -110,22 +111,29 @@ class _Recorder(pulumi_mocks.MockMonitor):
 
 
 def _plain(value: Any) -> Any:
-    """Inputs as JSON-able data (secrets unwrapped, assets and archives by their paths)."""
+    """Inputs as JSON-able data: secrets unwrapped, whole numbers as ints, files by their path in
+    the repository and a digest of their content (so a changed function source shows in a diff)."""
     if isinstance(value, dict) and value.get(rpc_secret_sig) == rpc_secret_value:
         return _plain(value["value"])
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items() if not k.startswith("__")}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     if isinstance(value, pulumi.Resource):
         return f"<resource {type(value).__name__}>"
-    path = getattr(value, "path", None) or getattr(value, "text", None)
-    if path is not None:
-        return f"<{type(value).__name__} {path if isinstance(path, str) and len(path) < 200 else '...'}>"
     if isinstance(value, pulumi.AssetArchive):
         return {k: _plain(v) for k, v in value.assets.items()}
+    if isinstance(value, pulumi.FileAsset | pulumi.FileArchive):
+        path = Path(value.path)
+        shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "?"
+        return f"<{type(value).__name__} {shown} sha256:{digest}>"
+    if isinstance(value, pulumi.StringAsset):
+        return f"<StringAsset sha256:{hashlib.sha256(value.text.encode()).hexdigest()[:16]}>"
     return repr(value)
 
 
