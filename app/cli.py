@@ -172,6 +172,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=0, help="serve /healthz and /metrics on this port")
     p.add_argument("--http-host", default="127.0.0.1", help="address for /healthz and /metrics (0.0.0.0 in a pod)")
     p.add_argument("--naive-scoring", action="store_true", help=argparse.SUPPRESS)  # the benchmark's baseline
+    p.add_argument(
+        "--endpoints",
+        choices=["local", "env"],
+        default="local",
+        help="local: the services `rerank local up` started; env: a pod's (REDIS_URL, MODEL_REGISTRY, AWS_ROLE_ARN)",
+    )
 
     p = command("sink", _sink, "land prediction records in the offline store until SIGTERM")
 

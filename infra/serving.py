@@ -166,6 +166,10 @@ class Serving(pulumi.ComponentResource):
                 cluster_secondary_range_name=PODS_RANGE, services_secondary_range_name=SERVICES_RANGE
             ),
             enable_shielded_nodes=True,
+            # Workers read the model registry from the pipeline bucket through Cloud Storage FUSE.
+            addons_config=gcp.container.ClusterAddonsConfigArgs(
+                gcs_fuse_csi_driver_config=gcp.container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True)
+            ),
             deletion_protection=s.protected,
             resource_labels=ctx.labels,
             opts=ctx.protect(self),
@@ -305,7 +309,9 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
         {"name": "GOOGLE_CLOUD_PROJECT", "value": ctx.project},
         {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "online-store", "key": "REDIS_URL"}}},
         {"name": "REDIS_CA_FILE", "value": "/etc/online-store/ca.pem"},
-        {"name": "MODEL_REGISTRY", "value": pulumi.Output.concat("gs://", args.pipeline_bucket, "/registry")},
+        # The registry is plain files: the pipeline bucket through Cloud Storage FUSE, at the same
+        # /gcs/<bucket> path Vertex AI gives the pipeline that writes it.
+        {"name": "MODEL_REGISTRY", "value": pulumi.Output.concat("/gcs/", args.pipeline_bucket, "/registry")},
         {"name": "AWS_REGION", "value": s.aws.region},
         {"name": "AWS_ROLE_ARN", "value": args.results_role_arn},
         {"name": "RESULTS_TABLE", "value": args.results_table},
@@ -318,7 +324,11 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
         "template": {
             "metadata": {
                 "labels": {"app": app, "rerank.dev/variant": variant},
-                "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(WORKER_PORT)},
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(WORKER_PORT),
+                    "gke-gcsfuse/volumes": "true",
+                },
             },
             "spec": {
                 "serviceAccountName": ksa,
@@ -335,6 +345,8 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
                             s.stack,
                             "--variant",
                             variant,
+                            "--endpoints",
+                            "env",
                             "--http-host",
                             "0.0.0.0",
                             "--http-port",
@@ -353,14 +365,29 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
                             "limits": {"memory": w.memory},
                         },
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
-                        "volumeMounts": [{"name": "online-store", "mountPath": "/etc/online-store", "readOnly": True}],
+                        "volumeMounts": [
+                            {"name": "online-store", "mountPath": "/etc/online-store", "readOnly": True},
+                            {
+                                "name": "models",
+                                "mountPath": pulumi.Output.concat("/gcs/", args.pipeline_bucket),
+                                "readOnly": True,
+                            },
+                        ],
                     }
                 ],
                 "volumes": [
                     {
                         "name": "online-store",
                         "secret": {"secretName": "online-store", "items": [{"key": "ca.pem", "path": "ca.pem"}]},
-                    }
+                    },
+                    {
+                        "name": "models",
+                        "csi": {
+                            "driver": "gcsfuse.csi.storage.gke.io",
+                            "readOnly": True,
+                            "volumeAttributes": {"bucketName": args.pipeline_bucket, "mountOptions": "implicit-dirs"},
+                        },
+                    },
                 ],
             },
         },

@@ -19,14 +19,19 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
+    from app.serving.endpoints import CloudEndpoints, Endpoints, LocalEndpoints
     from app.serving.observability import serve_http
     from app.serving.runtime import build_worker
 
     settings = load_stack(args.stack)
-    state = running_state(args.stack, state_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        worker = build_worker(settings, state, args.variant, max_batch=args.max_batch)
+        endpoints: Endpoints = (
+            CloudEndpoints.from_env()
+            if args.endpoints == "env"
+            else LocalEndpoints(running_state(args.stack, state_dir))
+        )
+        worker = build_worker(settings, endpoints, args.variant, max_batch=args.max_batch)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.naive_scoring:

@@ -1,4 +1,5 @@
-"""Assemble a worker of a variant from the stack settings and the local services."""
+"""Assemble a worker of a variant from the stack settings and its endpoints (the local services,
+or the cloud's: ``app.serving.endpoints``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app.local import clients
 from app.local.services import LocalState
 from app.naming import Names
 from app.ranking.registry import ModelRegistry
+from app.serving.endpoints import Endpoints, endpoints_of
 from app.serving.model_handle import DeployedModel
 from app.serving.observability import WorkerMetrics
 from app.serving.results import ResultStore
@@ -20,24 +22,25 @@ from app.serving.worker import BatchHandler, Worker, WorkerConfig
 from app.settings import StackSettings
 
 
-def registry_dir(state: LocalState) -> Path:
-    return Path(state.dir) / "registry"
+def registry_dir(state: LocalState | Endpoints) -> Path:
+    return endpoints_of(state).registry_dir
 
 
-def result_store(settings: StackSettings, state: LocalState) -> ResultStore:
+def result_store(settings: StackSettings, state: LocalState | Endpoints) -> ResultStore:
     return ResultStore(
-        clients.dynamodb(state.dynamodb_url, settings.aws.region),
+        endpoints_of(state).dynamodb(settings.aws.region),
         Names.of(settings).results_table,
         timedelta(hours=settings.serving.result_ttl_hours),
     )
 
 
-def build_worker(settings: StackSettings, state: LocalState, variant: str, **overrides: Any) -> Worker:
+def build_worker(settings: StackSettings, state: LocalState | Endpoints, variant: str, **overrides: Any) -> Worker:
     variants = {v.name: v for v in settings.serving.variants}
     if variant not in variants:
         raise ValueError(f"variant {variant!r} is not in stack {settings.stack} (variants: {', '.join(variants)})")
     v, names, project = variants[variant], Names.of(settings), settings.gcp.project
-    publisher = clients.publisher(state.pubsub_host, clients.LOW_LATENCY)
+    endpoints = endpoints_of(state)
+    publisher = endpoints.publisher(clients.LOW_LATENCY)
     stack_config: dict[str, Any] = {
         "variant": variant,
         "kind": v.kind,
@@ -53,10 +56,10 @@ def build_worker(settings: StackSettings, state: LocalState, variant: str, **ove
     metrics = WorkerMetrics(variant)
     handler = BatchHandler(
         cfg,
-        Scorer(online_store(clients.redis_client(state.redis_url), settings, registry), registry),
+        Scorer(online_store(endpoints.redis(), settings, registry), registry),
         DeployedModel(ModelRegistry(registry_dir(state)), variant),
         None if v.kind == "shadow" else result_store(settings, state),
         lambda topic, data, attrs: publisher.publish(topic, data, **attrs),
         metrics,
     )
-    return Worker(cfg, clients.subscriber(state.pubsub_host), handler, metrics)
+    return Worker(cfg, endpoints.subscriber(), handler, metrics)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from app.market.serving_setup import ServedMarket, prepare_served_market
+from app.serving.endpoints import Endpoints
 from app.serving.runtime import build_worker
 from app.serving.worker import Worker
 
@@ -15,8 +16,10 @@ __all__ = ["ServedMarket", "prepare_served_market", "running_worker"]
 
 
 @contextmanager
-def running_worker(world: ServedMarket, variant: str, **overrides: Any) -> Iterator[Worker]:
-    worker = build_worker(world.settings, world.state, variant, **overrides)
+def running_worker(
+    world: ServedMarket, variant: str, endpoints: Endpoints | None = None, **overrides: Any
+) -> Iterator[Worker]:
+    worker = build_worker(world.settings, endpoints or world.state, variant, **overrides)
     thread = threading.Thread(target=worker.run, name=f"worker-{variant}", daemon=True)
     thread.start()
     try:

@@ -349,3 +349,77 @@ def test_streaming_pull_mode_serves_too(served: ServedMarket) -> None:
         reqs = [client.request(u, "streaming", candidates(served, u)) for u in users]
         wait_until(lambda: all(not client.ordering(r).fell_back for r in reqs), what="streaming-pull results")
     assert worker.cfg.pull_mode == "streaming"
+
+
+class _MetadataServer:
+    """Stands in for GKE's metadata server: hands out an ID token and records who asked for what."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+        import urllib.parse
+
+        requests: list[tuple[str, dict[str, list[str]]]] = []
+        self.requests = requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urllib.parse.urlparse(self.path)
+                requests.append((self.headers.get("Metadata-Flavor", ""), urllib.parse.parse_qs(url.query)))
+                body = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwMTIzNDU2Nzg5MDEifQ.c2ln"
+                self.send_response(200 if self.headers.get("Metadata-Flavor") == "Google" else 403)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/identity"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_a_pod_worker_serves_with_endpoints_from_its_environment(
+    served: ServedMarket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the worker Deployment runs (``rerank serve --endpoints env``): Pub/Sub through the
+    client's defaults, Redis by URL, the registry by path, and DynamoDB with credentials from
+    exchanging a Google ID token for the results-writer role (STS on moto), no AWS key."""
+    from app.serving.aws_federation import FederationError
+    from app.serving.endpoints import CloudEndpoints
+
+    metadata = _MetadataServer()
+    # moto keeps each account's tables apart; the local table lives in its default account.
+    role = "arn:aws:iam::123456789012:role/rerank-local-results-writer"
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", served.state.pubsub_host)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", served.state.dynamodb_url)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    endpoints = CloudEndpoints.from_env(
+        {
+            "REDIS_URL": served.state.redis_url,
+            "MODEL_REGISTRY": str(registry_dir(served.state)),
+            "AWS_ROLE_ARN": role,
+            "HOSTNAME": "rerank-local-worker-primary-7f9c",
+            "GOOGLE_METADATA_IDENTITY_URL": metadata.url,
+        }
+    )
+    try:
+        creds = endpoints.dynamodb(served.settings.aws.region)._request_signer._credentials
+        frozen = creds.get_frozen_credentials()
+        assert frozen.token and frozen.access_key != "local", "credentials come from STS, not a key"
+        client = served.client()
+        users = served.users_in("primary", 4)
+        with running_worker(served, "primary", endpoints=endpoints):
+            reqs = [client.request(u, "pod", candidates(served, u)) for u in users]
+            wait_until(lambda: all(not client.ordering(r).fell_back for r in reqs), what="results from the pod worker")
+        assert all(client.ordering(r).result.model_id == served.model_id for r in reqs)
+        assert metadata.requests and all(flavor == "Google" for flavor, _ in metadata.requests)
+        assert all(query["audience"] == [role] for _, query in metadata.requests)
+    finally:
+        metadata.close()
+    with pytest.raises(FederationError, match="no Google ID token from the metadata server"):
+        endpoints.dynamodb(served.settings.aws.region)

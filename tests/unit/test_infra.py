@@ -314,7 +314,11 @@ def test_each_variant_runs_its_own_workers_scaled_on_its_backlog() -> None:
     for v in settings.serving.variants:
         pod = deployments[n.worker_deployment(v.name)]["template"]["spec"]
         container = pod["containers"][0]
-        assert container["args"][:4] == ["serve", "--stack", "dev", "--variant"] and container["args"][4] == v.name
+        assert container["args"][:7] == ["serve", "--stack", "dev", "--variant", v.name, "--endpoints", "env"]
+        env_values = {e["name"]: e.get("value") for e in container["env"]}
+        assert env_values["MODEL_REGISTRY"] == "/gcs/rerank-dev-123456-rerank-dev-pipelines/registry"
+        models = next(vol for vol in pod["volumes"] if vol["name"] == "models")["csi"]
+        assert models["volumeAttributes"]["bucketName"] == "rerank-dev-123456-rerank-dev-pipelines"
         assert container["image"] == "europe-west1-docker.pkg.dev/rerank-dev-123456/rerank-dev-images/worker:0.1.0"
         assert pod["serviceAccountName"] == f"worker-{v.name}"
         env = {e["name"] for e in container["env"]}
