@@ -10,6 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from app.featurestore.bigquery_store import bigquery_tables
+from app.featurestore.redis_connect import secret_payload
 from app.featurestore.registry import default_registry
 from app.featurestore.template_spec import render_spec, stack_parameters
 from infra.common import StackContext, member, project_role, subscription, topic
@@ -106,6 +107,24 @@ class FeatureStore(pulumi.ComponentResource):
         )
 
         self.redis_ca = self.redis.server_ca_certs.apply(lambda certs: "".join(c.cert or "" for c in certs or []))
+        # The ingest job reads URL and CA from Secret Manager: its parameters are visible to anyone
+        # who can view jobs, the secret only to its service account.
+        self.redis_secret = gcp.secretmanager.Secret(
+            f"{name}-online-store",
+            secret_id=f"{n.redis_instance}-connection",
+            project=ctx.project,
+            replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
+            labels=ctx.labels,
+            opts=child,
+        )
+        self.redis_secret_version = gcp.secretmanager.SecretVersion(
+            f"{name}-online-store",
+            secret=self.redis_secret.id,
+            secret_data=pulumi.Output.secret(
+                pulumi.Output.all(self.redis_url, self.redis_ca).apply(lambda a: secret_payload(a[0], a[1]))
+            ),
+            opts=child,
+        )
 
         # The streaming ingest job, from the flex template whose spec is rendered from the app.
         self.bucket = gcp.storage.Bucket(
@@ -144,7 +163,7 @@ class FeatureStore(pulumi.ComponentResource):
             parameters={
                 "subscription": self.ingest_subscription.id,
                 "dead_letter_topic": self.dead_letter_topic.id,
-                "redis_url": self.redis_url,
+                "redis_url": self.redis_secret_version.name,
                 "bigquery_dataset": pulumi.Output.concat(ctx.project, ".", self.dataset.dataset_id),
                 **stack_parameters(ctx.settings),
             },
@@ -205,6 +224,14 @@ class FeatureStore(pulumi.ComponentResource):
                 project=ctx.project,
                 dataset_id=self.dataset.dataset_id,
                 role="roles/bigquery.dataEditor",
+                member=who,
+                opts=child,
+            ),
+            gcp.secretmanager.SecretIamMember(
+                f"{name}-ingest-online-store",
+                project=ctx.project,
+                secret_id=self.redis_secret.id,
+                role="roles/secretmanager.secretAccessor",
                 member=who,
                 opts=child,
             ),

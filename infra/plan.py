@@ -197,6 +197,11 @@ class StackMocks(pulumi.runtime.Mocks):
             }
         elif t == "gcp:dataflow/flexTemplateJob:FlexTemplateJob":
             outputs = {"jobId": f"2026-01-01_00_00_00-{_digits(inputs['name'], 19)}"}
+        elif t == "gcp:secretmanager/secret:Secret":
+            rid = f"projects/{p}/secrets/{inputs['secretId']}"
+        elif t == "gcp:secretmanager/secretVersion:SecretVersion":
+            secret = str(inputs["secret"]).rsplit("/", 1)[-1]
+            outputs = {"name": f"projects/{PROJECT_NUMBER}/secrets/{secret}/versions/1", "version": "1"}
         elif t == "gcp:monitoring/notificationChannel:NotificationChannel":
             rid = f"projects/{p}/notificationChannels/{_digits(args.name, 19)}"
         elif t.startswith("aws:"):

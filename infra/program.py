@@ -37,6 +37,7 @@ APIS = (
     "pubsub.googleapis.com",
     "redis.googleapis.com",
     "run.googleapis.com",
+    "secretmanager.googleapis.com",
     "servicenetworking.googleapis.com",
     "sts.googleapis.com",
     "aiplatform.googleapis.com",

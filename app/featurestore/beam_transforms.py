@@ -78,11 +78,10 @@ class WriteOnlineFn(_BufferedWriteFn):
         self.stale = RunCounter(run_id, "online_stale")
 
     def setup(self) -> None:
-        import redis
-
         from app.featurestore.online import registry_online_store
+        from app.featurestore.redis_connect import redis_target
 
-        client = redis.Redis.from_url(self.redis_url)
+        client = redis_target(self.redis_url).connect()
         self._store = registry_online_store(client, self.prefix, self.ttl_seconds, default_registry())
 
     def flush(self, rows: list[FeatureRow]) -> None:

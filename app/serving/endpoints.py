@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import redis
 from google.cloud import pubsub_v1
 
+from app.featurestore.redis_connect import RedisTarget
 from app.local import clients
 from app.local.services import LocalState
 
@@ -93,11 +94,8 @@ class CloudEndpoints:
         return pubsub_v1.SubscriberClient()
 
     def redis(self) -> redis.Redis:
-        if self.redis_url.startswith("rediss://") and self.redis_ca_file:
-            # Memorystore's server certificate is signed by the instance's own CA and names no
-            # host we connect by, so the CA is pinned and the host name is not checked.
-            return redis.Redis.from_url(self.redis_url, ssl_ca_certs=self.redis_ca_file, ssl_check_hostname=False)
-        return redis.Redis.from_url(self.redis_url)
+        ca = Path(self.redis_ca_file).read_text() if self.redis_ca_file and Path(self.redis_ca_file).exists() else None
+        return RedisTarget(self.redis_url, ca or None).connect()
 
     def dynamodb(self, region: str) -> Any:
         from app.serving.aws_federation import METADATA_URL, federated_session

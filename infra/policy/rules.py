@@ -31,6 +31,7 @@ LABELLED = {
     "gcp:dataflow/flexTemplateJob:FlexTemplateJob": "labels",
     "gcp:cloudfunctionsv2/function:Function": "labels",
     "gcp:artifactregistry/repository:Repository": "labels",
+    "gcp:secretmanager/secret:Secret": "labels",
     "gcp:container/cluster:Cluster": "resourceLabels",
     "gcp:monitoring/alertPolicy:AlertPolicy": "userLabels",
     "aws:dynamodb/table:Table": "tags",

@@ -349,13 +349,27 @@ def test_schedules_publish_a_payload_the_trigger_function_accepts() -> None:
     assert function["buildConfig"]["entryPoint"] == "pubsub_trigger"
 
 
-def test_the_ingest_job_gets_the_stacks_parameters() -> None:
+def test_the_ingest_job_gets_the_stacks_parameters_and_no_password() -> None:
     plan = planned("dev")
     job = custom(plan, "gcp:dataflow/flexTemplateJob:FlexTemplateJob")[0].inputs
     params = job["parameters"]
     assert params["subscription"] == "projects/rerank-dev-123456/subscriptions/rerank-dev-feature-events-ingest"
     assert params["bigquery_dataset"] == "rerank-dev-123456.rerank_dev_features"
-    assert params["redis_url"].startswith("rediss://") and params["redis_prefix"] == "rerank:dev"
+    assert params["redis_prefix"] == "rerank:dev"
+    # AUTH and TLS: the job names a secret version; the password is only in the secret.
+    assert params["redis_url"] == "projects/123456789012/secrets/rerank-dev-online-connection/versions/1"
+    assert "mock-auth-string" not in json.dumps(job)
+    version = custom(plan, "gcp:secretmanager/secretVersion:SecretVersion")[0].inputs
+    from app.featurestore.redis_connect import redis_target
+
+    target = redis_target(params["redis_url"], access_secret=lambda name: version["secretData"])
+    assert target.url == "rediss://:mock-auth-string@10.128.0.3:6378/0" and "BEGIN CERTIFICATE" in str(target.ca_pem)
+    readers = [
+        r.inputs["member"]
+        for r in custom(plan, "gcp:secretmanager/secretIamMember:SecretIamMember")
+        if r.inputs["role"] == "roles/secretmanager.secretAccessor"
+    ]
+    assert readers == [email(plan, "ingest")]
     assert job["ipConfiguration"] == "WORKER_IP_PRIVATE" and job["onDelete"] == "drain"
     template = next(
         r for r in custom(plan, "gcp:storage/bucketObject:BucketObject") if r.name == "feature-store-template"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
@@ -85,12 +86,17 @@ def test_bad_options_are_named(drop: str | None, extra: list[str], needle: str) 
         parse_options(argv)
 
 
-def test_template_requirements_match_the_project_pins() -> None:
+@pytest.mark.parametrize(
+    "requirements",
+    [TEMPLATE / "requirements.txt", REPO_ROOT / "app/trigger/requirements.txt"],
+    ids=["ingest", "trigger"],
+)
+def test_deployed_requirements_match_the_project_pins(requirements: Path) -> None:
     pins = {}
     for dep in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
         name, _, version = dep.partition("==")
         pins[name.split("[")[0].lower()] = version
-    for line in (TEMPLATE / "requirements.txt").read_text().splitlines():
+    for line in requirements.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, _, version = line.partition("==")
             assert pins.get(name.lower()) == version, name
