@@ -140,8 +140,14 @@ class Names:
     def image_repository(self) -> str:
         return f"{self.base}-images"
 
+    def image_prefix(self, region: str, project: str) -> str:
+        return f"{region}-docker.pkg.dev/{project}/{self.image_repository}"
+
     def image(self, region: str, project: str, name: str, tag: str) -> str:
-        return f"{region}-docker.pkg.dev/{project}/{self.image_repository}/{name}:{tag}"
+        """``name`` is ``app`` (workers and training steps, ./Dockerfile) or ``ingest`` (the flex template)."""
+        if name not in ("app", "ingest"):
+            raise ValueError(f"unknown image {name!r} (images: app, ingest)")
+        return f"{self.image_prefix(region, project)}/{name}:{tag}"
 
     @property
     def ingest_job(self) -> str:

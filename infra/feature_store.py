@@ -173,6 +173,8 @@ class FeatureStore(pulumi.ComponentResource):
             subnetwork=args.network.subnet.self_link,
             ip_configuration="WORKER_IP_PRIVATE",
             machine_type=fs.dataflow.machine_type,
+            # Workers run the launcher's image, so they have exactly its code and pins.
+            sdk_container_image=image,
             max_workers=fs.dataflow.max_workers,
             enable_streaming_engine=True,
             additional_experiments=[f"use_network_tags={DATAFLOW_TAG}"],

@@ -79,7 +79,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
     ids = ServiceIdentities("identities", ServiceIdentitiesArgs(ctx), on_gcp)
     network = Network("network", NetworkArgs(ctx), on_gcp)
     features = FeatureStore("feature-store", FeatureStoreArgs(ctx, network, ids["ingest"]), on_gcp)
-    image = n.image(ctx.region, ctx.project, "training", str(settings.image_tag))
+    image = n.image(ctx.region, ctx.project, "app", str(settings.image_tag))
     training = Training(
         "training",
         TrainingArgs(
@@ -152,7 +152,8 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "worker_deployments": {v.name: n.worker_deployment(v.name) for v in settings.serving.variants},
         "pipeline_root": training.pipeline_root,
         "pipeline_template": training.template_uri,
-        "image_repository": n.image(ctx.region, ctx.project, "IMAGE", "TAG").rsplit("/", 1)[0],
+        "image_repository": n.image_prefix(ctx.region, ctx.project),
+        "image_tag": settings.image_tag,
         "training_triggers_topic": training.triggers_topic.id,
         "trigger_function": training.function.name,
         "schedules": {name: job.name for name, job in training.schedules.items()},

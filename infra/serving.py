@@ -338,7 +338,7 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
                 "containers": [
                     {
                         "name": "worker",
-                        "image": n.image(ctx.region, ctx.project, "worker", str(s.image_tag)),
+                        "image": n.image(ctx.region, ctx.project, "app", str(s.image_tag)),
                         "args": [
                             "serve",
                             "--stack",

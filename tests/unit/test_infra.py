@@ -319,7 +319,7 @@ def test_each_variant_runs_its_own_workers_scaled_on_its_backlog() -> None:
         assert env_values["MODEL_REGISTRY"] == "/gcs/rerank-dev-123456-rerank-dev-pipelines/registry"
         models = next(vol for vol in pod["volumes"] if vol["name"] == "models")["csi"]
         assert models["volumeAttributes"]["bucketName"] == "rerank-dev-123456-rerank-dev-pipelines"
-        assert container["image"] == "europe-west1-docker.pkg.dev/rerank-dev-123456/rerank-dev-images/worker:0.1.0"
+        assert container["image"] == "europe-west1-docker.pkg.dev/rerank-dev-123456/rerank-dev-images/app:0.1.0"
         assert pod["serviceAccountName"] == f"worker-{v.name}"
         env = {e["name"] for e in container["env"]}
         assert ("RESULTS_TABLE" in env) == (v.kind != "shadow")  # shadows never write served results
@@ -449,3 +449,17 @@ def test_the_program_entry_stops_with_the_problems_and_no_traceback() -> None:
     finally:
         pulumi.runtime.set_all_config({})
     assert "rerank-platform:feature_store.entities: missing required value" in str(err.value)
+
+
+def test_every_image_the_stack_runs_is_one_cloud_build_makes() -> None:
+    plan = planned("dev")
+    prefix, tag = plan.outputs["image_repository"], plan.outputs["image_tag"]
+    dumped = json.dumps([r.inputs for r in plan.resources])
+    used = {name for name in ("app", "ingest") if f"{prefix}/{name}:{tag}" in dumped}
+    build = yaml.safe_load((REPO_ROOT / "cloudbuild.yaml").read_text())
+    built = {image.rsplit("/", 1)[-1].split(":")[0] for image in build["images"]}
+    assert used == built == {"app", "ingest"}
+    dockerfiles = [
+        step["args"][step["args"].index("-f") + 1] if "-f" in step["args"] else "Dockerfile" for step in build["steps"]
+    ]
+    assert all((REPO_ROOT / d).exists() for d in dockerfiles)
