@@ -4,6 +4,7 @@ subscriptions, service accounts and grants from the app's topology."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -115,29 +116,54 @@ def subscription(
         opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
     )
     if spec.dead_letter_topic:
-        gcp.pubsub.TopicIAMMember(
-            f"{spec.name}-dlq-publisher",
-            project=ctx.project,
-            topic=topics[spec.dead_letter_topic].name,
-            role="roles/pubsub.publisher",
-            member=ctx.pubsub_agent,
-            opts=pulumi.ResourceOptions(parent=sub),
-        )
-        gcp.pubsub.SubscriptionIAMMember(
-            f"{spec.name}-dlq-forwarder",
-            project=ctx.project,
-            subscription=sub.name,
-            role="roles/pubsub.subscriber",
-            member=ctx.pubsub_agent,
-            opts=pulumi.ResourceOptions(parent=sub),
-        )
+        dlq, agent = topics[spec.dead_letter_topic].name, ctx.pubsub_agent
+        grant(gcp.pubsub.TopicIAMMember, f"{spec.name}-dlq-publisher", sub, agent, "roles/pubsub.publisher",
+              project=ctx.project, topic=dlq)  # fmt: skip
+        grant(gcp.pubsub.SubscriptionIAMMember, f"{spec.name}-dlq-forwarder", sub, agent, "roles/pubsub.subscriber",
+              project=ctx.project, subscription=sub.name)  # fmt: skip
     return sub
 
 
-def project_role(
-    ctx: StackContext, name: str, account: gcp.serviceaccount.Account, role: str, parent: pulumi.Resource
-) -> gcp.projects.IAMMember:
-    """A project-wide role, for what GCP offers no narrower grant (writing logs, running Dataflow)."""
-    return gcp.projects.IAMMember(
-        name, project=ctx.project, role=role, member=member(account), opts=pulumi.ResourceOptions(parent=parent)
+def grant(
+    iam_member: type[pulumi.CustomResource],
+    resource_name: str,
+    parent: pulumi.Resource,
+    who: pulumi.Input[str],
+    role: str,
+    **scope: Any,
+) -> pulumi.CustomResource:
+    """One role for one member on one resource: ``iam_member`` is the resource's IAM member type
+    and ``scope`` its own arguments (``topic=...``). ``gcp.projects.IAMMember`` is kept for what
+    GCP offers no narrower grant (writing logs, running Dataflow jobs)."""
+    return iam_member(resource_name, role=role, member=who, opts=pulumi.ResourceOptions(parent=parent), **scope)
+
+
+def private_bucket(
+    ctx: StackContext, resource_name: str, bucket_name: str, parent: pulumi.Resource, temp_prefix: str | None = None
+) -> gcp.storage.Bucket:
+    """A bucket in the stack's region that can never be public; in prod protected (and versioned,
+    unless it is scratch space), elsewhere emptied on destroy. Objects under ``temp_prefix`` go
+    after a week."""
+    expire = (
+        [
+            gcp.storage.BucketLifecycleRuleArgs(
+                action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=7, matches_prefixes=[temp_prefix]),
+            )
+        ]
+        if temp_prefix
+        else None
+    )
+    return gcp.storage.Bucket(
+        resource_name,
+        name=bucket_name,
+        project=ctx.project,
+        location=ctx.region,
+        uniform_bucket_level_access=True,
+        public_access_prevention="enforced",
+        versioning=gcp.storage.BucketVersioningArgs(enabled=ctx.settings.protected and temp_prefix is None),
+        force_destroy=not ctx.settings.protected,
+        lifecycle_rules=expire,
+        labels=ctx.labels,
+        opts=ctx.protect(parent),
     )

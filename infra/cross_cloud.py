@@ -13,7 +13,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
-from infra.common import StackContext
+from infra.common import StackContext, grant
 
 GOOGLE_ISSUER = "accounts.google.com"
 # AWS STS reports the session ARN; map it to the role so the condition names the role only.
@@ -117,14 +117,8 @@ class CrossCloud(pulumi.ComponentResource):
             self.core_service_member = pulumi.Output.concat(
                 "principalSet://iam.googleapis.com/", self.pool.name, "/attribute.aws_role/", role_arn
             )
-            gcp.pubsub.TopicIAMMember(
-                f"{name}-core-service-publish",
-                project=ctx.project,
-                topic=args.requests_topic.name,
-                role="roles/pubsub.publisher",
-                member=self.core_service_member,
-                opts=child,
-            )
+            grant(gcp.pubsub.TopicIAMMember, f"{name}-core-service-publish", self, self.core_service_member,
+                  "roles/pubsub.publisher", project=ctx.project, topic=args.requests_topic.name)  # fmt: skip
         self.register_outputs({"results_table": self.table.name, "writer_role": self.writer_role.arn})
 
 

@@ -13,7 +13,7 @@ from app.featurestore.bigquery_store import bigquery_tables
 from app.featurestore.redis_connect import secret_payload
 from app.featurestore.registry import default_registry
 from app.featurestore.template_spec import render_spec, stack_parameters
-from infra.common import StackContext, member, project_role, subscription, topic
+from infra.common import StackContext, grant, member, private_bucket, subscription, topic
 from infra.network import DATAFLOW_TAG, Network
 
 DAY_MS = 86_400_000
@@ -127,23 +127,7 @@ class FeatureStore(pulumi.ComponentResource):
         )
 
         # The streaming ingest job, from the flex template whose spec is rendered from the app.
-        self.bucket = gcp.storage.Bucket(
-            f"{name}-dataflow",
-            name=n.dataflow_bucket(ctx.project),
-            project=ctx.project,
-            location=ctx.region,
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
-            force_destroy=not ctx.settings.protected,
-            lifecycle_rules=[
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=7, matches_prefixes=["tmp/"]),
-                )
-            ],
-            labels=ctx.labels,
-            opts=child,
-        )
+        self.bucket = private_bucket(ctx, f"{name}-dataflow", n.dataflow_bucket(ctx.project), self, "tmp/")
         image = n.image(ctx.region, ctx.project, "ingest", str(ctx.settings.image_tag))
         spec = gcp.storage.BucketObject(
             f"{name}-template",
@@ -193,58 +177,25 @@ class FeatureStore(pulumi.ComponentResource):
         )
 
     def _grant_ingest(self, name: str, ctx: StackContext, sa: gcp.serviceaccount.Account) -> list[pulumi.Resource]:
-        child = pulumi.ResourceOptions(parent=self)
-        who = member(sa)
+        who, p = member(sa), ctx.project
+        n = f"{name}-ingest"
+        # fmt: off
         return [
-            project_role(ctx, f"{name}-ingest-dataflow-worker", sa, "roles/dataflow.worker", self),
-            gcp.pubsub.SubscriptionIAMMember(
-                f"{name}-ingest-consume",
-                project=ctx.project,
-                subscription=self.ingest_subscription.name,
-                role="roles/pubsub.subscriber",
-                member=who,
-                opts=child,
-            ),
-            gcp.pubsub.SubscriptionIAMMember(
-                f"{name}-ingest-inspect",
-                project=ctx.project,
-                subscription=self.ingest_subscription.name,
-                role="roles/pubsub.viewer",
-                member=who,
-                opts=child,
-            ),
-            gcp.pubsub.TopicIAMMember(
-                f"{name}-ingest-dead-letter",
-                project=ctx.project,
-                topic=self.dead_letter_topic.name,
-                role="roles/pubsub.publisher",
-                member=who,
-                opts=child,
-            ),
-            gcp.bigquery.DatasetIamMember(
-                f"{name}-ingest-offline",
-                project=ctx.project,
-                dataset_id=self.dataset.dataset_id,
-                role="roles/bigquery.dataEditor",
-                member=who,
-                opts=child,
-            ),
-            gcp.secretmanager.SecretIamMember(
-                f"{name}-ingest-online-store",
-                project=ctx.project,
-                secret_id=self.redis_secret.id,
-                role="roles/secretmanager.secretAccessor",
-                member=who,
-                opts=child,
-            ),
-            gcp.storage.BucketIAMMember(
-                f"{name}-ingest-staging",
-                bucket=self.bucket.name,
-                role="roles/storage.objectAdmin",
-                member=who,
-                opts=child,
-            ),
+            grant(gcp.projects.IAMMember, f"{n}-dataflow-worker", self, who, "roles/dataflow.worker", project=p),
+            grant(gcp.pubsub.SubscriptionIAMMember, f"{n}-consume", self, who, "roles/pubsub.subscriber",
+                  project=p, subscription=self.ingest_subscription.name),
+            grant(gcp.pubsub.SubscriptionIAMMember, f"{n}-inspect", self, who, "roles/pubsub.viewer",
+                  project=p, subscription=self.ingest_subscription.name),
+            grant(gcp.pubsub.TopicIAMMember, f"{n}-dead-letter", self, who, "roles/pubsub.publisher",
+                  project=p, topic=self.dead_letter_topic.name),
+            grant(gcp.bigquery.DatasetIamMember, f"{n}-offline", self, who, "roles/bigquery.dataEditor",
+                  project=p, dataset_id=self.dataset.dataset_id),
+            grant(gcp.secretmanager.SecretIamMember, f"{n}-online-store", self, who,
+                  "roles/secretmanager.secretAccessor", project=p, secret_id=self.redis_secret.id),
+            grant(gcp.storage.BucketIAMMember, f"{n}-staging", self, who, "roles/storage.objectAdmin",
+                  bucket=self.bucket.name),
         ]
+        # fmt: on
 
 
 def redis_url(host: str, port: int, auth: str | None, tls: bool) -> str:

@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 
 from app.featurestore.offline_schema import bigquery_schema_of
 from app.serving.sink import SCHEMA as PREDICTION_SCHEMA
-from infra.common import StackContext, member, project_role, subscription, topic
+from infra.common import StackContext, grant, member, subscription, topic
 from infra.network import PODS_RANGE, SERVICES_RANGE, Network
 
 KEDA_CHART_VERSION = "2.16.1"
@@ -50,7 +50,6 @@ class Serving(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rerank:serving:Serving", name, None, opts)
         ctx, n, s = args.context, args.context.names, args.context.settings
-        child = pulumi.ResourceOptions(parent=self)
 
         # Messaging: requests (ids only) in, one subscription per variant, predictions out to BigQuery.
         self.predictions_table = gcp.bigquery.Table(
@@ -71,15 +70,9 @@ class Serving(pulumi.ComponentResource):
         table_ref = pulumi.Output.concat(
             ctx.project, ".", self.predictions_table.dataset_id, ".", self.predictions_table.table_id
         )
-        writer = gcp.bigquery.IamMember(
-            f"{name}-predictions-writer",
-            project=ctx.project,
-            dataset_id=self.predictions_table.dataset_id,
-            table_id=self.predictions_table.table_id,
-            role="roles/bigquery.dataEditor",
-            member=ctx.pubsub_agent,
-            opts=child,
-        )
+        writer = grant(gcp.bigquery.IamMember, f"{name}-predictions-writer", self, ctx.pubsub_agent,
+                       "roles/bigquery.dataEditor", project=ctx.project, dataset_id=self.predictions_table.dataset_id,
+                       table_id=self.predictions_table.table_id)  # fmt: skip
         self.subscriptions = {
             spec.name: subscription(ctx, spec, topics, self, bigquery_table=table_ref, depends_on=[writer])
             if spec.name == n.predictions_subscription
@@ -98,37 +91,23 @@ class Serving(pulumi.ComponentResource):
     def _grant_workers(
         self, name: str, ctx: StackContext, args: ServingArgs, topics: dict[str, gcp.pubsub.Topic]
     ) -> None:
-        n, child, who = ctx.names, pulumi.ResourceOptions(parent=self), member(args.worker_account)
+        n, who, p = ctx.names, member(args.worker_account), ctx.project
         for v in ctx.settings.serving.variants:
-            gcp.pubsub.SubscriptionIAMMember(
-                f"{name}-worker-{v.name}-pull",
-                project=ctx.project,
-                subscription=self.subscriptions[n.variant_subscription(v.name)].name,
-                role="roles/pubsub.subscriber",
-                member=who,
-                opts=child,
-            )
+            sub = self.subscriptions[n.variant_subscription(v.name)].name
+            grant(gcp.pubsub.SubscriptionIAMMember, f"{name}-worker-{v.name}-pull", self, who,
+                  "roles/pubsub.subscriber", project=p, subscription=sub)  # fmt: skip
         for t, why in ((n.predictions_topic, "predictions"), (n.requests_dead_letter_topic, "poison")):
-            gcp.pubsub.TopicIAMMember(
-                f"{name}-worker-{why}",
-                project=ctx.project,
-                topic=topics[t].name,
-                role="roles/pubsub.publisher",
-                member=who,
-                opts=child,
-            )
+            grant(gcp.pubsub.TopicIAMMember, f"{name}-worker-{why}", self, who, "roles/pubsub.publisher",
+                  project=p, topic=topics[t].name)  # fmt: skip
         # Workers read the deployment record and model files the pipeline registers.
-        gcp.storage.BucketIAMMember(
-            f"{name}-worker-models",
-            bucket=args.pipeline_bucket,
-            role="roles/storage.objectViewer",
-            member=who,
-            opts=child,
-        )
+        grant(gcp.storage.BucketIAMMember, f"{name}-worker-models", self, who, "roles/storage.objectViewer",
+              bucket=args.pipeline_bucket)  # fmt: skip
+        nodes = member(args.nodes_account)
         for role in NODE_ROLES:
-            project_role(ctx, f"{name}-nodes-{role.split('.')[-1]}", args.nodes_account, role, self)
+            grant(gcp.projects.IAMMember, f"{name}-nodes-{role.split('.')[-1]}", self, nodes, role, project=p)
         # KEDA reads subscription backlog from Cloud Monitoring (no narrower grant exists).
-        project_role(ctx, f"{name}-keda-metrics", args.keda_account, "roles/monitoring.viewer", self)
+        grant(gcp.projects.IAMMember, f"{name}-keda-metrics", self, member(args.keda_account),
+              "roles/monitoring.viewer", project=p)  # fmt: skip
 
     def _cluster(self, name: str, ctx: StackContext, args: ServingArgs) -> tuple[gcp.container.Cluster, k8s.Provider]:
         s, n, net = ctx.settings, ctx.names, ctx.settings.network
@@ -396,15 +375,11 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
 
 def _workload_identity(
     name: str, ctx: StackContext, account: gcp.serviceaccount.Account, namespace: str, ksa: str, parent: pulumi.Resource
-) -> gcp.serviceaccount.IAMMember:
+) -> pulumi.CustomResource:
     """Let one Kubernetes service account act as ``account`` (GKE workload identity; no key)."""
-    return gcp.serviceaccount.IAMMember(
-        name,
-        service_account_id=account.name,
-        role="roles/iam.workloadIdentityUser",
-        member=f"serviceAccount:{ctx.project}.svc.id.goog[{namespace}/{ksa}]",
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
+    ksa_member = f"serviceAccount:{ctx.project}.svc.id.goog[{namespace}/{ksa}]"
+    return grant(gcp.serviceaccount.IAMMember, name, parent, ksa_member, "roles/iam.workloadIdentityUser",
+                 service_account_id=account.name)  # fmt: skip
 
 
 def _kubeconfig(cluster: str, endpoint: str) -> str:

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from app.settings import REPO_ROOT
-from infra.common import StackContext, member, project_role, topic
+from infra.common import StackContext, grant, member, private_bucket, topic
 
 # The trigger function's source: a ``main.py`` shim over ``app/trigger`` and what it imports.
 FUNCTION_FILES = (
@@ -61,18 +61,7 @@ class Training(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         pipeline_sa, trigger_sa = args.pipeline_account, args.trigger_account
 
-        self.bucket = gcp.storage.Bucket(
-            f"{name}-pipeline-root",
-            name=n.pipeline_bucket(ctx.project),
-            project=ctx.project,
-            location=ctx.region,
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
-            versioning=gcp.storage.BucketVersioningArgs(enabled=s.protected),
-            force_destroy=not s.protected,
-            labels=ctx.labels,
-            opts=ctx.protect(self),
-        )
+        self.bucket = private_bucket(ctx, f"{name}-pipeline-root", n.pipeline_bucket(ctx.project), self)
         self.repository = gcp.artifactregistry.Repository(
             f"{name}-images",
             repository_id=n.image_repository,
@@ -161,15 +150,8 @@ class Training(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
         )
         # Eventarc pushes to the function's Cloud Run service as the trigger account.
-        gcp.cloudrunv2.ServiceIamMember(
-            f"{name}-trigger-invoker",
-            project=ctx.project,
-            location=ctx.region,
-            name=self.function.name,
-            role="roles/run.invoker",
-            member=member(trigger_sa),
-            opts=child,
-        )
+        grant(gcp.cloudrunv2.ServiceIamMember, f"{name}-trigger-invoker", self, member(trigger_sa), "roles/run.invoker",
+              project=ctx.project, location=ctx.region, name=self.function.name)  # fmt: skip
 
         parameters = {
             "offline_uri": pulumi.Output.concat("bq://", ctx.project, ".", args.offline_dataset),
@@ -204,54 +186,29 @@ class Training(pulumi.ComponentResource):
         )
 
     def _grant(self, name: str, ctx: StackContext, args: TrainingArgs) -> list[pulumi.Resource]:
-        child = pulumi.ResourceOptions(parent=self)
-        pipeline, trigger = member(args.pipeline_account), member(args.trigger_account)
+        pipeline, trigger, p = member(args.pipeline_account), member(args.trigger_account), ctx.project
+        # fmt: off
         return [
             # The pipeline: runs on Vertex, queries the offline store (and stages impressions in
             # its dataset for the point-in-time join), writes artifacts and the model registry.
-            project_role(ctx, f"{name}-pipeline-vertex", args.pipeline_account, "roles/aiplatform.user", self),
-            project_role(ctx, f"{name}-pipeline-bq-jobs", args.pipeline_account, "roles/bigquery.jobUser", self),
-            gcp.bigquery.DatasetIamMember(
-                f"{name}-pipeline-offline",
-                project=ctx.project,
-                dataset_id=args.offline_dataset,
-                role="roles/bigquery.dataEditor",
-                member=pipeline,
-                opts=child,
-            ),
-            gcp.storage.BucketIAMMember(
-                f"{name}-pipeline-root",
-                bucket=self.bucket.name,
-                role="roles/storage.objectAdmin",
-                member=pipeline,
-                opts=child,
-            ),
+            grant(gcp.projects.IAMMember, f"{name}-pipeline-vertex", self, pipeline, "roles/aiplatform.user",
+                  project=p),
+            grant(gcp.projects.IAMMember, f"{name}-pipeline-bq-jobs", self, pipeline, "roles/bigquery.jobUser",
+                  project=p),
+            grant(gcp.bigquery.DatasetIamMember, f"{name}-pipeline-offline", self, pipeline,
+                  "roles/bigquery.dataEditor", project=p, dataset_id=args.offline_dataset),
+            grant(gcp.storage.BucketIAMMember, f"{name}-pipeline-root", self, pipeline, "roles/storage.objectAdmin",
+                  bucket=self.bucket.name),
             # The trigger: submits pipeline jobs that run as the pipeline account, keeps its ledger.
-            project_role(ctx, f"{name}-trigger-vertex", args.trigger_account, "roles/aiplatform.user", self),
-            gcp.serviceaccount.IAMMember(
-                f"{name}-trigger-acts-as-pipeline",
-                service_account_id=args.pipeline_account.name,
-                role="roles/iam.serviceAccountUser",
-                member=trigger,
-                opts=child,
-            ),
-            gcp.storage.BucketIAMMember(
-                f"{name}-trigger-ledger",
-                bucket=self.bucket.name,
-                role="roles/storage.objectUser",
-                member=trigger,
-                opts=child,
-            ),
-            gcp.artifactregistry.RepositoryIamMember(
-                f"{name}-nodes-pull",
-                project=ctx.project,
-                location=ctx.region,
-                repository=self.repository.name,
-                role="roles/artifactregistry.reader",
-                member=member(args.nodes_account),
-                opts=child,
-            ),
+            grant(gcp.projects.IAMMember, f"{name}-trigger-vertex", self, trigger, "roles/aiplatform.user", project=p),
+            grant(gcp.serviceaccount.IAMMember, f"{name}-trigger-acts-as-pipeline", self, trigger,
+                  "roles/iam.serviceAccountUser", service_account_id=args.pipeline_account.name),
+            grant(gcp.storage.BucketIAMMember, f"{name}-trigger-ledger", self, trigger, "roles/storage.objectUser",
+                  bucket=self.bucket.name),
+            grant(gcp.artifactregistry.RepositoryIamMember, f"{name}-nodes-pull", self, member(args.nodes_account),
+                  "roles/artifactregistry.reader", project=p, location=ctx.region, repository=self.repository.name),
         ]
+        # fmt: on
 
 
 def schedule_payload(stack: str, schedule: str, template_uri: str, parameters: dict[str, str]) -> str:
