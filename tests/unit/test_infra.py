@@ -463,3 +463,27 @@ def test_every_image_the_stack_runs_is_one_cloud_build_makes() -> None:
         step["args"][step["args"].index("-f") + 1] if "-f" in step["args"] else "Dockerfile" for step in build["steps"]
     ]
     assert all((REPO_ROOT / d).exists() for d in dockerfiles)
+
+
+def test_the_program_entry_plans_the_same_stack_from_pulumi_config() -> None:
+    """``infra/__main__.py`` as ``pulumi up`` runs it: the config arrives as the engine passes it
+    (objects as JSON text) and yields the same resources as ``build`` on the loaded stack file."""
+    from infra.plan import _Recorder
+
+    settings = load_stack("pr-5")
+    mocks = StackMocks(settings)
+    recorder = _Recorder(mocks)
+    pulumi.runtime.set_mocks(mocks, project="rerank-platform", stack="pr-5", preview=False, monitor=recorder)
+    pulumi.runtime.set_all_config(stack_config_mapping(stack_yaml("dev")))
+
+    @pulumi.runtime.test
+    def run() -> None:
+        runpy.run_path(str(REPO_ROOT / "infra/__main__.py"))
+
+    try:
+        run()
+    finally:
+        pulumi.runtime.set_all_config({})
+    from_entry = sorted((r.type, r.name) for r in recorder.registrations)
+    from_build = sorted((r.type, r.name) for r in planned("pr-5").resources)
+    assert from_entry == from_build and len(from_entry) > 100
