@@ -79,6 +79,14 @@ class Names:
         return f"{self.base}-predictions-sink"
 
     @property
+    def predictions_dead_letter_topic(self) -> str:
+        return f"{self.base}-predictions-dead-letter"
+
+    @property
+    def predictions_dead_letter_subscription(self) -> str:
+        return f"{self.base}-predictions-dead-letter-inspect"
+
+    @property
     def training_triggers_topic(self) -> str:
         return f"{self.base}-training-triggers"
 

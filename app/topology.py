@@ -67,6 +67,7 @@ def build_topology(settings: StackSettings) -> Topology:
         TopicSpec(n.requests_topic, "re-rank requests from the core service (ids only; attribute arm)"),
         TopicSpec(n.requests_dead_letter_topic, "re-rank requests that exhausted their delivery attempts"),
         TopicSpec(n.predictions_topic, "prediction records from every variant"),
+        TopicSpec(n.predictions_dead_letter_topic, "prediction records the offline store refused"),
         TopicSpec(n.training_triggers_topic, "retraining triggers (schedules and drift checks)"),
     ]
     subs = [
@@ -100,6 +101,14 @@ def build_topology(settings: StackSettings) -> Topology:
             n.predictions_subscription,
             n.predictions_topic,
             "lands prediction records in the offline store",
+            sv.ack_deadline_seconds,
+            dead_letter_topic=n.predictions_dead_letter_topic,
+            max_delivery_attempts=sv.max_delivery_attempts,
+        ),
+        SubscriptionSpec(
+            n.predictions_dead_letter_subscription,
+            n.predictions_dead_letter_topic,
+            "keeps refused prediction records for inspection and replay",
             sv.ack_deadline_seconds,
         ),
     ]

@@ -121,9 +121,13 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "monitoring",
         MonitoringArgs(
             ctx,
-            work_subscriptions=[n.feature_ingest_subscription]
+            work_subscriptions=[n.feature_ingest_subscription, n.predictions_subscription]
             + [n.variant_subscription(v.name) for v in settings.serving.variants],
-            dead_letter_subscriptions=[n.feature_dead_letter_subscription, n.requests_dead_letter_subscription],
+            dead_letter_subscriptions=[
+                n.feature_dead_letter_subscription,
+                n.requests_dead_letter_subscription,
+                n.predictions_dead_letter_subscription,
+            ],
             ingest_job=n.ingest_job,
         ),
         on_gcp,

@@ -65,7 +65,7 @@ class Serving(pulumi.ComponentResource):
             labels=ctx.labels,
             opts=ctx.protect(self),
         )
-        names = (n.requests_topic, n.requests_dead_letter_topic, n.predictions_topic)
+        names = (n.requests_topic, n.requests_dead_letter_topic, n.predictions_topic, n.predictions_dead_letter_topic)
         topics = {t: topic(ctx, ctx.topic_spec(t), self) for t in names}
         table_ref = pulumi.Output.concat(
             ctx.project, ".", self.predictions_table.dataset_id, ".", self.predictions_table.table_id

@@ -117,8 +117,8 @@ def required_labels(t: str, props: Props) -> list[str]:
 def subscriptions_dead_lettered(t: str, props: Props) -> list[str]:
     if t != "gcp:pubsub/subscription:Subscription":
         return []
-    if "dead-letter" in str(props.get("topic", "")) or props.get("bigqueryConfig"):
-        return []  # a dead-letter queue's own subscription, or Pub/Sub writing to BigQuery itself
+    if "dead-letter" in str(props.get("topic", "")):
+        return []  # a dead-letter queue's own subscription
     policy = props.get("deadLetterPolicy") or {}
     if not policy.get("deadLetterTopic"):
         return ["consumed subscriptions need a dead-letter policy so a poison message cannot block them"]

@@ -53,12 +53,13 @@ def test_each_stack_declares_the_whole_system(stack: str, schedules: int) -> Non
     plan, settings = planned(stack), load_stack(stack)
     n, variants = Names.of(settings), settings.serving.variants
     count = {t: len(custom(plan, t)) for t in {r.type for r in plan.resources}}
-    assert count["gcp:pubsub/topic:Topic"] == 6
+    assert count["gcp:pubsub/topic:Topic"] == 7
     assert {r.inputs["name"] for r in custom(plan, "gcp:pubsub/subscription:Subscription")} == {
         n.feature_ingest_subscription,
         n.feature_dead_letter_subscription,
         n.requests_dead_letter_subscription,
         n.predictions_subscription,
+        n.predictions_dead_letter_subscription,
         *(n.variant_subscription(v.name) for v in variants),
     }
     assert {r.inputs["tableId"] for r in custom(plan, "gcp:bigquery/table:Table")} == {

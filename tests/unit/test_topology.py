@@ -45,7 +45,9 @@ def test_ingest_subscription_dead_letters_and_every_dead_letter_topic_is_kept(se
     assert ingest.max_delivery_attempts == settings.feature_store.max_delivery_attempts
     # A topic without a subscription drops what is published to it: dead letters would vanish.
     subscribed = {s.topic for s in topo.subscriptions}
-    assert {n.feature_dead_letter_topic, n.requests_dead_letter_topic} <= subscribed
+    assert {n.feature_dead_letter_topic, n.requests_dead_letter_topic, n.predictions_dead_letter_topic} <= subscribed
+    sink = next(s for s in topo.subscriptions if s.name == n.predictions_subscription)
+    assert sink.dead_letter_topic == n.predictions_dead_letter_topic
 
 
 def test_offline_tables_cover_every_configured_version(settings: StackSettings) -> None:
