@@ -24,10 +24,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("the local stack has no cloud resources; give --stack dev, prod or pr-<n>")
     settings = load_stack(args.stack)
     from infra.plan import plan_stack
+    from infra.policy.rules import violations
 
-    current = plan_stack(settings).to_json()
+    plan = plan_stack(settings)
+    current = plan.to_json()
+    # The policy pack's rules over the same inventory: guardrails a PR can see without credentials.
+    current["violations"] = violations([(r.type, r.inputs) for r in plan.resources if r.custom])
     if not args.diff:
         emit(args, current, lambda: inventory_text(current))
+        if current["violations"]:
+            raise RunFailed(f"{len(current['violations'])} policy violation(s); see above")
         return 0
     base = plan_at(args.diff, args.stack)
     changes = diff_inventories(base, current)
@@ -37,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def inventory_text(plan: dict[str, Any]) -> str:
-    lines = [f"stack {plan['stack']}: {plan['resources']} resources"]
+    found = plan.get("violations") or []
+    lines = [f"stack {plan['stack']}: {plan['resources']} resources, {len(found)} policy violations"]
+    lines += [f"  ! {v}" for v in found]
     lines += [f"  {count:3d}  {t}" for t, count in plan["by_type"].items()]
     lines.append("")
     for r in plan["inventory"]:

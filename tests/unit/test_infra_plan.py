@@ -44,6 +44,7 @@ def test_plan_prints_one_json_object_with_the_inventory(capsys: pytest.CaptureFi
     assert main(["infra", "plan", "--stack", "pr-9", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["stack"] == "pr-9" and out["resources"] == sum(out["by_type"].values())
+    assert out["violations"] == []
     assert out["by_type"]["kubernetes:apps/v1:Deployment"] == 3
     assert not [r for r in out["inventory"] if r["protect"]]
     redis = next(r for r in out["inventory"] if r["type"] == "gcp:redis/instance:Instance")
@@ -68,3 +69,22 @@ def test_bad_input_exits_2_with_one_line(argv: list[str], needle: str, capsys: p
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1
+
+
+def test_a_policy_violation_fails_the_plan(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import infra.policy.rules as rules
+
+    real = rules.violations
+
+    def with_public_bucket(resources: list) -> list[str]:
+        # The dev inventory with its staging bucket made public: the real rules must object.
+        return real(
+            [(t, {**p, "publicAccessPrevention": "inherited"} if t == "gcp:storage/bucket:Bucket" else p)
+             for t, p in resources]
+        )  # fmt: skip
+
+    monkeypatch.setattr(rules, "violations", with_public_bucket)
+    assert main(["infra", "plan", "--stack", "dev"]) == 1
+    captured = capsys.readouterr()
+    assert "! no-public-access: gcp:storage/bucket:Bucket: buckets must set publicAccessPrevention" in captured.out
+    assert "2 policy violation(s)" in captured.err
