@@ -14,6 +14,7 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from infra.common import StackContext, grant
+from infra.training import IMPRESSIONS_PREFIX
 
 GOOGLE_ISSUER = "accounts.google.com"
 # AWS STS reports the session ARN; map it to the role so the condition names the role only.
@@ -30,6 +31,7 @@ class CrossCloudArgs:
     context: StackContext
     worker_account: gcp.serviceaccount.Account
     requests_topic: gcp.pubsub.Topic
+    pipeline_bucket: pulumi.Input[str]
     aws_provider: aws.Provider
 
 
@@ -119,6 +121,18 @@ class CrossCloud(pulumi.ComponentResource):
             )
             grant(gcp.pubsub.TopicIAMMember, f"{name}-core-service-publish", self, self.core_service_member,
                   "roles/pubsub.publisher", project=ctx.project, topic=args.requests_topic.name)  # fmt: skip
+            # ... and delivers ground truth: impressions as Parquet, only under impressions/.
+            only_impressions = pulumi.Output.concat(
+                'resource.name.startsWith("projects/_/buckets/',
+                args.pipeline_bucket,
+                "/objects/",
+                IMPRESSIONS_PREFIX,
+                '/")',
+            )
+            grant(gcp.storage.BucketIAMMember, f"{name}-core-service-impressions", self, self.core_service_member,
+                  "roles/storage.objectCreator", bucket=args.pipeline_bucket,
+                  condition=gcp.storage.BucketIAMMemberConditionArgs(
+                      title="impressions-only", expression=only_impressions))  # fmt: skip
         self.register_outputs({"results_table": self.table.name, "writer_role": self.writer_role.arn})
 
 

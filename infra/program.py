@@ -113,7 +113,11 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
     cross = CrossCloud(
         "cross-cloud",
         CrossCloudArgs(
-            ctx, worker_account=ids["worker"], requests_topic=serving.requests_topic, aws_provider=aws_provider
+            ctx,
+            worker_account=ids["worker"],
+            requests_topic=serving.requests_topic,
+            pipeline_bucket=training.bucket.name,
+            aws_provider=aws_provider,
         ),
         on_gcp,
     )

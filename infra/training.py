@@ -27,6 +27,7 @@ FUNCTION_FILES = (
 )
 FUNCTION_MAIN = "from app.trigger.main import http_trigger, pubsub_trigger  # noqa: F401\n"
 FUNCTION_ENTRY = "pubsub_trigger"
+IMPRESSIONS_PREFIX = "impressions"
 
 
 def compiled_pipeline(image: str) -> str:
@@ -155,7 +156,9 @@ class Training(pulumi.ComponentResource):
 
         parameters = {
             "offline_uri": pulumi.Output.concat("bq://", ctx.project, ".", args.offline_dataset),
-            "impressions_uri": pulumi.Output.concat("bq://", ctx.project, ".", args.offline_dataset, ".impressions"),
+            # Ground truth: the core service drops impressions as Parquet under impressions/ in this
+            # bucket (infra/cross_cloud.py lets its role create objects there and nowhere else).
+            "impressions_uri": pulumi.Output.concat("/gcs/", self.bucket.name, "/", IMPRESSIONS_PREFIX),
             "registry_uri": pulumi.Output.concat("/gcs/", self.bucket.name, "/registry"),
             "env": s.env,
             "worker_deployment": n.worker_deployment("primary"),

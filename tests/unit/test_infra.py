@@ -249,7 +249,7 @@ def test_the_aws_role_trusts_only_the_workers_google_identity() -> None:
     assert plan.outputs["results_writer_role_arn"] == "arn:aws:iam::111111111111:role/rerank-dev-results-writer"
 
 
-def test_the_core_service_may_only_publish_requests_through_its_role() -> None:
+def test_the_core_service_may_only_publish_requests_and_drop_impressions_through_its_role() -> None:
     plan = planned("prod")
     provider = custom(plan, "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider")[0].inputs
     assert provider["aws"] == {"accountId": "222222222222"}
@@ -257,7 +257,14 @@ def test_the_core_service_may_only_publish_requests_through_its_role() -> None:
         provider["attributeCondition"] == "attribute.aws_role == 'arn:aws:sts::222222222222:assumed-role/core-service'"
     )
     grants = [r.inputs for t in IAM_TYPES for r in custom(plan, t) if r.inputs["member"].startswith("principalSet://")]
-    assert [(g["role"], g.get("topic")) for g in grants] == [("roles/pubsub.publisher", "rerank-prod-rerank-requests")]
+    assert sorted((g["role"], g.get("topic") or g.get("bucket")) for g in grants) == [
+        ("roles/pubsub.publisher", "rerank-prod-rerank-requests"),
+        ("roles/storage.objectCreator", "rerank-prod-123456-rerank-prod-pipelines"),
+    ]
+    impressions = next(g for g in grants if g["role"] == "roles/storage.objectCreator")["condition"]["expression"]
+    assert impressions == (
+        'resource.name.startsWith("projects/_/buckets/rerank-prod-123456-rerank-prod-pipelines/objects/impressions/")'
+    )
 
 
 # --- serving -----------------------------------------------------------------------------------
@@ -345,6 +352,8 @@ def test_schedules_publish_a_payload_the_trigger_function_accepts() -> None:
     payload = parse_payload(with_schedule_id(doc, "2026-11-27T03:00:02Z"))
     assert payload.template_uri == plan.outputs["pipeline_template"]
     assert payload.trigger_id == "nightly-2026112703" and payload.parameters["env"] == "prod"
+    # The pipeline reads impressions as Parquet through Vertex's Cloud Storage FUSE mount.
+    assert payload.parameters["impressions_uri"] == "/gcs/rerank-prod-123456-rerank-prod-pipelines/impressions"
     function = custom(plan, "gcp:cloudfunctionsv2/function:Function")[0].inputs
     assert function["eventTrigger"]["pubsubTopic"] == plan.outputs["training_triggers_topic"]
     assert function["buildConfig"]["entryPoint"] == "pubsub_trigger"
