@@ -95,6 +95,15 @@ def _infra(args: argparse.Namespace) -> int:
     return infra.run(args)
 
 
+def endpoints_flag(p: argparse.ArgumentParser, cloud_env: str) -> None:
+    p.add_argument(
+        "--endpoints",
+        choices=["local", "env"],
+        default="local",
+        help=f"local: the services `rerank local up` started; env: in a pod, from {cloud_env}",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rerank", description="rerank-platform: run and operate the re-ranking system")
     sub = top.add_subparsers(dest="command", required=True)
@@ -172,19 +181,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=0, help="serve /healthz and /metrics on this port")
     p.add_argument("--http-host", default="127.0.0.1", help="address for /healthz and /metrics (0.0.0.0 in a pod)")
     p.add_argument("--naive-scoring", action="store_true", help=argparse.SUPPRESS)  # the benchmark's baseline
-    p.add_argument(
-        "--endpoints",
-        choices=["local", "env"],
-        default="local",
-        help="local: the services `rerank local up` started; env: a pod's (REDIS_URL, MODEL_REGISTRY, AWS_ROLE_ARN)",
-    )
+    endpoints_flag(p, "REDIS_URL, MODEL_REGISTRY, AWS_ROLE_ARN")
 
     p = command("sink", _sink, "land prediction records in the offline store until SIGTERM")
 
     p = command("drift", _drift, "check drift and ground truth; publish a retraining trigger when crossed")
     p.add_argument("action", choices=["check"])
-    p.add_argument("--market", required=True, help="folder with impressions.parquet (the outcomes)")
+    p.add_argument("--market", help="folder with impressions.parquet (the outcomes); local endpoints")
     p.add_argument("--variant", default="primary", help="whose deployed model is checked")
+    endpoints_flag(p, "PIPELINE_PARAMETERS, PIPELINE_TEMPLATE")
 
     p = command("demo", _demo, "the main job: the whole loop on the local stack, with a report")
     p.add_argument("--users", type=int, default=1200)

@@ -138,6 +138,10 @@ class Names:
     def worker_k8s_account(self, variant: str) -> str:
         return f"worker-{variant}"
 
+    @property
+    def drift_job(self) -> str:
+        return f"{self.base}-drift-check"
+
     def pipeline_bucket(self, project: str) -> str:
         return f"{project}-{self.base}-pipelines"
 
@@ -182,5 +186,5 @@ class Names:
         return f"{self.base}-results-reader"
 
 
-SERVICE_ACCOUNT_ROLES = ("ingest", "pipeline", "trigger", "nodes", "worker", "keda")
+SERVICE_ACCOUNT_ROLES = ("ingest", "pipeline", "trigger", "nodes", "worker", "keda", "drift")
 CLOUD_BASE_MAX = 30 - 1 - max(len(r) for r in SERVICE_ACCOUNT_ROLES)

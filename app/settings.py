@@ -220,6 +220,8 @@ class ScheduleConfig(_Strict):
 
 
 class DriftConfig(_Strict):
+    # When the cloud stack's drift CronJob runs (five-field cron, UTC); locally it runs on demand.
+    schedule: str = Field(default="0 6 * * *", pattern=r"^\S+ \S+ \S+ \S+ \S+$")
     recent_days: int = Field(default=3, ge=1, le=90)
     psi_threshold: float = Field(default=0.2, gt=0)
     calibration_gap_threshold: float = Field(default=0.05, gt=0)

@@ -167,3 +167,12 @@ def private_bucket(
         labels=ctx.labels,
         opts=ctx.protect(parent),
     )
+
+
+def workload_identity(
+    name: str, ctx: StackContext, account: gcp.serviceaccount.Account, namespace: str, ksa: str, parent: pulumi.Resource
+) -> pulumi.CustomResource:
+    """Let one Kubernetes service account act as ``account`` (GKE workload identity; no key)."""
+    ksa_member = f"serviceAccount:{ctx.project}.svc.id.goog[{namespace}/{ksa}]"
+    return grant(gcp.serviceaccount.IAMMember, name, parent, ksa_member, "roles/iam.workloadIdentityUser",
+                 service_account_id=account.name)  # fmt: skip

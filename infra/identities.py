@@ -22,6 +22,7 @@ PURPOSES = {
     "nodes": "GKE worker nodes: logs, metrics and image pulls only",
     "worker": "Re-rank workers (GKE workload identity): pull requests, publish predictions, assume the AWS role",
     "keda": "KEDA operator (GKE workload identity): reads subscription backlog metrics",
+    "drift": "Drift check CronJob (GKE workload identity): reads the offline store, publishes retraining triggers",
 }
 
 

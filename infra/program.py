@@ -13,6 +13,7 @@ import pulumi_gcp as gcp
 from app.settings import StackSettings
 from infra.common import StackContext
 from infra.cross_cloud import CrossCloud, CrossCloudArgs
+from infra.drift import DriftCheck, DriftCheckArgs
 from infra.feature_store import FeatureStore, FeatureStoreArgs
 from infra.identities import ServiceIdentities, ServiceIdentitiesArgs
 from infra.monitoring import Monitoring, MonitoringArgs
@@ -121,6 +122,21 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         ),
         on_gcp,
     )
+    DriftCheck(
+        "drift",
+        DriftCheckArgs(
+            ctx,
+            provider=serving.provider,
+            namespace=serving.namespace,
+            drift_account=ids["drift"],
+            offline_dataset=features.dataset.dataset_id,
+            pipeline_bucket=training.bucket.name,
+            triggers_topic=training.triggers_topic,
+            template_uri=training.template_uri,
+            pipeline_parameters=training.pipeline_parameters,
+        ),
+        on_gcp,
+    )
     Monitoring(
         "monitoring",
         MonitoringArgs(
@@ -165,6 +181,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "training_triggers_topic": training.triggers_topic.id,
         "trigger_function": training.function.name,
         "schedules": {name: job.name for name, job in training.schedules.items()},
+        "drift_check": n.drift_job,
         "results_table": cross.table.name,
         "results_table_arn": cross.table.arn,
         "results_writer_role_arn": cross.writer_role.arn,

@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 
 from app.featurestore.offline_schema import bigquery_schema_of
 from app.serving.sink import SCHEMA as PREDICTION_SCHEMA
-from infra.common import StackContext, grant, member, subscription, topic
+from infra.common import StackContext, grant, member, subscription, topic, workload_identity
 from infra.network import PODS_RANGE, SERVICES_RANGE, Network
 
 KEDA_CHART_VERSION = "2.16.1"
@@ -84,7 +84,8 @@ class Serving(pulumi.ComponentResource):
         self.predictions_topic = topics[n.predictions_topic]
 
         self._grant_workers(name, ctx, args, topics)
-        self.cluster, provider = self._cluster(name, ctx, args)
+        self.cluster, self.provider = self._cluster(name, ctx, args)
+        provider = self.provider
         self._workloads(name, ctx, args, provider)
         self.register_outputs({"requests_topic": self.requests_topic.id, "cluster": self.cluster.name})
 
@@ -196,7 +197,7 @@ class Serving(pulumi.ComponentResource):
     def _workloads(self, name: str, ctx: StackContext, args: ServingArgs, provider: k8s.Provider) -> None:
         s, n = ctx.settings, ctx.names
         on_k8s = pulumi.ResourceOptions(parent=self, provider=provider)
-        ns = k8s.core.v1.Namespace(
+        ns = self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace", metadata={"name": n.k8s_namespace, "labels": ctx.labels}, opts=on_k8s
         )
         in_ns = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[ns])
@@ -211,7 +212,7 @@ class Serving(pulumi.ComponentResource):
             values={"podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": args.keda_account.email}}},
             opts=on_k8s,
         )
-        _workload_identity(f"{name}-keda-identity", ctx, args.keda_account, KEDA_NAMESPACE, KEDA_OPERATOR_ACCOUNT, self)
+        workload_identity(f"{name}-keda-identity", ctx, args.keda_account, KEDA_NAMESPACE, KEDA_OPERATOR_ACCOUNT, self)
         auth = k8s.apiextensions.CustomResource(
             f"{name}-keda-auth",
             api_version="keda.sh/v1alpha1",
@@ -238,7 +239,7 @@ class Serving(pulumi.ComponentResource):
                 },
                 opts=in_ns,
             )
-            _workload_identity(f"{name}-{ksa}-identity", ctx, args.worker_account, n.k8s_namespace, ksa, self)
+            workload_identity(f"{name}-{ksa}-identity", ctx, args.worker_account, n.k8s_namespace, ksa, self)
             deployment = k8s.apps.v1.Deployment(
                 f"{name}-worker-{v.name}",
                 metadata={"name": n.worker_deployment(v.name), "namespace": n.k8s_namespace, "labels": ctx.labels},
@@ -371,15 +372,6 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
             },
         },
     }
-
-
-def _workload_identity(
-    name: str, ctx: StackContext, account: gcp.serviceaccount.Account, namespace: str, ksa: str, parent: pulumi.Resource
-) -> pulumi.CustomResource:
-    """Let one Kubernetes service account act as ``account`` (GKE workload identity; no key)."""
-    ksa_member = f"serviceAccount:{ctx.project}.svc.id.goog[{namespace}/{ksa}]"
-    return grant(gcp.serviceaccount.IAMMember, name, parent, ksa_member, "roles/iam.workloadIdentityUser",
-                 service_account_id=account.name)  # fmt: skip
 
 
 def _kubeconfig(cluster: str, endpoint: str) -> str:

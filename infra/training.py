@@ -154,7 +154,7 @@ class Training(pulumi.ComponentResource):
         grant(gcp.cloudrunv2.ServiceIamMember, f"{name}-trigger-invoker", self, member(trigger_sa), "roles/run.invoker",
               project=ctx.project, location=ctx.region, name=self.function.name)  # fmt: skip
 
-        parameters = {
+        self.pipeline_parameters = parameters = {
             "offline_uri": pulumi.Output.concat("bq://", ctx.project, ".", args.offline_dataset),
             # Ground truth: the core service drops impressions as Parquet under impressions/ in this
             # bucket (infra/cross_cloud.py lets its role create objects there and nowhere else).

@@ -1,43 +1,116 @@
 """`rerank drift check`: compare recent data with the deployed model's training window; when a
-threshold is crossed, publish a retraining trigger with the reason and the figures."""
+threshold is crossed, publish a retraining trigger with the reason and the figures.
+
+Locally (`--market DIR`) it reads the local stack's offline store, registry and emulator. In the
+cloud (`--endpoints env`, the CronJob `infra/drift.py` declares) everything comes from the
+environment: ``PIPELINE_PARAMETERS`` (the JSON the scheduled triggers carry: offline store URI,
+impressions, registry) and ``PIPELINE_TEMPLATE``; Pub/Sub is reached with the pod's identity.
+"""
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from app.commands.base import UsageError, emit
-from app.settings import load_stack
+from app.settings import StackSettings, load_stack
+
+CLOUD_ENV = ("PIPELINE_PARAMETERS", "PIPELINE_TEMPLATE")
+
+
+@dataclass
+class DriftInputs:
+    offline_uri: str
+    impressions: pa.Table
+    registry_dir: Path
+    template_uri: str
+    parameters: dict[str, Any]
+    publish: Callable[[str, bytes, str], None]  # topic name, data, reason attribute
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
-    from app.featurestore.offline import ParquetOfflineStore
-    from app.featurestore.registry import default_registry
+    settings = load_stack(args.stack)
+    inputs = env_inputs(settings, args.variant) if args.endpoints == "env" else local_inputs(args, settings, state_dir)
+    return check_and_publish(args, settings, inputs)
+
+
+def local_inputs(args: argparse.Namespace, settings: StackSettings, state_dir: Path) -> DriftInputs:
     from app.local import clients
     from app.local.session import running_state
-    from app.naming import Names
-    from app.ranking.registry import ModelRegistry
     from app.serving.runtime import registry_dir
-    from app.trigger.drift import check_drift
-    from app.trigger.local import encode, local_parameters, template_uri
-    from app.trigger.payload import TriggerPayload
+    from app.trigger.local import local_parameters, template_uri
 
-    settings = load_stack(args.stack)
+    if not args.market:
+        raise UsageError("--market DIR is required (the folder with impressions.parquet), or --endpoints env")
     impressions = Path(args.market) / "impressions.parquet"
     if not impressions.is_file():
         raise UsageError(f"{impressions}: no such file")
     state = running_state(args.stack, state_dir)
-    registry = ModelRegistry(registry_dir(state))
+    pub = clients.publisher(state.pubsub_host)
+    return DriftInputs(
+        offline_uri=str(state.offline_dir),
+        impressions=pq.read_table(impressions),
+        registry_dir=registry_dir(state),
+        template_uri=template_uri(),
+        parameters=local_parameters(settings, state, str(impressions), args.variant),
+        publish=lambda topic, data, reason: _publish(pub, settings, topic, data, reason),
+    )
+
+
+def env_inputs(settings: StackSettings, variant: str, env: Mapping[str, str] | None = None) -> DriftInputs:
+    from google.cloud import pubsub_v1
+
+    env = os.environ if env is None else env
+    missing = [k for k in CLOUD_ENV if not env.get(k)]
+    if missing:
+        raise UsageError(f"--endpoints env needs environment variable(s) {', '.join(missing)}")
+    try:
+        parameters = {**json.loads(env["PIPELINE_PARAMETERS"]), "variant": variant}
+        impressions = pq.read_table(parameters["impressions_uri"])
+        offline_uri, registry = parameters["offline_uri"], Path(parameters["registry_uri"])
+    except (ValueError, KeyError, OSError) as exc:
+        raise UsageError(f"PIPELINE_PARAMETERS: {exc}") from None
+    pub = pubsub_v1.PublisherClient()
+    return DriftInputs(
+        offline_uri=offline_uri,
+        impressions=impressions,
+        registry_dir=registry,
+        template_uri=env["PIPELINE_TEMPLATE"],
+        parameters=parameters,
+        publish=lambda topic, data, reason: _publish(pub, settings, topic, data, reason),
+    )
+
+
+def _publish(pub: Any, settings: StackSettings, topic: str, data: bytes, reason: str) -> None:
+    pub.publish(pub.topic_path(settings.gcp.project, topic), data, reason=reason).result(timeout=30)
+
+
+def check_and_publish(args: argparse.Namespace, settings: StackSettings, inputs: DriftInputs) -> int:
+    from app.featurestore.registry import default_registry
+    from app.featurestore.stores import offline_store_from_uri
+    from app.naming import Names
+    from app.ranking.registry import ModelRegistry
+    from app.trigger.drift import check_drift
+    from app.trigger.local import encode
+    from app.trigger.payload import TriggerPayload
+
+    registry = ModelRegistry(inputs.registry_dir)
     deployed = registry.deployment(args.variant)
     if deployed is None:
         raise UsageError(f"variant {args.variant} serves no model yet; nothing to check (run `rerank train`)")
     report = check_drift(
-        ParquetOfflineStore(state.offline_dir, default_registry()),
+        offline_store_from_uri(inputs.offline_uri, default_registry()),
         default_registry(),
-        pq.read_table(impressions),
+        inputs.impressions,
         deployed.model_uri,
         registry.metadata(deployed.model_id),
         settings.training.drift,
@@ -49,13 +122,12 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
             trigger_id=f"drift-{digest}",
             reason="; ".join(report.reasons),
             stack=settings.stack,
-            template_uri=template_uri(),
+            template_uri=inputs.template_uri,
             figures=report.to_dict(),
-            parameters=local_parameters(settings, state, str(impressions), args.variant),
+            parameters=inputs.parameters,
         )
-        pub = clients.publisher(state.pubsub_host)
-        topic = pub.topic_path(settings.gcp.project, Names.of(settings).training_triggers_topic)
-        pub.publish(topic, encode(payload), reason=report.reasons[0].split(":", 1)[0]).result(timeout=30)
+        reason = report.reasons[0].split(":", 1)[0]
+        inputs.publish(Names.of(settings).training_triggers_topic, encode(payload), reason)
         out["trigger"] = payload.trigger_id
     lines = [f"retrain: {r}" for r in report.reasons] or ["all is well: no threshold crossed"]
     lines.append(

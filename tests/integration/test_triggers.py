@@ -4,6 +4,7 @@ payload checks and its once-per-trigger-id guarantee."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,26 @@ def test_injected_drift_triggers_one_retrain_with_the_reason(tmp_path: Path, set
         assert [m.attributes["reason"] for m in msgs] == ["feature_drift"]
         doc = json.loads(msgs[0].data)
         assert doc["trigger_id"] == report["trigger"] and doc["figures"]["psi_top"]
+
+        # The same check as the cloud CronJob runs it: everything from the environment.
+        parameters = local_parameters(settings, state, str(market / "impressions.parquet"))
+        env = {
+            **os.environ,
+            "PUBSUB_EMULATOR_HOST": state.pubsub_host,
+            "PIPELINE_PARAMETERS": json.dumps({k: v for k, v in parameters.items() if k != "variant"}),
+            "PIPELINE_TEMPLATE": "gs://bucket/pipelines/rerank-training-0.1.0.yaml",
+        }
+        pod = rerank("drift", "check", "--endpoints", "env", "--json", state_dir=tmp_path / "elsewhere", env=env)
+        assert pod.returncode == 0, pod.stderr
+        assert json.loads(pod.stdout)["trigger"] == report["trigger"], "same model, same window: same trigger id"
+        (again_msg,) = pull_all(
+            state.pubsub_host,
+            f"projects/{settings.gcp.project}/subscriptions/{names.training_triggers_subscription}",
+            want=1,
+        )
+        pod_doc = json.loads(again_msg.data)
+        assert pod_doc["template_uri"] == "gs://bucket/pipelines/rerank-training-0.1.0.yaml"
+        assert pod_doc["parameters"] == parameters and pod_doc["reason"] == doc["reason"]
 
         registry = ModelRegistry(registry_dir(state))
         before = len(registry.models())

@@ -193,6 +193,7 @@ def test_project_wide_roles_are_only_the_ones_without_a_narrower_grant() -> None
             "roles/stackdriver.resourceMetadata.writer",
         },
         email(plan, "keda"): {"roles/monitoring.viewer"},
+        email(plan, "drift"): {"roles/bigquery.jobUser"},
     }
     roles = {r.inputs["role"] for t in IAM_TYPES for r in custom(plan, t)}
     assert not {"roles/owner", "roles/editor", "roles/viewer"} & roles
@@ -223,6 +224,7 @@ def test_workers_may_pull_only_their_subscriptions_and_publish_only_predictions_
     assert sorted(bindings) == sorted(
         [f"serviceAccount:rerank-dev-123456.svc.id.goog[rerank/worker-{v}]" for v in ("primary", "b", "shadow")]
         + ["serviceAccount:rerank-dev-123456.svc.id.goog[keda/keda-operator]"]
+        + ["serviceAccount:rerank-dev-123456.svc.id.goog[rerank/drift]"]
     )
 
 
@@ -497,3 +499,28 @@ def test_the_program_entry_plans_the_same_stack_from_pulumi_config() -> None:
     from_entry = sorted((r.type, r.name) for r in recorder.registrations)
     from_build = sorted((r.type, r.name) for r in planned("pr-5").resources)
     assert from_entry == from_build and len(from_entry) > 100
+
+
+def test_the_drift_check_runs_daily_with_the_scheduled_triggers_parameters() -> None:
+    import base64
+
+    plan = planned("dev")
+    (cron,) = custom(plan, "kubernetes:batch/v1:CronJob")
+    spec = cron.inputs["spec"]
+    assert spec["schedule"] == "0 6 * * *" and spec["concurrencyPolicy"] == "Forbid"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"][:6] == ["drift", "check", "--stack", "dev", "--endpoints", "env"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    (job,) = custom(plan, "gcp:cloudscheduler/job:Job")
+    scheduled = json.loads(base64.b64decode(job.inputs["pubsubTarget"]["data"]))
+    assert json.loads(env["PIPELINE_PARAMETERS"]) == scheduled["parameters"]
+    assert env["PIPELINE_TEMPLATE"] == scheduled["template_uri"] == plan.outputs["pipeline_template"]
+    assert pod["serviceAccountName"] == "drift"
+    drift = email(plan, "drift")
+    publishes = [
+        r.inputs["topic"]
+        for r in custom(plan, "gcp:pubsub/topicIAMMember:TopicIAMMember")
+        if r.inputs["member"] == drift
+    ]
+    assert publishes == ["rerank-dev-training-triggers"]

@@ -1,0 +1,128 @@
+"""The drift and ground-truth check on a schedule: a CronJob in the serving cluster that runs
+``rerank drift check --endpoints env`` with the same pipeline parameters the scheduled triggers
+carry, and publishes a retraining trigger when a threshold is crossed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from infra.common import StackContext, grant, member, workload_identity
+
+DRIFT_K8S_ACCOUNT = "drift"
+
+
+@dataclass
+class DriftCheckArgs:
+    context: StackContext
+    provider: k8s.Provider
+    namespace: k8s.core.v1.Namespace
+    drift_account: gcp.serviceaccount.Account
+    offline_dataset: pulumi.Input[str]
+    pipeline_bucket: pulumi.Input[str]
+    triggers_topic: gcp.pubsub.Topic
+    template_uri: pulumi.Input[str]
+    pipeline_parameters: dict[str, Any]
+
+
+class DriftCheck(pulumi.ComponentResource):
+    def __init__(self, name: str, args: DriftCheckArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("rerank:drift:DriftCheck", name, None, opts)
+        ctx, n, s = args.context, args.context.names, args.context.settings
+        who, p = member(args.drift_account), ctx.project
+        # fmt: off
+        grants = [
+            # Reads the offline store (the point-in-time join stages impressions in the dataset).
+            grant(gcp.projects.IAMMember, f"{name}-bq-jobs", self, who, "roles/bigquery.jobUser", project=p),
+            grant(gcp.bigquery.DatasetIamMember, f"{name}-offline", self, who, "roles/bigquery.dataEditor",
+                  project=p, dataset_id=args.offline_dataset),
+            # Impressions and the model registry, through Cloud Storage FUSE.
+            grant(gcp.storage.BucketIAMMember, f"{name}-bucket", self, who, "roles/storage.objectViewer",
+                  bucket=args.pipeline_bucket),
+            grant(gcp.pubsub.TopicIAMMember, f"{name}-triggers", self, who, "roles/pubsub.publisher",
+                  project=p, topic=args.triggers_topic.name),
+            workload_identity(f"{name}-identity", ctx, args.drift_account, n.k8s_namespace, DRIFT_K8S_ACCOUNT, self),
+        ]
+        # fmt: on
+        on_k8s = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.namespace])
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-account",
+            metadata={
+                "name": DRIFT_K8S_ACCOUNT,
+                "namespace": n.k8s_namespace,
+                "annotations": {"iam.gke.io/gcp-service-account": args.drift_account.email},
+            },
+            opts=on_k8s,
+        )
+        parameters = pulumi.Output.from_input(args.pipeline_parameters).apply(lambda d: json.dumps(d, sort_keys=True))
+        self.cron_job = k8s.batch.v1.CronJob(
+            f"{name}-cron",
+            metadata={"name": n.drift_job, "namespace": n.k8s_namespace, "labels": ctx.labels},
+            spec={
+                "schedule": s.training.drift.schedule,
+                "timeZone": "Etc/UTC",
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {
+                    "spec": {
+                        "backoffLimit": 2,
+                        "activeDeadlineSeconds": 3600,
+                        "template": {
+                            "metadata": {"annotations": {"gke-gcsfuse/volumes": "true"}},
+                            "spec": {
+                                "serviceAccountName": DRIFT_K8S_ACCOUNT,
+                                "restartPolicy": "Never",
+                                "nodeSelector": {"rerank.dev/pool": "workers"},
+                                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                                "containers": [
+                                    {
+                                        "name": "drift",
+                                        "image": n.image(ctx.region, ctx.project, "app", str(s.image_tag)),
+                                        "args": ["drift", "check", "--stack", s.stack, "--endpoints", "env", "--json"],
+                                        "env": [
+                                            {"name": "GOOGLE_CLOUD_PROJECT", "value": p},
+                                            {"name": "PIPELINE_PARAMETERS", "value": parameters},
+                                            {"name": "PIPELINE_TEMPLATE", "value": args.template_uri},
+                                        ],
+                                        "resources": {
+                                            "requests": {"cpu": "1", "memory": "2Gi"},
+                                            "limits": {"memory": "2Gi"},
+                                        },
+                                        "volumeMounts": [
+                                            {
+                                                "name": "pipeline-bucket",
+                                                "mountPath": pulumi.Output.concat("/gcs/", args.pipeline_bucket),
+                                                "readOnly": True,
+                                            }
+                                        ],
+                                    }
+                                ],
+                                "volumes": [
+                                    {
+                                        "name": "pipeline-bucket",
+                                        "csi": {
+                                            "driver": "gcsfuse.csi.storage.gke.io",
+                                            "readOnly": True,
+                                            "volumeAttributes": {
+                                                "bucketName": args.pipeline_bucket,
+                                                "mountOptions": "implicit-dirs",
+                                            },
+                                        },
+                                    }
+                                ],
+                            },
+                        },
+                    }
+                },
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=[args.namespace, account, *grants]
+            ),
+        )
+        self.register_outputs({"cron_job": n.drift_job})
