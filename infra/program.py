@@ -107,7 +107,6 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
             pipeline_bucket=training.bucket.name,
             results_table=n.results_table,
             results_role_arn=writer_role_arn(settings),
-            image_repository=training.repository,
         ),
         on_gcp,
     )

@@ -43,7 +43,6 @@ class ServingArgs:
     pipeline_bucket: pulumi.Input[str]
     results_table: pulumi.Input[str]
     results_role_arn: pulumi.Input[str]
-    image_repository: gcp.artifactregistry.Repository
 
 
 class Serving(pulumi.ComponentResource):
@@ -85,8 +84,7 @@ class Serving(pulumi.ComponentResource):
 
         self._grant_workers(name, ctx, args, topics)
         self.cluster, self.provider = self._cluster(name, ctx, args)
-        provider = self.provider
-        self._workloads(name, ctx, args, provider)
+        self._workloads(name, ctx, args, self.provider)
         self.register_outputs({"requests_topic": self.requests_topic.id, "cluster": self.cluster.name})
 
     def _grant_workers(
