@@ -76,7 +76,8 @@ def test_the_shared_run_uses_short_lived_credentials_and_the_policy_pack() -> No
     assert any(u.startswith("google-github-actions/auth@") for u in uses)
     auth = next(s for s in steps if s.get("uses", "").startswith("google-github-actions/auth@"))
     assert "workload_identity_provider" in auth["with"] and "credentials_json" not in auth["with"]
-    pulumi = next(s for s in steps if s.get("uses", "").startswith("pulumi/actions@"))
+    pulumi = next(s for s in steps if s.get("uses", "").startswith("pulumi/actions@") and "with" in s)
+    assert pulumi["with"]["command"] == "${{ inputs.command }}"
     assert "infra/policy" in pulumi["with"]["policyPacks"]
     init = next(s for s in steps if "copy-config-from dev" in s.get("run", ""))
     assert "startsWith(inputs.stack, 'pr-')" in init["if"]
