@@ -20,6 +20,9 @@ class StackContext:
 
     settings: StackSettings
     project_number: pulumi.Input[str]
+    # The project's service APIs. Every GCP resource waits for them: a component's own
+    # depends_on does not reach its children (pulumi/pulumi#8721).
+    apis: tuple[pulumi.Resource, ...] = ()
 
     @property
     def names(self) -> Names:
@@ -57,9 +60,17 @@ class StackContext:
     def retention(self, days: int) -> str:
         return f"{days * 86400}s"
 
-    def protect(self, parent: pulumi.Resource) -> pulumi.ResourceOptions:
-        """Children of ``parent``; in prod protected from ``pulumi destroy`` and accidental replacement."""
-        return pulumi.ResourceOptions(parent=parent, protect=self.settings.protected)
+    def opts(self, parent: pulumi.Resource, depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
+        """A GCP child of ``parent``, after the APIs (and ``depends_on``)."""
+        return pulumi.ResourceOptions(parent=parent, depends_on=[*self.apis, *(depends_on or [])])
+
+    def protect(
+        self, parent: pulumi.Resource, depends_on: list[pulumi.Resource] | None = None
+    ) -> pulumi.ResourceOptions:
+        """As ``opts``, and in prod protected from ``pulumi destroy`` and accidental replacement."""
+        return pulumi.ResourceOptions.merge(
+            self.opts(parent, depends_on), pulumi.ResourceOptions(protect=self.settings.protected)
+        )
 
 
 def member(account: gcp.serviceaccount.Account) -> pulumi.Output[str]:
@@ -73,7 +84,7 @@ def topic(ctx: StackContext, spec: TopicSpec, parent: pulumi.Resource) -> gcp.pu
         project=ctx.project,
         labels=ctx.labels,
         message_retention_duration=ctx.retention(ctx.settings.feature_store.message_retention_days),
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=ctx.opts(parent),
     )
 
 
@@ -113,18 +124,35 @@ def subscription(
         if bigquery_table is not None
         else None,
         labels=ctx.labels,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
+        opts=ctx.opts(parent, depends_on),
     )
     if spec.dead_letter_topic:
         dlq, agent = topics[spec.dead_letter_topic].name, ctx.pubsub_agent
-        grant(gcp.pubsub.TopicIAMMember, f"{spec.name}-dlq-publisher", sub, agent, "roles/pubsub.publisher",
-              project=ctx.project, topic=dlq)  # fmt: skip
-        grant(gcp.pubsub.SubscriptionIAMMember, f"{spec.name}-dlq-forwarder", sub, agent, "roles/pubsub.subscriber",
-              project=ctx.project, subscription=sub.name)  # fmt: skip
+        grant(
+            ctx,
+            gcp.pubsub.TopicIAMMember,
+            f"{spec.name}-dlq-publisher",
+            sub,
+            agent,
+            "roles/pubsub.publisher",
+            project=ctx.project,
+            topic=dlq,
+        )
+        grant(
+            ctx,
+            gcp.pubsub.SubscriptionIAMMember,
+            f"{spec.name}-dlq-forwarder",
+            sub,
+            agent,
+            "roles/pubsub.subscriber",
+            project=ctx.project,
+            subscription=sub.name,
+        )
     return sub
 
 
 def grant(
+    ctx: StackContext,
     iam_member: type[pulumi.CustomResource],
     resource_name: str,
     parent: pulumi.Resource,
@@ -135,7 +163,7 @@ def grant(
     """One role for one member on one resource: ``iam_member`` is the resource's IAM member type
     and ``scope`` its own arguments (``topic=...``). ``gcp.projects.IAMMember`` is kept for what
     GCP offers no narrower grant (writing logs, running Dataflow jobs)."""
-    return iam_member(resource_name, role=role, member=who, opts=pulumi.ResourceOptions(parent=parent), **scope)
+    return iam_member(resource_name, role=role, member=who, opts=ctx.opts(parent), **scope)
 
 
 def private_bucket(
@@ -174,5 +202,12 @@ def workload_identity(
 ) -> pulumi.CustomResource:
     """Let one Kubernetes service account act as ``account`` (GKE workload identity; no key)."""
     ksa_member = f"serviceAccount:{ctx.project}.svc.id.goog[{namespace}/{ksa}]"
-    return grant(gcp.serviceaccount.IAMMember, name, parent, ksa_member, "roles/iam.workloadIdentityUser",
-                 service_account_id=account.name)  # fmt: skip
+    return grant(
+        ctx,
+        gcp.serviceaccount.IAMMember,
+        name,
+        parent,
+        ksa_member,
+        "roles/iam.workloadIdentityUser",
+        service_account_id=account.name,
+    )

@@ -96,7 +96,7 @@ class CrossCloud(pulumi.ComponentResource):
         if s.env != "ephemeral":
             cc = s.cross_cloud
             role_arn = f"arn:aws:sts::{cc.aws_account_id}:assumed-role/{cc.core_service_role}"
-            child = pulumi.ResourceOptions(parent=self)
+            child = ctx.opts(self)
             self.pool = gcp.iam.WorkloadIdentityPool(
                 f"{name}-aws-pool",
                 workload_identity_pool_id=n.identity_pool,
@@ -119,8 +119,16 @@ class CrossCloud(pulumi.ComponentResource):
             self.core_service_member = pulumi.Output.concat(
                 "principalSet://iam.googleapis.com/", self.pool.name, "/attribute.aws_role/", role_arn
             )
-            grant(gcp.pubsub.TopicIAMMember, f"{name}-core-service-publish", self, self.core_service_member,
-                  "roles/pubsub.publisher", project=ctx.project, topic=args.requests_topic.name)  # fmt: skip
+            grant(
+                ctx,
+                gcp.pubsub.TopicIAMMember,
+                f"{name}-core-service-publish",
+                self,
+                self.core_service_member,
+                "roles/pubsub.publisher",
+                project=ctx.project,
+                topic=args.requests_topic.name,
+            )
             # ... and delivers ground truth: impressions as Parquet, only under impressions/.
             only_impressions = pulumi.Output.concat(
                 'resource.name.startsWith("projects/_/buckets/',
@@ -129,10 +137,18 @@ class CrossCloud(pulumi.ComponentResource):
                 IMPRESSIONS_PREFIX,
                 '/")',
             )
-            grant(gcp.storage.BucketIAMMember, f"{name}-core-service-impressions", self, self.core_service_member,
-                  "roles/storage.objectCreator", bucket=args.pipeline_bucket,
-                  condition=gcp.storage.BucketIAMMemberConditionArgs(
-                      title="impressions-only", expression=only_impressions))  # fmt: skip
+            grant(
+                ctx,
+                gcp.storage.BucketIAMMember,
+                f"{name}-core-service-impressions",
+                self,
+                self.core_service_member,
+                "roles/storage.objectCreator",
+                bucket=args.pipeline_bucket,
+                condition=gcp.storage.BucketIAMMemberConditionArgs(
+                    title="impressions-only", expression=only_impressions
+                ),
+            )
         self.register_outputs({"results_table": self.table.name, "writer_role": self.writer_role.arn})
 
 

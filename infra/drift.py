@@ -35,20 +35,41 @@ class DriftCheck(pulumi.ComponentResource):
         super().__init__("rerank:drift:DriftCheck", name, None, opts)
         ctx, n, s = args.context, args.context.names, args.context.settings
         who, p = member(args.drift_account), ctx.project
-        # fmt: off
         grants = [
             # Reads the offline store (the point-in-time join stages impressions in the dataset).
-            grant(gcp.projects.IAMMember, f"{name}-bq-jobs", self, who, "roles/bigquery.jobUser", project=p),
-            grant(gcp.bigquery.DatasetIamMember, f"{name}-offline", self, who, "roles/bigquery.dataEditor",
-                  project=p, dataset_id=args.offline_dataset),
+            grant(ctx, gcp.projects.IAMMember, f"{name}-bq-jobs", self, who, "roles/bigquery.jobUser", project=p),
+            grant(
+                ctx,
+                gcp.bigquery.DatasetIamMember,
+                f"{name}-offline",
+                self,
+                who,
+                "roles/bigquery.dataEditor",
+                project=p,
+                dataset_id=args.offline_dataset,
+            ),
             # Impressions and the model registry, through Cloud Storage FUSE.
-            grant(gcp.storage.BucketIAMMember, f"{name}-bucket", self, who, "roles/storage.objectViewer",
-                  bucket=args.pipeline_bucket),
-            grant(gcp.pubsub.TopicIAMMember, f"{name}-triggers", self, who, "roles/pubsub.publisher",
-                  project=p, topic=args.triggers_topic.name),
+            grant(
+                ctx,
+                gcp.storage.BucketIAMMember,
+                f"{name}-bucket",
+                self,
+                who,
+                "roles/storage.objectViewer",
+                bucket=args.pipeline_bucket,
+            ),
+            grant(
+                ctx,
+                gcp.pubsub.TopicIAMMember,
+                f"{name}-triggers",
+                self,
+                who,
+                "roles/pubsub.publisher",
+                project=p,
+                topic=args.triggers_topic.name,
+            ),
             workload_identity(f"{name}-identity", ctx, args.drift_account, n.k8s_namespace, DRIFT_K8S_ACCOUNT, self),
         ]
-        # fmt: on
         on_k8s = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.namespace])
         account = k8s.core.v1.ServiceAccount(
             f"{name}-account",

@@ -30,7 +30,7 @@ class FeatureStore(pulumi.ComponentResource):
     def __init__(self, name: str, args: FeatureStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rerank:feature_store:FeatureStore", name, None, opts)
         ctx, fs, n = args.context, args.context.settings.feature_store, args.context.names
-        child = pulumi.ResourceOptions(parent=self)
+        child = ctx.opts(self)
         sa = args.ingest_account
 
         # Pub/Sub: events in, rejects (with a reason attribute) out.
@@ -96,9 +96,7 @@ class FeatureStore(pulumi.ComponentResource):
             else None,
             deletion_protection=ctx.settings.protected,
             labels=ctx.labels,
-            opts=pulumi.ResourceOptions(
-                parent=self, protect=ctx.settings.protected, depends_on=[args.network.private_services]
-            ),
+            opts=ctx.protect(self, depends_on=[args.network.private_services]),
         )
         self.redis_url = pulumi.Output.secret(
             pulumi.Output.all(self.redis.host, self.redis.port, self.redis.auth_string).apply(
@@ -165,7 +163,7 @@ class FeatureStore(pulumi.ComponentResource):
             # Drain on delete or replacement: events already pulled are written, not dropped.
             on_delete="drain",
             labels=ctx.labels,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+            opts=ctx.opts(self, depends_on=grants),
         )
         self.register_outputs(
             {
@@ -179,23 +177,68 @@ class FeatureStore(pulumi.ComponentResource):
     def _grant_ingest(self, name: str, ctx: StackContext, sa: gcp.serviceaccount.Account) -> list[pulumi.Resource]:
         who, p = member(sa), ctx.project
         n = f"{name}-ingest"
-        # fmt: off
         return [
-            grant(gcp.projects.IAMMember, f"{n}-dataflow-worker", self, who, "roles/dataflow.worker", project=p),
-            grant(gcp.pubsub.SubscriptionIAMMember, f"{n}-consume", self, who, "roles/pubsub.subscriber",
-                  project=p, subscription=self.ingest_subscription.name),
-            grant(gcp.pubsub.SubscriptionIAMMember, f"{n}-inspect", self, who, "roles/pubsub.viewer",
-                  project=p, subscription=self.ingest_subscription.name),
-            grant(gcp.pubsub.TopicIAMMember, f"{n}-dead-letter", self, who, "roles/pubsub.publisher",
-                  project=p, topic=self.dead_letter_topic.name),
-            grant(gcp.bigquery.DatasetIamMember, f"{n}-offline", self, who, "roles/bigquery.dataEditor",
-                  project=p, dataset_id=self.dataset.dataset_id),
-            grant(gcp.secretmanager.SecretIamMember, f"{n}-online-store", self, who,
-                  "roles/secretmanager.secretAccessor", project=p, secret_id=self.redis_secret.id),
-            grant(gcp.storage.BucketIAMMember, f"{n}-staging", self, who, "roles/storage.objectAdmin",
-                  bucket=self.bucket.name),
+            grant(ctx, gcp.projects.IAMMember, f"{n}-dataflow-worker", self, who, "roles/dataflow.worker", project=p),
+            grant(
+                ctx,
+                gcp.pubsub.SubscriptionIAMMember,
+                f"{n}-consume",
+                self,
+                who,
+                "roles/pubsub.subscriber",
+                project=p,
+                subscription=self.ingest_subscription.name,
+            ),
+            grant(
+                ctx,
+                gcp.pubsub.SubscriptionIAMMember,
+                f"{n}-inspect",
+                self,
+                who,
+                "roles/pubsub.viewer",
+                project=p,
+                subscription=self.ingest_subscription.name,
+            ),
+            grant(
+                ctx,
+                gcp.pubsub.TopicIAMMember,
+                f"{n}-dead-letter",
+                self,
+                who,
+                "roles/pubsub.publisher",
+                project=p,
+                topic=self.dead_letter_topic.name,
+            ),
+            grant(
+                ctx,
+                gcp.bigquery.DatasetIamMember,
+                f"{n}-offline",
+                self,
+                who,
+                "roles/bigquery.dataEditor",
+                project=p,
+                dataset_id=self.dataset.dataset_id,
+            ),
+            grant(
+                ctx,
+                gcp.secretmanager.SecretIamMember,
+                f"{n}-online-store",
+                self,
+                who,
+                "roles/secretmanager.secretAccessor",
+                project=p,
+                secret_id=self.redis_secret.id,
+            ),
+            grant(
+                ctx,
+                gcp.storage.BucketIAMMember,
+                f"{n}-staging",
+                self,
+                who,
+                "roles/storage.objectAdmin",
+                bucket=self.bucket.name,
+            ),
         ]
-        # fmt: on
 
 
 def redis_url(host: str, port: int, auth: str | None, tls: bool) -> str:

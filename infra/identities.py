@@ -44,7 +44,7 @@ class ServiceIdentities(pulumi.ComponentResource):
                 display_name=f"rerank {ctx.settings.stack} {role}",
                 description=PURPOSES[role],
                 project=ctx.project,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=ctx.opts(self),
             )
             for role in SERVICE_ACCOUNT_ROLES
         }

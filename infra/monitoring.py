@@ -45,7 +45,7 @@ class Monitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rerank:monitoring:Monitoring", name, None, opts)
         ctx, m = args.context, args.context.settings.monitoring
-        child = pulumi.ResourceOptions(parent=self)
+        child = ctx.opts(self)
         channels = [
             gcp.monitoring.NotificationChannel(
                 f"{name}-email-{i}",

@@ -24,7 +24,7 @@ class Network(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rerank:network:Network", name, None, opts)
         ctx, net = args.context, args.context.settings.network
-        child = pulumi.ResourceOptions(parent=self)
+        child = ctx.opts(self)
         self.vpc = gcp.compute.Network(
             f"{name}-vpc", name=ctx.names.network, project=ctx.project, auto_create_subnetworks=False, opts=child
         )

@@ -36,6 +36,7 @@ class PlannedResource:
     protect: bool
     parent: str = ""
     provider: str = ""
+    dependencies: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -105,6 +106,7 @@ class _Recorder(pulumi_mocks.MockMonitor):
                     protect=bool(request.protect),
                     parent=request.parent,
                     provider=request.provider,
+                    dependencies=tuple(request.dependencies),
                 )
             )
         return response

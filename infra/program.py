@@ -74,7 +74,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
     project = gcp.organizations.get_project_output(
         project_id=settings.gcp.project, opts=pulumi.InvokeOptions(provider=gcp_provider)
     )
-    ctx = StackContext(settings=settings, project_number=project.number)
+    ctx = StackContext(settings=settings, project_number=project.number, apis=tuple(apis))
     n = ctx.names
 
     ids = ServiceIdentities("identities", ServiceIdentitiesArgs(ctx), on_gcp)

@@ -69,9 +69,17 @@ class Serving(pulumi.ComponentResource):
         table_ref = pulumi.Output.concat(
             ctx.project, ".", self.predictions_table.dataset_id, ".", self.predictions_table.table_id
         )
-        writer = grant(gcp.bigquery.IamMember, f"{name}-predictions-writer", self, ctx.pubsub_agent,
-                       "roles/bigquery.dataEditor", project=ctx.project, dataset_id=self.predictions_table.dataset_id,
-                       table_id=self.predictions_table.table_id)  # fmt: skip
+        writer = grant(
+            ctx,
+            gcp.bigquery.IamMember,
+            f"{name}-predictions-writer",
+            self,
+            ctx.pubsub_agent,
+            "roles/bigquery.dataEditor",
+            project=ctx.project,
+            dataset_id=self.predictions_table.dataset_id,
+            table_id=self.predictions_table.table_id,
+        )
         self.subscriptions = {
             spec.name: subscription(ctx, spec, topics, self, bigquery_table=table_ref, depends_on=[writer])
             if spec.name == n.predictions_subscription
@@ -93,20 +101,50 @@ class Serving(pulumi.ComponentResource):
         n, who, p = ctx.names, member(args.worker_account), ctx.project
         for v in ctx.settings.serving.variants:
             sub = self.subscriptions[n.variant_subscription(v.name)].name
-            grant(gcp.pubsub.SubscriptionIAMMember, f"{name}-worker-{v.name}-pull", self, who,
-                  "roles/pubsub.subscriber", project=p, subscription=sub)  # fmt: skip
+            grant(
+                ctx,
+                gcp.pubsub.SubscriptionIAMMember,
+                f"{name}-worker-{v.name}-pull",
+                self,
+                who,
+                "roles/pubsub.subscriber",
+                project=p,
+                subscription=sub,
+            )
         for t, why in ((n.predictions_topic, "predictions"), (n.requests_dead_letter_topic, "poison")):
-            grant(gcp.pubsub.TopicIAMMember, f"{name}-worker-{why}", self, who, "roles/pubsub.publisher",
-                  project=p, topic=topics[t].name)  # fmt: skip
+            grant(
+                ctx,
+                gcp.pubsub.TopicIAMMember,
+                f"{name}-worker-{why}",
+                self,
+                who,
+                "roles/pubsub.publisher",
+                project=p,
+                topic=topics[t].name,
+            )
         # Workers read the deployment record and model files the pipeline registers.
-        grant(gcp.storage.BucketIAMMember, f"{name}-worker-models", self, who, "roles/storage.objectViewer",
-              bucket=args.pipeline_bucket)  # fmt: skip
+        grant(
+            ctx,
+            gcp.storage.BucketIAMMember,
+            f"{name}-worker-models",
+            self,
+            who,
+            "roles/storage.objectViewer",
+            bucket=args.pipeline_bucket,
+        )
         nodes = member(args.nodes_account)
         for role in NODE_ROLES:
-            grant(gcp.projects.IAMMember, f"{name}-nodes-{role.split('.')[-1]}", self, nodes, role, project=p)
+            grant(ctx, gcp.projects.IAMMember, f"{name}-nodes-{role.split('.')[-1]}", self, nodes, role, project=p)
         # KEDA reads subscription backlog from Cloud Monitoring (no narrower grant exists).
-        grant(gcp.projects.IAMMember, f"{name}-keda-metrics", self, member(args.keda_account),
-              "roles/monitoring.viewer", project=p)  # fmt: skip
+        grant(
+            ctx,
+            gcp.projects.IAMMember,
+            f"{name}-keda-metrics",
+            self,
+            member(args.keda_account),
+            "roles/monitoring.viewer",
+            project=p,
+        )
 
     def _cluster(self, name: str, ctx: StackContext, args: ServingArgs) -> tuple[gcp.container.Cluster, k8s.Provider]:
         s, n, net = ctx.settings, ctx.names, ctx.settings.network
@@ -178,7 +216,7 @@ class Serving(pulumi.ComponentResource):
                 labels={"rerank.dev/pool": "workers"},
                 resource_labels=ctx.labels,
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=ctx.opts(self),
         )
         dns_endpoint = cluster.control_plane_endpoints_config.apply(
             lambda c: c.dns_endpoint_config.endpoint if c and c.dns_endpoint_config else None

@@ -59,7 +59,7 @@ class Training(pulumi.ComponentResource):
     def __init__(self, name: str, args: TrainingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rerank:training:Training", name, None, opts)
         ctx, n, s = args.context, args.context.names, args.context.settings
-        child = pulumi.ResourceOptions(parent=self)
+        child = ctx.opts(self)
         pipeline_sa, trigger_sa = args.pipeline_account, args.trigger_account
 
         self.bucket = private_bucket(ctx, f"{name}-pipeline-root", n.pipeline_bucket(ctx.project), self)
@@ -148,11 +148,20 @@ class Training(pulumi.ComponentResource):
                 service_account_email=trigger_sa.email,
             ),
             labels=ctx.labels,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+            opts=ctx.opts(self, depends_on=grants),
         )
         # Eventarc pushes to the function's Cloud Run service as the trigger account.
-        grant(gcp.cloudrunv2.ServiceIamMember, f"{name}-trigger-invoker", self, member(trigger_sa), "roles/run.invoker",
-              project=ctx.project, location=ctx.region, name=self.function.name)  # fmt: skip
+        grant(
+            ctx,
+            gcp.cloudrunv2.ServiceIamMember,
+            f"{name}-trigger-invoker",
+            self,
+            member(trigger_sa),
+            "roles/run.invoker",
+            project=ctx.project,
+            location=ctx.region,
+            name=self.function.name,
+        )
 
         self.pipeline_parameters = parameters = {
             "offline_uri": pulumi.Output.concat("bq://", ctx.project, ".", args.offline_dataset),
@@ -190,28 +199,80 @@ class Training(pulumi.ComponentResource):
 
     def _grant(self, name: str, ctx: StackContext, args: TrainingArgs) -> list[pulumi.Resource]:
         pipeline, trigger, p = member(args.pipeline_account), member(args.trigger_account), ctx.project
-        # fmt: off
         return [
             # The pipeline: runs on Vertex, queries the offline store (and stages impressions in
             # its dataset for the point-in-time join), writes artifacts and the model registry.
-            grant(gcp.projects.IAMMember, f"{name}-pipeline-vertex", self, pipeline, "roles/aiplatform.user",
-                  project=p),
-            grant(gcp.projects.IAMMember, f"{name}-pipeline-bq-jobs", self, pipeline, "roles/bigquery.jobUser",
-                  project=p),
-            grant(gcp.bigquery.DatasetIamMember, f"{name}-pipeline-offline", self, pipeline,
-                  "roles/bigquery.dataEditor", project=p, dataset_id=args.offline_dataset),
-            grant(gcp.storage.BucketIAMMember, f"{name}-pipeline-root", self, pipeline, "roles/storage.objectAdmin",
-                  bucket=self.bucket.name),
+            grant(
+                ctx,
+                gcp.projects.IAMMember,
+                f"{name}-pipeline-vertex",
+                self,
+                pipeline,
+                "roles/aiplatform.user",
+                project=p,
+            ),
+            grant(
+                ctx,
+                gcp.projects.IAMMember,
+                f"{name}-pipeline-bq-jobs",
+                self,
+                pipeline,
+                "roles/bigquery.jobUser",
+                project=p,
+            ),
+            grant(
+                ctx,
+                gcp.bigquery.DatasetIamMember,
+                f"{name}-pipeline-offline",
+                self,
+                pipeline,
+                "roles/bigquery.dataEditor",
+                project=p,
+                dataset_id=args.offline_dataset,
+            ),
+            grant(
+                ctx,
+                gcp.storage.BucketIAMMember,
+                f"{name}-pipeline-root",
+                self,
+                pipeline,
+                "roles/storage.objectAdmin",
+                bucket=self.bucket.name,
+            ),
             # The trigger: submits pipeline jobs that run as the pipeline account, keeps its ledger.
-            grant(gcp.projects.IAMMember, f"{name}-trigger-vertex", self, trigger, "roles/aiplatform.user", project=p),
-            grant(gcp.serviceaccount.IAMMember, f"{name}-trigger-acts-as-pipeline", self, trigger,
-                  "roles/iam.serviceAccountUser", service_account_id=args.pipeline_account.name),
-            grant(gcp.storage.BucketIAMMember, f"{name}-trigger-ledger", self, trigger, "roles/storage.objectUser",
-                  bucket=self.bucket.name),
-            grant(gcp.artifactregistry.RepositoryIamMember, f"{name}-nodes-pull", self, member(args.nodes_account),
-                  "roles/artifactregistry.reader", project=p, location=ctx.region, repository=self.repository.name),
+            grant(
+                ctx, gcp.projects.IAMMember, f"{name}-trigger-vertex", self, trigger, "roles/aiplatform.user", project=p
+            ),
+            grant(
+                ctx,
+                gcp.serviceaccount.IAMMember,
+                f"{name}-trigger-acts-as-pipeline",
+                self,
+                trigger,
+                "roles/iam.serviceAccountUser",
+                service_account_id=args.pipeline_account.name,
+            ),
+            grant(
+                ctx,
+                gcp.storage.BucketIAMMember,
+                f"{name}-trigger-ledger",
+                self,
+                trigger,
+                "roles/storage.objectUser",
+                bucket=self.bucket.name,
+            ),
+            grant(
+                ctx,
+                gcp.artifactregistry.RepositoryIamMember,
+                f"{name}-nodes-pull",
+                self,
+                member(args.nodes_account),
+                "roles/artifactregistry.reader",
+                project=p,
+                location=ctx.region,
+                repository=self.repository.name,
+            ),
         ]
-        # fmt: on
 
 
 def schedule_payload(stack: str, schedule: str, template_uri: str, parameters: dict[str, str]) -> str:

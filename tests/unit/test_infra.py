@@ -524,3 +524,17 @@ def test_the_drift_check_runs_daily_with_the_scheduled_triggers_parameters() -> 
         if r.inputs["member"] == drift
     ]
     assert publishes == ["rerank-dev-training-triggers"]
+
+
+def test_every_gcp_resource_waits_for_the_project_apis() -> None:
+    """A fresh project has the APIs off; a component's depends_on does not reach its children."""
+    plan = planned("dev")
+    apis = {r.urn for r in custom(plan, "gcp:projects/service:Service")}
+    assert len(apis) == len(APIS)
+    early = [
+        r.name
+        for r in plan.resources
+        if r.custom and r.type.startswith("gcp:") and r.type != "gcp:projects/service:Service"
+        if not apis <= set(r.dependencies)
+    ]
+    assert early == []
