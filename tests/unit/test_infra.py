@@ -15,6 +15,7 @@ from app.naming import Names
 from app.settings import REPO_ROOT, StackConfigError, load_stack, settings_from_mapping
 from infra.config import settings_from_config, stack_config_mapping
 from infra.plan import Plan, PlannedResource, StackMocks
+from infra.program import APIS
 from tests.unit.infra_plans import planned
 
 pytestmark = pytest.mark.timeout(180)
