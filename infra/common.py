@@ -8,6 +8,7 @@ from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
 
 from app.naming import Names
 from app.settings import StackSettings
@@ -210,4 +211,42 @@ def workload_identity(
         ksa_member,
         "roles/iam.workloadIdentityUser",
         service_account_id=account.name,
+    )
+
+
+# The pipeline bucket as files in a pod, at the /gcs/<bucket> path Vertex AI gives pipeline steps
+# (the pod also needs the annotation GCS_FUSE_ANNOTATION and read access to the bucket).
+GCS_FUSE_ANNOTATION = {"gke-gcsfuse/volumes": "true"}
+
+
+def bucket_volume(name: str, bucket: pulumi.Input[str]) -> dict[str, Any]:
+    attributes = {"bucketName": bucket, "mountOptions": "implicit-dirs"}
+    return {
+        "name": name,
+        "csi": {"driver": "gcsfuse.csi.storage.gke.io", "readOnly": True, "volumeAttributes": attributes},
+    }
+
+
+def bucket_mount(name: str, bucket: pulumi.Input[str]) -> dict[str, Any]:
+    return {"name": name, "mountPath": pulumi.Output.concat("/gcs/", bucket), "readOnly": True}
+
+
+def pod_identity(
+    ctx: StackContext,
+    name: str,
+    account: gcp.serviceaccount.Account,
+    ksa: str,
+    parent: pulumi.Resource,
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.ServiceAccount:
+    """A Kubernetes service account in the stack's namespace that acts as ``account``."""
+    workload_identity(f"{name}-identity", ctx, account, ctx.names.k8s_namespace, ksa, parent)
+    return k8s.core.v1.ServiceAccount(
+        name,
+        metadata={
+            "name": ksa,
+            "namespace": ctx.names.k8s_namespace,
+            "annotations": {"iam.gke.io/gcp-service-account": account.email},
+        },
+        opts=opts,
     )

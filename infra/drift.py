@@ -12,7 +12,15 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from infra.common import StackContext, grant, member, workload_identity
+from infra.common import (
+    GCS_FUSE_ANNOTATION,
+    StackContext,
+    bucket_mount,
+    bucket_volume,
+    grant,
+    member,
+    pod_identity,
+)
 
 DRIFT_K8S_ACCOUNT = "drift"
 
@@ -68,18 +76,9 @@ class DriftCheck(pulumi.ComponentResource):
                 project=p,
                 topic=args.triggers_topic.name,
             ),
-            workload_identity(f"{name}-identity", ctx, args.drift_account, n.k8s_namespace, DRIFT_K8S_ACCOUNT, self),
         ]
         on_k8s = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.namespace])
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-account",
-            metadata={
-                "name": DRIFT_K8S_ACCOUNT,
-                "namespace": n.k8s_namespace,
-                "annotations": {"iam.gke.io/gcp-service-account": args.drift_account.email},
-            },
-            opts=on_k8s,
-        )
+        account = pod_identity(ctx, f"{name}-account", args.drift_account, DRIFT_K8S_ACCOUNT, self, on_k8s)
         parameters = pulumi.Output.from_input(args.pipeline_parameters).apply(lambda d: json.dumps(d, sort_keys=True))
         self.cron_job = k8s.batch.v1.CronJob(
             f"{name}-cron",
@@ -95,7 +94,7 @@ class DriftCheck(pulumi.ComponentResource):
                         "backoffLimit": 2,
                         "activeDeadlineSeconds": 3600,
                         "template": {
-                            "metadata": {"annotations": {"gke-gcsfuse/volumes": "true"}},
+                            "metadata": {"annotations": GCS_FUSE_ANNOTATION},
                             "spec": {
                                 "serviceAccountName": DRIFT_K8S_ACCOUNT,
                                 "restartPolicy": "Never",
@@ -115,28 +114,10 @@ class DriftCheck(pulumi.ComponentResource):
                                             "requests": {"cpu": "1", "memory": "2Gi"},
                                             "limits": {"memory": "2Gi"},
                                         },
-                                        "volumeMounts": [
-                                            {
-                                                "name": "pipeline-bucket",
-                                                "mountPath": pulumi.Output.concat("/gcs/", args.pipeline_bucket),
-                                                "readOnly": True,
-                                            }
-                                        ],
+                                        "volumeMounts": [bucket_mount("pipeline-bucket", args.pipeline_bucket)],
                                     }
                                 ],
-                                "volumes": [
-                                    {
-                                        "name": "pipeline-bucket",
-                                        "csi": {
-                                            "driver": "gcsfuse.csi.storage.gke.io",
-                                            "readOnly": True,
-                                            "volumeAttributes": {
-                                                "bucketName": args.pipeline_bucket,
-                                                "mountOptions": "implicit-dirs",
-                                            },
-                                        },
-                                    }
-                                ],
+                                "volumes": [bucket_volume("pipeline-bucket", args.pipeline_bucket)],
                             },
                         },
                     }

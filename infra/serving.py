@@ -15,7 +15,18 @@ import pulumi_kubernetes as k8s
 
 from app.featurestore.offline_schema import bigquery_schema_of
 from app.serving.sink import SCHEMA as PREDICTION_SCHEMA
-from infra.common import StackContext, grant, member, subscription, topic, workload_identity
+from infra.common import (
+    GCS_FUSE_ANNOTATION,
+    StackContext,
+    bucket_mount,
+    bucket_volume,
+    grant,
+    member,
+    pod_identity,
+    subscription,
+    topic,
+    workload_identity,
+)
 from infra.network import PODS_RANGE, SERVICES_RANGE, Network
 
 KEDA_CHART_VERSION = "2.16.1"
@@ -266,16 +277,7 @@ class Serving(pulumi.ComponentResource):
         w = s.serving.worker
         for v in s.serving.variants:
             ksa = n.worker_k8s_account(v.name)
-            account = k8s.core.v1.ServiceAccount(
-                f"{name}-{ksa}",
-                metadata={
-                    "name": ksa,
-                    "namespace": n.k8s_namespace,
-                    "annotations": {"iam.gke.io/gcp-service-account": args.worker_account.email},
-                },
-                opts=in_ns,
-            )
-            workload_identity(f"{name}-{ksa}-identity", ctx, args.worker_account, n.k8s_namespace, ksa, self)
+            account = pod_identity(ctx, f"{name}-{ksa}", args.worker_account, ksa, self, in_ns)
             deployment = k8s.apps.v1.Deployment(
                 f"{name}-worker-{v.name}",
                 metadata={"name": n.worker_deployment(v.name), "namespace": n.k8s_namespace, "labels": ctx.labels},
@@ -343,7 +345,7 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
                 "annotations": {
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(WORKER_PORT),
-                    "gke-gcsfuse/volumes": "true",
+                    **GCS_FUSE_ANNOTATION,
                 },
             },
             "spec": {
@@ -383,11 +385,7 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
                         "volumeMounts": [
                             {"name": "online-store", "mountPath": "/etc/online-store", "readOnly": True},
-                            {
-                                "name": "models",
-                                "mountPath": pulumi.Output.concat("/gcs/", args.pipeline_bucket),
-                                "readOnly": True,
-                            },
+                            bucket_mount("models", args.pipeline_bucket),
                         ],
                     }
                 ],
@@ -396,14 +394,7 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
                         "name": "online-store",
                         "secret": {"secretName": "online-store", "items": [{"key": "ca.pem", "path": "ca.pem"}]},
                     },
-                    {
-                        "name": "models",
-                        "csi": {
-                            "driver": "gcsfuse.csi.storage.gke.io",
-                            "readOnly": True,
-                            "volumeAttributes": {"bucketName": args.pipeline_bucket, "mountOptions": "implicit-dirs"},
-                        },
-                    },
+                    bucket_volume("models", args.pipeline_bucket),
                 ],
             },
         },
