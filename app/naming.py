@@ -181,6 +181,10 @@ class Names:
     def results_writer_role(self) -> str:
         return f"{self.base}-results-writer"
 
+    def results_writer_role_arn(self, aws_account_id: str) -> str:
+        # IAM role ARNs follow from account and name, so serving can name the role before it exists.
+        return f"arn:aws:iam::{aws_account_id}:role/{self.results_writer_role}"
+
     @property
     def results_reader_policy(self) -> str:
         return f"{self.base}-results-reader"

@@ -4,6 +4,7 @@ subscriptions, service accounts and grants from the app's topology."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pulumi
@@ -25,11 +26,11 @@ class StackContext:
     # depends_on does not reach its children (pulumi/pulumi#8721).
     apis: tuple[pulumi.Resource, ...] = ()
 
-    @property
+    @cached_property
     def names(self) -> Names:
         return Names.of(self.settings)
 
-    @property
+    @cached_property
     def topology(self) -> Topology:
         return build_topology(self.settings)
 
@@ -199,7 +200,7 @@ def private_bucket(
 
 
 def workload_identity(
-    name: str, ctx: StackContext, account: gcp.serviceaccount.Account, namespace: str, ksa: str, parent: pulumi.Resource
+    ctx: StackContext, name: str, account: gcp.serviceaccount.Account, namespace: str, ksa: str, parent: pulumi.Resource
 ) -> pulumi.CustomResource:
     """Let one Kubernetes service account act as ``account`` (GKE workload identity; no key)."""
     ksa_member = f"serviceAccount:{ctx.project}.svc.id.goog[{namespace}/{ksa}]"
@@ -240,7 +241,7 @@ def pod_identity(
     opts: pulumi.ResourceOptions,
 ) -> k8s.core.v1.ServiceAccount:
     """A Kubernetes service account in the stack's namespace that acts as ``account``."""
-    workload_identity(f"{name}-identity", ctx, account, ctx.names.k8s_namespace, ksa, parent)
+    workload_identity(ctx, f"{name}-identity", account, ctx.names.k8s_namespace, ksa, parent)
     return k8s.core.v1.ServiceAccount(
         name,
         metadata={

@@ -70,7 +70,8 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         )
         for api in APIS
     ]
-    on_gcp = pulumi.ResourceOptions(providers={"gcp": gcp_provider}, depends_on=apis)
+    # Components only pass the provider down; their children wait for the APIs (StackContext.opts).
+    on_gcp = pulumi.ResourceOptions(providers={"gcp": gcp_provider})
     project = gcp.organizations.get_project_output(
         project_id=settings.gcp.project, opts=pulumi.InvokeOptions(provider=gcp_provider)
     )
@@ -106,7 +107,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
             redis_ca=features.redis_ca,
             pipeline_bucket=training.bucket.name,
             results_table=n.results_table,
-            results_role_arn=writer_role_arn(settings),
+            results_role_arn=n.results_writer_role_arn(settings.cross_cloud.aws_account_id),
         ),
         on_gcp,
     )
@@ -188,12 +189,3 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "core_service_principal": cross.core_service_member,
         "service_accounts": {role: sa.email for role, sa in ids.accounts.items()},
     }
-
-
-def writer_role_arn(settings: StackSettings) -> str:
-    """The workers' AWS role, by name: serving needs it before cross-cloud (which trusts the
-    workers' account) has created it, and IAM role ARNs are fixed by account and name."""
-    from app.naming import Names
-
-    assert settings.cross_cloud is not None
-    return f"arn:aws:iam::{settings.cross_cloud.aws_account_id}:role/{Names.of(settings).results_writer_role}"

@@ -259,7 +259,7 @@ class Serving(pulumi.ComponentResource):
             values={"podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": args.keda_account.email}}},
             opts=on_k8s,
         )
-        workload_identity(f"{name}-keda-identity", ctx, args.keda_account, KEDA_NAMESPACE, KEDA_OPERATOR_ACCOUNT, self)
+        workload_identity(ctx, f"{name}-keda-identity", args.keda_account, KEDA_NAMESPACE, KEDA_OPERATOR_ACCOUNT, self)
         auth = k8s.apiextensions.CustomResource(
             f"{name}-keda-auth",
             api_version="keda.sh/v1alpha1",
