@@ -9,7 +9,8 @@ and diffs it against another commit's; the tests assert on it; the policy pack's
 from __future__ import annotations
 
 import hashlib
-import json
+import runpy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,6 @@ class PlannedResource:
     inputs: dict[str, Any]
     custom: bool
     protect: bool
-    parent: str = ""
-    provider: str = ""
     dependencies: tuple[str, ...] = ()
 
     @property
@@ -61,12 +60,6 @@ class Plan:
     def of_type(self, type_token: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_token]
 
-    def named(self, name: str) -> PlannedResource:
-        found = [r for r in self.resources if r.name == name]
-        if len(found) != 1:
-            raise KeyError(f"{len(found)} resources named {name!r}")
-        return found[0]
-
     def to_json(self) -> dict[str, Any]:
         custom = [r for r in self.resources if r.custom]
         counts: dict[str, int] = {}
@@ -86,7 +79,7 @@ def _digits(text: str, n: int) -> str:
 
 
 class _Recorder(pulumi_mocks.MockMonitor):
-    """The mock engine, also keeping what ``MockResourceArgs`` leaves out (protect, parent)."""
+    """The mock engine, also keeping what ``MockResourceArgs`` leaves out (protect, dependencies)."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
@@ -104,8 +97,6 @@ class _Recorder(pulumi_mocks.MockMonitor):
                     inputs=_plain(inputs),
                     custom=bool(request.custom),
                     protect=bool(request.protect),
-                    parent=request.parent,
-                    provider=request.provider,
                     dependencies=tuple(request.dependencies),
                 )
             )
@@ -176,11 +167,9 @@ class StackMocks(pulumi.runtime.Mocks):
             }
         elif t == "gcp:container/cluster:Cluster":
             outputs = {
-                "endpoint": "172.16.0.2",
                 "controlPlaneEndpointsConfig": {
                     "dnsEndpointConfig": {"allowExternalTraffic": True, "endpoint": f"gke-mock.{self.region}.gke.goog"}
-                },
-                "selfLink": f"https://container.googleapis.com/v1/projects/{p}/locations/{self.region}/clusters/x",
+                }
             }
         elif t == "gcp:compute/subnetwork:Subnetwork":
             outputs = {
@@ -189,14 +178,6 @@ class StackMocks(pulumi.runtime.Mocks):
         elif t == "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
             pool = inputs["workloadIdentityPoolId"]
             outputs = {"name": f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/{pool}"}
-        elif t == "gcp:cloudfunctionsv2/function:Function":
-            outputs = {
-                "url": f"https://{inputs['name']}-mock.a.run.app",
-                "serviceConfig": {
-                    **inputs.get("serviceConfig", {}),
-                    "service": f"projects/{p}/locations/{self.region}/services/{inputs['name']}",
-                },
-            }
         elif t == "gcp:dataflow/flexTemplateJob:FlexTemplateJob":
             outputs = {"jobId": f"2026-01-01_00_00_00-{_digits(inputs['name'], 19)}"}
         elif t == "gcp:secretmanager/secret:Secret":
@@ -223,28 +204,44 @@ class StackMocks(pulumi.runtime.Mocks):
         raise NotImplementedError(f"the program made an unexpected invoke: {args.token}")
 
 
+def _planned(settings: StackSettings, program: Callable[[], dict[str, Any]], config: dict[str, str]) -> Plan:
+    """Run ``program`` under mocks for ``settings``'s stack with Pulumi config ``config``."""
+    mocks = StackMocks(settings)
+    recorder = _Recorder(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=settings.stack, preview=False, monitor=recorder)
+    pulumi.runtime.set_all_config(config)
+    plan = Plan(stack=settings.stack)
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        outputs = program()
+        return pulumi.Output.from_input(outputs).apply(lambda resolved: plan.outputs.update(_plain(resolved)))
+
+    try:
+        run()
+    finally:
+        pulumi.runtime.set_all_config({})
+    plan.resources = list(recorder.registrations)
+    return plan
+
+
 def plan_stack(settings: StackSettings, pipeline_spec: str | None = None) -> Plan:
     """Run ``infra.program.build`` for ``settings`` under mocks and return what it declared
     (``pipeline_spec``: an already compiled training pipeline, to skip compiling it again)."""
     from infra.program import build
 
-    mocks = StackMocks(settings)
-    recorder = _Recorder(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=settings.stack, preview=False, monitor=recorder)
-    plan = Plan(stack=settings.stack)
-
-    @pulumi.runtime.test
-    def run() -> pulumi.Output[Any]:
-        outputs = build(settings, pipeline_spec)
-        return pulumi.Output.from_input(outputs).apply(lambda resolved: plan.outputs.update(_plain(resolved)))
-
-    run()
-    plan.resources = list(recorder.registrations)
-    return plan
+    return _planned(settings, lambda: build(settings, pipeline_spec), {})
 
 
-def dumps(plan: Plan) -> str:
-    return json.dumps(plan.to_json(), indent=2, sort_keys=True)
+def plan_entry(settings: StackSettings, config: dict[str, str]) -> Plan:
+    """Run ``infra/__main__.py`` as ``pulumi up`` does, with ``config`` as the engine passes it
+    (``settings`` names the stack and feeds the mocks). Its exports go to the engine, not here."""
+
+    def entry() -> dict[str, Any]:
+        runpy.run_path(str(REPO_ROOT / "infra/__main__.py"))
+        return {}
+
+    return _planned(settings, entry, config)
 
 
 def key_settings(r: PlannedResource) -> dict[str, Any]:

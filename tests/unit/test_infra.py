@@ -4,7 +4,6 @@ stack declare, their IAM, protections and failure on bad configuration."""
 from __future__ import annotations
 
 import json
-import runpy
 from typing import Any
 
 import pulumi
@@ -14,7 +13,7 @@ import yaml
 from app.naming import Names
 from app.settings import REPO_ROOT, StackConfigError, load_stack, settings_from_mapping
 from infra.config import settings_from_config, stack_config_mapping
-from infra.plan import Plan, PlannedResource, StackMocks
+from infra.plan import Plan, PlannedResource, StackMocks, plan_entry
 from infra.program import APIS
 from tests.unit.infra_plans import planned
 
@@ -454,13 +453,8 @@ def test_a_review_stack_takes_devs_config_and_becomes_ephemeral() -> None:
 def test_the_program_entry_stops_with_the_problems_and_no_traceback() -> None:
     """``infra/__main__.py`` as ``pulumi up`` runs it, with a broken config: a RunError naming the key."""
     config = stack_config_mapping({**stack_yaml("dev"), "rerank-platform:feature_store": "{}"})
-    pulumi.runtime.set_mocks(StackMocks(load_stack("dev")), project="rerank-platform", stack="dev", preview=True)
-    pulumi.runtime.set_all_config(config)
-    try:
-        with pytest.raises(pulumi.RunError) as err:
-            runpy.run_path(str(REPO_ROOT / "infra/__main__.py"))
-    finally:
-        pulumi.runtime.set_all_config({})
+    with pytest.raises(pulumi.RunError) as err:
+        plan_entry(load_stack("dev"), config)
     assert "rerank-platform:feature_store.entities: missing required value" in str(err.value)
 
 
@@ -481,23 +475,8 @@ def test_every_image_the_stack_runs_is_one_cloud_build_makes() -> None:
 def test_the_program_entry_plans_the_same_stack_from_pulumi_config() -> None:
     """``infra/__main__.py`` as ``pulumi up`` runs it: the config arrives as the engine passes it
     (objects as JSON text) and yields the same resources as ``build`` on the loaded stack file."""
-    from infra.plan import _Recorder
-
-    settings = load_stack("pr-5")
-    mocks = StackMocks(settings)
-    recorder = _Recorder(mocks)
-    pulumi.runtime.set_mocks(mocks, project="rerank-platform", stack="pr-5", preview=False, monitor=recorder)
-    pulumi.runtime.set_all_config(stack_config_mapping(stack_yaml("dev")))
-
-    @pulumi.runtime.test
-    def run() -> None:
-        runpy.run_path(str(REPO_ROOT / "infra/__main__.py"))
-
-    try:
-        run()
-    finally:
-        pulumi.runtime.set_all_config({})
-    from_entry = sorted((r.type, r.name) for r in recorder.registrations)
+    entry = plan_entry(load_stack("pr-5"), stack_config_mapping(stack_yaml("dev")))
+    from_entry = sorted((r.type, r.name) for r in entry.resources)
     from_build = sorted((r.type, r.name) for r in planned("pr-5").resources)
     assert from_entry == from_build and len(from_entry) > 100
 
