@@ -29,23 +29,26 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_stack(settings)
     current = plan.to_json()
     # The policy pack's rules over the same inventory: guardrails a PR can see without credentials.
-    current["violations"] = violations([(r.type, r.inputs) for r in plan.resources if r.custom])
-    if not args.diff:
+    found = violations([(r.type, r.inputs) for r in plan.resources if r.custom])
+    if args.diff:
+        result = {
+            **diff_inventories(plan_at(args.diff, args.stack), current),
+            "stack": args.stack,
+            "base": args.diff,
+            "violations": found,
+        }
+        emit(args, result, lambda: diff_text(result))
+    else:
+        current["violations"] = found
         emit(args, current, lambda: inventory_text(current))
-        if current["violations"]:
-            raise RunFailed(f"{len(current['violations'])} policy violation(s); see above")
-        return 0
-    base = plan_at(args.diff, args.stack)
-    changes = diff_inventories(base, current)
-    changes.update(stack=args.stack, base=args.diff)
-    emit(args, changes, lambda: diff_text(changes))
+    if found:
+        raise RunFailed(f"{len(found)} policy violation(s); see above")
     return 0
 
 
 def inventory_text(plan: dict[str, Any]) -> str:
-    found = plan.get("violations") or []
-    lines = [f"stack {plan['stack']}: {plan['resources']} resources, {len(found)} policy violations"]
-    lines += [f"  ! {v}" for v in found]
+    lines = [f"stack {plan['stack']}: {plan['resources']} resources, {len(plan['violations'])} policy violations"]
+    lines += violation_lines(plan["violations"])
     lines += [f"  {count:3d}  {t}" for t, count in plan["by_type"].items()]
     lines.append("")
     for r in plan["inventory"]:
@@ -53,6 +56,10 @@ def inventory_text(plan: dict[str, Any]) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
         lines.append(f"{r['type']}  {r['name']}{lock}  {settings}")
     return "\n".join(lines)
+
+
+def violation_lines(found: list[str]) -> list[str]:
+    return [f"  ! {v}" for v in found]
 
 
 def plan_at(ref: str, stack: str) -> dict[str, Any]:
@@ -84,7 +91,8 @@ def plan_at(ref: str, stack: str) -> dict[str, Any]:
             )
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO_ROOT, check=False)
-    if done.returncode != 0:
+    # Exit 1 with an inventory is a base that breaks a guardrail (this change may mend it): still a plan.
+    if done.returncode not in (0, 1) or not done.stdout.strip():
         raise RunFailed(f"--diff: the program at {ref} did not plan: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout)
 
@@ -123,6 +131,7 @@ def diff_text(d: dict[str, Any]) -> str:
         f"stack {d['stack']} against {d['base']}: "
         f"{len(d['added'])} to add, {len(d['removed'])} to remove, {len(d['changed'])} to change"
     ]
+    lines += violation_lines(d["violations"])
     lines += [f"+ {r['type']}  {r['name']}" for r in d["added"]]
     lines += [f"- {r['type']}  {r['name']}" for r in d["removed"]]
     for r in d["changed"]:

@@ -35,7 +35,7 @@ def test_a_change_shows_as_additions_and_alterations() -> None:
     assert pool["changes"]["autoscaling"]["after"]["totalMaxNodeCount"] == 6
     alerts = {c["name"] for c in d["changed"] if c["type"] == "gcp:monitoring/alertPolicy:AlertPolicy"}
     assert alerts == {"monitoring-oldest-unacked", "monitoring-backlog"}  # the new subscription is watched
-    text = diff_text({**d, "stack": "dev", "base": "HEAD"})
+    text = diff_text({**d, "stack": "dev", "base": "HEAD", "violations": []})
     assert "+ gcp:pubsub/subscription:Subscription  rerank-dev-rerank-requests-c" in text
     assert "~ gcp:container/nodePool:NodePool  serving-workers" in text
 
@@ -55,6 +55,7 @@ def test_diff_against_a_commit_runs_that_commits_program(capsys: pytest.CaptureF
     assert main(["infra", "plan", "--stack", "dev", "--diff", "HEAD", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["base"] == "HEAD" and {"added", "removed", "changed"} <= set(out)
+    assert out["violations"] == []
 
 
 @pytest.mark.parametrize(
@@ -71,7 +72,10 @@ def test_bad_input_exits_2_with_one_line(argv: list[str], needle: str, capsys: p
     assert needle in err and err.count("\n") == 1
 
 
-def test_a_policy_violation_fails_the_plan(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("extra", [[], ["--diff", "HEAD"]], ids=["inventory", "diff"])
+def test_a_policy_violation_fails_the_plan(
+    extra: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import infra.policy.rules as rules
 
     real = rules.violations
@@ -84,7 +88,7 @@ def test_a_policy_violation_fails_the_plan(monkeypatch: pytest.MonkeyPatch, caps
         )  # fmt: skip
 
     monkeypatch.setattr(rules, "violations", with_public_bucket)
-    assert main(["infra", "plan", "--stack", "dev"]) == 1
+    assert main(["infra", "plan", "--stack", "dev", *extra]) == 1
     captured = capsys.readouterr()
     assert "! no-public-access: gcp:storage/bucket:Bucket: buckets must set publicAccessPrevention" in captured.out
     assert "2 policy violation(s)" in captured.err
