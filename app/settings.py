@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,6 +22,7 @@ DEFAULT_STACK = "local"
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 _VERSION = r"^v[1-9][0-9]*$"
+_CRON = r"^\s*\S+(\s+\S+){4}\s*$"  # five fields
 _CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"
 _LABEL_KEY = r"^[a-z][a-z0-9_-]{0,62}$"
 _LABEL_VALUE = r"^[a-z0-9_-]{0,63}$"
@@ -40,6 +41,9 @@ class StackConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_M = TypeVar("_M", bound=_Strict)
 
 
 class GcpConfig(_Strict):
@@ -143,6 +147,12 @@ class VariantConfig(_Strict):
     traffic_share: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
+def _low_not_above_high(model: _M, low: str, high: str) -> _M:
+    if getattr(model, low) > getattr(model, high):
+        raise ValueError(f"{low} {getattr(model, low)} is above {high} {getattr(model, high)}")
+    return model
+
+
 class NodePoolConfig(_Strict):
     """The workers' GKE node pool: spot (or preemptible) VMs, autoscaled between the bounds."""
 
@@ -153,9 +163,7 @@ class NodePoolConfig(_Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> NodePoolConfig:
-        if self.min_nodes > self.max_nodes:
-            raise ValueError(f"min_nodes {self.min_nodes} is above max_nodes {self.max_nodes}")
-        return self
+        return _low_not_above_high(self, "min_nodes", "max_nodes")
 
 
 class WorkerConfig(_Strict):
@@ -169,9 +177,7 @@ class WorkerConfig(_Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> WorkerConfig:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
-        return self
+        return _low_not_above_high(self, "min_replicas", "max_replicas")
 
 
 class ServingConfig(_Strict):
@@ -208,7 +214,7 @@ class ScheduleConfig(_Strict):
 
     @model_validator(mode="after")
     def _cron_given_when_needed(self) -> ScheduleConfig:
-        if self.every == "cron" and (not self.cron or len(self.cron.split()) != 5):
+        if self.every == "cron" and not re.match(_CRON, self.cron or ""):
             raise ValueError(f"schedule {self.name!r}: every: cron needs a five-field cron, got {self.cron!r}")
         if self.every != "cron" and self.cron:
             raise ValueError(f"schedule {self.name!r}: cron is only for every: cron")
@@ -221,7 +227,7 @@ class ScheduleConfig(_Strict):
 
 class DriftConfig(_Strict):
     # When the cloud stack's drift CronJob runs (five-field cron, UTC); locally it runs on demand.
-    schedule: str = Field(default="0 6 * * *", pattern=r"^\S+ \S+ \S+ \S+ \S+$")
+    schedule: str = Field(default="0 6 * * *", pattern=_CRON)
     recent_days: int = Field(default=3, ge=1, le=90)
     psi_threshold: float = Field(default=0.2, gt=0)
     calibration_gap_threshold: float = Field(default=0.05, gt=0)
