@@ -77,7 +77,9 @@ def env_inputs(settings: StackSettings, variant: str, env: Mapping[str, str] | N
         parameters = {**json.loads(env["PIPELINE_PARAMETERS"]), "variant": variant}
         impressions = pq.read_table(parameters["impressions_uri"])
         offline_uri, registry = parameters["offline_uri"], Path(parameters["registry_uri"])
-    except (ValueError, KeyError, OSError) as exc:
+    except KeyError as exc:
+        raise UsageError(f"PIPELINE_PARAMETERS lacks {exc.args[0]}") from None
+    except (ValueError, OSError) as exc:
         raise UsageError(f"PIPELINE_PARAMETERS: {exc}") from None
     pub = pubsub_v1.PublisherClient()
     return DriftInputs(
