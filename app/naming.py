@@ -131,9 +131,20 @@ class Names:
     def worker_pool(self) -> str:
         return f"{self.base}-workers"
 
+    def node_tag(self, pool: str) -> str:
+        """The network tag of a node pool's VMs (firewall rules target it)."""
+        return f"{self.base}-{pool}"
+
     @property
     def k8s_namespace(self) -> str:
-        return "rerank"
+        # GKE workload identity names a pod by project, namespace and Kubernetes account, whatever
+        # the cluster: stacks sharing a project must not share a namespace, or a review stack's pod
+        # could act as dev's accounts.
+        return self.base
+
+    @property
+    def keda_namespace(self) -> str:
+        return f"{self.base}-keda"
 
     def worker_k8s_account(self, variant: str) -> str:
         return f"worker-{variant}"
@@ -147,6 +158,9 @@ class Names:
 
     def dataflow_bucket(self, project: str) -> str:
         return f"{project}-{self.base}-dataflow"
+
+    def build_bucket(self, project: str) -> str:
+        return f"{project}-{self.base}-builds"
 
     @property
     def image_repository(self) -> str:
@@ -190,5 +204,5 @@ class Names:
         return f"{self.base}-results-reader"
 
 
-SERVICE_ACCOUNT_ROLES = ("ingest", "pipeline", "trigger", "nodes", "worker", "keda", "drift")
+SERVICE_ACCOUNT_ROLES = ("ingest", "pipeline", "trigger", "nodes", "worker", "keda", "drift", "build")
 CLOUD_BASE_MAX = 30 - 1 - max(len(r) for r in SERVICE_ACCOUNT_ROLES)

@@ -79,6 +79,10 @@ class NetworkConfig(_Strict):
 class DataflowConfig(_Strict):
     machine_type: str = "n2-standard-2"
     max_workers: int = Field(default=3, ge=1, le=1000)
+    # The streaming ingest job runs all day; review stacks go without it (the local ingest covers
+    # the same code) unless dev's file says otherwise.
+    enabled: bool = True
+    in_review_stacks: bool = False
 
 
 class RedisConfig(_Strict):
@@ -388,7 +392,9 @@ def ephemeral_settings(base: StackSettings, stack: str) -> StackSettings:
                     "message_retention_days": 1,
                     "offline_partition_expiration_days": 7,
                     "redis": fs.redis.model_copy(update={"tier": "BASIC", "memory_size_gb": 1}),
-                    "dataflow": fs.dataflow.model_copy(update={"max_workers": 1}),
+                    "dataflow": fs.dataflow.model_copy(
+                        update={"max_workers": 1, "enabled": fs.dataflow.in_review_stacks}
+                    ),
                 }
             ),
             "serving": sv.model_copy(

@@ -3,6 +3,7 @@ subscriptions, service accounts and grants from the app's topology."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -21,7 +22,10 @@ class StackContext:
     """The stack's settings and names plus the few facts every component asks for."""
 
     settings: StackSettings
-    project_number: pulumi.Input[str]
+    # The Pulumi-created Pub/Sub service agent (``gcp.projects.ServiceIdentity``): it moves dead
+    # letters and writes BigQuery subscriptions. On a fresh project it exists only once something
+    # asks for it, so grants take its member from that resource, never from a spelled-out address.
+    pubsub_agent: pulumi.Input[str]
     # The project's service APIs. Every GCP resource waits for them: a component's own
     # depends_on does not reach its children (pulumi/pulumi#8721).
     apis: tuple[pulumi.Resource, ...] = ()
@@ -46,13 +50,6 @@ class StackContext:
     def labels(self) -> dict[str, str]:
         return self.settings.label_set()
 
-    @property
-    def pubsub_agent(self) -> pulumi.Output[str]:
-        """The Pub/Sub service agent: it moves dead letters and writes BigQuery subscriptions."""
-        return pulumi.Output.concat(
-            "serviceAccount:service-", self.project_number, "@gcp-sa-pubsub.iam.gserviceaccount.com"
-        )
-
     def topic_spec(self, name: str) -> TopicSpec:
         return next(t for t in self.topology.topics if t.name == name)
 
@@ -73,6 +70,12 @@ class StackContext:
         return pulumi.ResourceOptions.merge(
             self.opts(parent, depends_on), pulumi.ResourceOptions(protect=self.settings.protected)
         )
+
+
+def content_digest(data: bytes) -> str:
+    """What names an uploaded spec or source: a new content is a new object, so its consumers'
+    inputs change with it."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def member(account: gcp.serviceaccount.Account) -> pulumi.Output[str]:
@@ -97,15 +100,22 @@ def subscription(
     parent: pulumi.Resource,
     bigquery_table: pulumi.Input[str] | None = None,
     depends_on: list[pulumi.Resource] | None = None,
+    consumer: str | None = None,
 ) -> gcp.pubsub.Subscription:
     """A subscription as the topology describes it. With a dead-letter topic, the Pub/Sub service
-    agent gets exactly what dead-lettering needs: publish to that topic, subscribe to this one."""
+    agent gets exactly what dead-lettering needs: publish to that topic, subscribe to this one.
+
+    ``consumer="dataflow"``: Dataflow's Pub/Sub source does not support dead-letter topics or
+    exponential-backoff retry policies on its subscription (it manages ack deadlines itself), so
+    that subscription has neither; the job dead-letters rejects itself, with a reason. The
+    ``consumer`` label tells the policy pack why (``infra/policy/rules.py``)."""
+    managed = consumer == "dataflow"
     dead_letter = (
         gcp.pubsub.SubscriptionDeadLetterPolicyArgs(
             dead_letter_topic=topics[spec.dead_letter_topic].id,
             max_delivery_attempts=spec.max_delivery_attempts,
         )
-        if spec.dead_letter_topic
+        if spec.dead_letter_topic and not managed
         else None
     )
     sub = gcp.pubsub.Subscription(
@@ -116,7 +126,9 @@ def subscription(
         filter=spec.filter,
         ack_deadline_seconds=spec.ack_deadline_seconds,
         dead_letter_policy=dead_letter,
-        retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(minimum_backoff="5s", maximum_backoff="300s"),
+        retry_policy=None
+        if managed
+        else gcp.pubsub.SubscriptionRetryPolicyArgs(minimum_backoff="5s", maximum_backoff="300s"),
         # Never expire: an idle variant or dead-letter queue must keep its subscription.
         expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
         message_retention_duration=ctx.retention(ctx.settings.feature_store.message_retention_days),
@@ -125,10 +137,10 @@ def subscription(
         )
         if bigquery_table is not None
         else None,
-        labels=ctx.labels,
+        labels={**ctx.labels, "consumer": consumer} if consumer else ctx.labels,
         opts=ctx.opts(parent, depends_on),
     )
-    if spec.dead_letter_topic:
+    if dead_letter is not None and spec.dead_letter_topic:
         dlq, agent = topics[spec.dead_letter_topic].name, ctx.pubsub_agent
         grant(
             ctx,
@@ -200,10 +212,21 @@ def private_bucket(
 
 
 def workload_identity(
-    ctx: StackContext, name: str, account: gcp.serviceaccount.Account, namespace: str, ksa: str, parent: pulumi.Resource
+    ctx: StackContext,
+    name: str,
+    account: gcp.serviceaccount.Account,
+    namespace: str,
+    ksa: str,
+    parent: pulumi.Resource,
+    cluster: gcp.container.Cluster,
 ) -> pulumi.CustomResource:
-    """Let one Kubernetes service account act as ``account`` (GKE workload identity; no key)."""
-    ksa_member = f"serviceAccount:{ctx.project}.svc.id.goog[{namespace}/{ksa}]"
+    """Let one Kubernetes service account act as ``account`` (GKE workload identity; no key).
+
+    The pool ``<project>.svc.id.goog`` exists only once a workload-identity cluster does, so the
+    member is read from the cluster: IAM refuses it before ("Identity Pool does not exist")."""
+    ksa_member = cluster.workload_identity_config.apply(
+        lambda c: f"serviceAccount:{c.workload_pool if c else ''}[{namespace}/{ksa}]"
+    )
     return grant(
         ctx,
         gcp.serviceaccount.IAMMember,
@@ -214,6 +237,30 @@ def workload_identity(
         service_account_id=account.name,
     )
 
+
+# Pod Security Standard "restricted" (the namespace enforces it): a non-root user, the runtime's
+# seccomp profile, no capabilities, no privilege escalation, a read-only root with /tmp beside it.
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+SCRATCH_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}
+SCRATCH_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+PSS_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
 
 # The pipeline bucket as files in a pod, at the /gcs/<bucket> path Vertex AI gives pipeline steps
 # (the pod also needs the annotation GCS_FUSE_ANNOTATION and read access to the bucket).
@@ -239,9 +286,11 @@ def pod_identity(
     ksa: str,
     parent: pulumi.Resource,
     opts: pulumi.ResourceOptions,
+    cluster: gcp.container.Cluster,
 ) -> k8s.core.v1.ServiceAccount:
-    """A Kubernetes service account in the stack's namespace that acts as ``account``."""
-    workload_identity(ctx, f"{name}-identity", account, ctx.names.k8s_namespace, ksa, parent)
+    """A Kubernetes service account in the stack's namespace that acts as ``account``. Pods reach
+    Google through the GKE metadata server, never the Kubernetes API: no token is mounted."""
+    workload_identity(ctx, f"{name}-identity", account, ctx.names.k8s_namespace, ksa, parent, cluster)
     return k8s.core.v1.ServiceAccount(
         name,
         metadata={
@@ -249,5 +298,6 @@ def pod_identity(
             "namespace": ctx.names.k8s_namespace,
             "annotations": {"iam.gke.io/gcp-service-account": account.email},
         },
+        automount_service_account_token=False,
         opts=opts,
     )

@@ -3,8 +3,8 @@
 ``pulumi up --stack dev`` hands the program the keys of ``stacks/Pulumi.dev.yaml`` (structured
 values as JSON text); they go through ``app.settings`` exactly as the local runtime reads them, so
 a bad key fails here with the same one-line-per-problem message before any resource is planned. A
-stack named ``pr-<n>`` is a review stack: CI creates it with dev's configuration and the program
-shrinks it (``ephemeral_settings``).
+stack named ``pr-<n>`` is a review stack: the program reads dev's file and shrinks it
+(``ephemeral_settings``); the stack needs no file of its own.
 """
 
 from __future__ import annotations
@@ -12,7 +12,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.settings import EPHEMERAL_STACK, StackSettings, ephemeral_settings, settings_from_mapping
+import yaml
+
+from app.settings import (
+    EPHEMERAL_BASE,
+    EPHEMERAL_STACK,
+    PROJECT,
+    StackConfigError,
+    StackSettings,
+    ephemeral_settings,
+    load_stack,
+    settings_from_mapping,
+    stack_file,
+)
 
 
 def _decode(value: Any) -> Any:
@@ -29,9 +41,27 @@ def settings_from_config(raw: dict[str, Any], stack: str) -> StackSettings:
     source = f"stack {stack} (pulumi config)"
     config = {key: _decode(value) for key, value in raw.items()}
     if EPHEMERAL_STACK.match(stack):
-        # Review stacks carry dev's configuration (``pulumi stack init --copy-config-from dev``).
-        return ephemeral_settings(settings_from_mapping(config, stack="dev", source=source), stack)
+        return review_settings(config, stack, source)
     return settings_from_mapping(config, stack=stack, source=source)
+
+
+def review_settings(config: dict[str, Any], stack: str, source: str) -> StackSettings:
+    """A review stack (``pr-<n>``) has no stack file of its own: it is dev's file, shrunk. A stack
+    file written on one CI runner is gone on the next, so nothing may depend on it; config that
+    does reach the program must agree with dev's file, or the run stops naming the keys."""
+    dev = yaml.safe_load(stack_file(EPHEMERAL_BASE).read_text())["config"]
+    expected = {k: _decode(v) for k, v in stack_config_mapping(dev).items()}
+    ours = {k: v for k, v in config.items() if k.split(":", 1)[0] == PROJECT}
+    differ = sorted(k for k, v in ours.items() if expected.get(k) != v)
+    if differ:
+        raise StackConfigError(
+            source,
+            [
+                f"{k}: review stacks take their settings from stacks/Pulumi.{EPHEMERAL_BASE}.yaml; remove it"
+                for k in differ
+            ],
+        )
+    return ephemeral_settings(load_stack(EPHEMERAL_BASE), stack)
 
 
 def pulumi_config_mapping() -> dict[str, Any]:

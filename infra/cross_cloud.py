@@ -68,7 +68,9 @@ class CrossCloud(pulumi.ComponentResource):
             f"{name}-results-writer",
             name=n.results_writer_role,
             description=f"rerank {s.stack} workers (GCP {n.service_account_id('worker')}) write re-rank results",
-            assume_role_policy=args.worker_account.unique_id.apply(google_trust_policy),
+            assume_role_policy=args.worker_account.unique_id.apply(
+                lambda uid: google_trust_policy(uid, n.results_writer_role_arn(s.cross_cloud.aws_account_id))
+            ),
             max_session_duration=3600,
             tags=tags,
             opts=on_aws,
@@ -152,8 +154,13 @@ class CrossCloud(pulumi.ComponentResource):
         self.register_outputs({"results_table": self.table.name, "writer_role": self.writer_role.arn})
 
 
-def google_trust_policy(service_account_unique_id: str) -> str:
-    """Trust for ``sts:AssumeRoleWithWebIdentity`` by one Google service account's ID tokens."""
+def google_trust_policy(service_account_unique_id: str, audience: str) -> str:
+    """Trust for ``sts:AssumeRoleWithWebIdentity`` by one Google service account's ID tokens.
+
+    For ``accounts.google.com`` AWS maps ``:aud`` to the token's ``azp`` (the account's unique id)
+    and ``:oaud`` to its ``aud``: the audience the workers request
+    (``app.serving.aws_federation``: the role's own ARN). Pinning both keeps a token minted for
+    any other audience from being replayed here."""
     doc: dict[str, Any] = {
         "Version": "2012-10-17",
         "Statement": [
@@ -164,6 +171,7 @@ def google_trust_policy(service_account_unique_id: str) -> str:
                 "Condition": {
                     "StringEquals": {
                         f"{GOOGLE_ISSUER}:aud": service_account_unique_id,
+                        f"{GOOGLE_ISSUER}:oaud": audience,
                         f"{GOOGLE_ISSUER}:sub": service_account_unique_id,
                     }
                 },

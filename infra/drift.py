@@ -13,7 +13,11 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from infra.common import (
+    CONTAINER_SECURITY,
     GCS_FUSE_ANNOTATION,
+    POD_SECURITY,
+    SCRATCH_MOUNT,
+    SCRATCH_VOLUME,
     StackContext,
     bucket_mount,
     bucket_volume,
@@ -21,6 +25,7 @@ from infra.common import (
     member,
     pod_identity,
 )
+from infra.images import Images
 
 DRIFT_K8S_ACCOUNT = "drift"
 
@@ -30,6 +35,8 @@ class DriftCheckArgs:
     context: StackContext
     provider: k8s.Provider
     namespace: k8s.core.v1.Namespace
+    cluster: gcp.container.Cluster
+    images: Images
     drift_account: gcp.serviceaccount.Account
     offline_dataset: pulumi.Input[str]
     pipeline_bucket: pulumi.Input[str]
@@ -46,6 +53,10 @@ class DriftCheck(pulumi.ComponentResource):
         grants = [
             # Reads the offline store (the point-in-time join stages impressions in the dataset).
             grant(ctx, gcp.projects.IAMMember, f"{name}-bq-jobs", self, who, "roles/bigquery.jobUser", project=p),
+            # Query results come through the Storage Read API when its client is installed.
+            grant(
+                ctx, gcp.projects.IAMMember, f"{name}-bq-read", self, who, "roles/bigquery.readSessionUser", project=p
+            ),
             grant(
                 ctx,
                 gcp.bigquery.DatasetIamMember,
@@ -78,7 +89,9 @@ class DriftCheck(pulumi.ComponentResource):
             ),
         ]
         on_k8s = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.namespace])
-        account = pod_identity(ctx, f"{name}-account", args.drift_account, DRIFT_K8S_ACCOUNT, self, on_k8s)
+        account = pod_identity(
+            ctx, f"{name}-account", args.drift_account, DRIFT_K8S_ACCOUNT, self, on_k8s, args.cluster
+        )
         parameters = pulumi.Output.from_input(args.pipeline_parameters).apply(lambda d: json.dumps(d, sort_keys=True))
         self.cron_job = k8s.batch.v1.CronJob(
             f"{name}-cron",
@@ -97,13 +110,14 @@ class DriftCheck(pulumi.ComponentResource):
                             "metadata": {"annotations": GCS_FUSE_ANNOTATION},
                             "spec": {
                                 "serviceAccountName": DRIFT_K8S_ACCOUNT,
+                                "automountServiceAccountToken": False,
                                 "restartPolicy": "Never",
                                 "nodeSelector": {"rerank.dev/pool": "workers"},
-                                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                                "securityContext": POD_SECURITY,
                                 "containers": [
                                     {
                                         "name": "drift",
-                                        "image": n.image(ctx.region, ctx.project, "app", str(s.image_tag)),
+                                        "image": args.images.ref("app"),
                                         "args": ["drift", "check", "--stack", s.stack, "--endpoints", "env", "--json"],
                                         "env": [
                                             {"name": "GOOGLE_CLOUD_PROJECT", "value": p},
@@ -114,10 +128,14 @@ class DriftCheck(pulumi.ComponentResource):
                                             "requests": {"cpu": "1", "memory": "2Gi"},
                                             "limits": {"memory": "2Gi"},
                                         },
-                                        "volumeMounts": [bucket_mount("pipeline-bucket", args.pipeline_bucket)],
+                                        "securityContext": CONTAINER_SECURITY,
+                                        "volumeMounts": [
+                                            bucket_mount("pipeline-bucket", args.pipeline_bucket),
+                                            SCRATCH_MOUNT,
+                                        ],
                                     }
                                 ],
-                                "volumes": [bucket_volume("pipeline-bucket", args.pipeline_bucket)],
+                                "volumes": [bucket_volume("pipeline-bucket", args.pipeline_bucket), SCRATCH_VOLUME],
                             },
                         },
                     }

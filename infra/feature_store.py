@@ -13,7 +13,8 @@ from app.featurestore.bigquery_store import bigquery_tables
 from app.featurestore.redis_connect import secret_payload
 from app.featurestore.registry import default_registry
 from app.featurestore.template_spec import render_spec, stack_parameters
-from infra.common import StackContext, grant, member, private_bucket, subscription, topic
+from infra.common import StackContext, content_digest, grant, member, private_bucket, subscription, topic
+from infra.images import Images
 from infra.network import DATAFLOW_TAG, Network
 
 DAY_MS = 86_400_000
@@ -24,6 +25,7 @@ class FeatureStoreArgs:
     context: StackContext
     network: Network
     ingest_account: gcp.serviceaccount.Account
+    images: Images
 
 
 class FeatureStore(pulumi.ComponentResource):
@@ -35,7 +37,13 @@ class FeatureStore(pulumi.ComponentResource):
 
         # Pub/Sub: events in, rejects (with a reason attribute) out.
         topics = {t: topic(ctx, ctx.topic_spec(t), self) for t in (n.feature_events_topic, n.feature_dead_letter_topic)}
-        subs = {s.name: subscription(ctx, s, topics, self) for t in topics for s in ctx.subscriptions_of(t)}
+        subs = {
+            s.name: subscription(
+                ctx, s, topics, self, consumer="dataflow" if s.name == n.feature_ingest_subscription else None
+            )
+            for t in topics
+            for s in ctx.subscriptions_of(t)
+        }
         self.events_topic = topics[n.feature_events_topic]
         self.dead_letter_topic = topics[n.feature_dead_letter_topic]
         self.ingest_subscription = subs[n.feature_ingest_subscription]
@@ -126,17 +134,36 @@ class FeatureStore(pulumi.ComponentResource):
 
         # The streaming ingest job, from the flex template whose spec is rendered from the app.
         self.bucket = private_bucket(ctx, f"{name}-dataflow", n.dataflow_bucket(ctx.project), self, "tmp/")
-        image = n.image(ctx.region, ctx.project, "ingest", str(ctx.settings.image_tag))
+        grants = self._grant_ingest(name, ctx, sa, args.images)
+        self.ingest_job: gcp.dataflow.FlexTemplateJob | None = None
+        if fs.dataflow.enabled:
+            self.ingest_job = self._ingest_job(name, ctx, args, grants)
+        self.register_outputs(
+            {
+                "events_topic": self.events_topic.id,
+                "dataset": self.dataset.dataset_id,
+                "redis_host": self.redis.host,
+                "ingest_job": self.ingest_job.job_id if self.ingest_job else None,
+            }
+        )
+
+    def _ingest_job(
+        self, name: str, ctx: StackContext, args: FeatureStoreArgs, grants: list[pulumi.Resource]
+    ) -> gcp.dataflow.FlexTemplateJob:
+        """The streaming ingest job, from a flex template spec named by its content's digest (a new
+        image or parameter list is a new spec, so the job sees a changed input and is updated)."""
+        fs, n, sa = ctx.settings.feature_store, ctx.names, args.ingest_account
+        image = args.images.ref("ingest")
+        content = image.apply(lambda i: json.dumps(render_spec(i), indent=2))
         spec = gcp.storage.BucketObject(
             f"{name}-template",
             bucket=self.bucket.name,
-            name=f"templates/ingest-{ctx.settings.image_tag}.json",
-            content=json.dumps(render_spec(image), indent=2),
+            name=content.apply(lambda c: f"templates/ingest-{content_digest(c.encode())}.json"),
+            content=content,
             content_type="application/json",
-            opts=child,
+            opts=ctx.opts(self),
         )
-        grants = self._grant_ingest(name, ctx, sa)
-        self.ingest_job = gcp.dataflow.FlexTemplateJob(
+        return gcp.dataflow.FlexTemplateJob(
             f"{name}-ingest",
             name=n.ingest_job,
             project=ctx.project,
@@ -160,24 +187,31 @@ class FeatureStore(pulumi.ComponentResource):
             max_workers=fs.dataflow.max_workers,
             enable_streaming_engine=True,
             additional_experiments=[f"use_network_tags={DATAFLOW_TAG}"],
-            # Drain on delete or replacement: events already pulled are written, not dropped.
-            on_delete="drain",
+            # Drain on delete or replacement: events already pulled are written, not dropped. A
+            # review stack's job is cancelled: its events are test data and a drain can take hours.
+            on_delete="cancel" if ctx.settings.env == "ephemeral" else "drain",
             labels=ctx.labels,
             opts=ctx.opts(self, depends_on=grants),
         )
-        self.register_outputs(
-            {
-                "events_topic": self.events_topic.id,
-                "dataset": self.dataset.dataset_id,
-                "redis_host": self.redis.host,
-                "ingest_job": self.ingest_job.job_id,
-            }
-        )
 
-    def _grant_ingest(self, name: str, ctx: StackContext, sa: gcp.serviceaccount.Account) -> list[pulumi.Resource]:
+    def _grant_ingest(
+        self, name: str, ctx: StackContext, sa: gcp.serviceaccount.Account, images: Images
+    ) -> list[pulumi.Resource]:
         who, p = member(sa), ctx.project
         n = f"{name}-ingest"
         return [
+            # The flex-template launcher and the workers run the ingest image as this account.
+            grant(
+                ctx,
+                gcp.artifactregistry.RepositoryIamMember,
+                f"{n}-pull",
+                self,
+                who,
+                "roles/artifactregistry.reader",
+                project=p,
+                location=ctx.region,
+                repository=images.repository.name,
+            ),
             grant(ctx, gcp.projects.IAMMember, f"{n}-dataflow-worker", self, who, "roles/dataflow.worker", project=p),
             grant(
                 ctx,

@@ -23,6 +23,7 @@ PURPOSES = {
     "worker": "Re-rank workers (GKE workload identity): pull requests, publish predictions, assume the AWS role",
     "keda": "KEDA operator (GKE workload identity): reads subscription backlog metrics",
     "drift": "Drift check CronJob (GKE workload identity): reads the offline store, publishes retraining triggers",
+    "build": "Cloud Build (the stack's images, the trigger function's build): pushes images, writes build logs",
 }
 
 

@@ -12,6 +12,8 @@ import pulumi_gcp as gcp
 from infra.common import StackContext
 
 ALIGN = "60s"
+# Cloud Monitoring takes at most 6 conditions per alert policy; more variants mean more policies.
+MAX_CONDITIONS = 6
 
 
 @dataclass
@@ -19,7 +21,8 @@ class MonitoringArgs:
     context: StackContext
     work_subscriptions: list[str]  # the subscriptions someone consumes (ingest and every variant)
     dead_letter_subscriptions: list[str]
-    ingest_job: str
+    ingest_job: str | None  # None when the stack runs no streaming ingest job
+    namespace: str
 
 
 def _condition(
@@ -75,7 +78,7 @@ class Monitoring(pulumi.ComponentResource):
                     for s in args.work_subscriptions
                 ],
                 "Check the consumer of the subscription named in the incident: worker pods "
-                "(kubectl -n rerank get pods) or the ingest job (Dataflow console). Requests older than the "
+                "(kubectl -n {namespace} get pods) or the ingest job (Dataflow console). Requests older than the "
                 "core service's patience are served in its default order.",
             ),
             "backlog": (
@@ -112,7 +115,9 @@ class Monitoring(pulumi.ComponentResource):
                 "Pull a few messages from the named subscription: each carries a 'reason' attribute. "
                 "Fix the producer or the schema, then replay them to the source topic.",
             ),
-            "ingest-lag": (
+        }
+        if args.ingest_job:
+            alerts["ingest-lag"] = (
                 "The feature ingest job is falling behind",
                 [
                     _condition(
@@ -127,21 +132,25 @@ class Monitoring(pulumi.ComponentResource):
                 ],
                 "Online features are getting stale. Check the job's workers (max_workers) and the "
                 "Memorystore instance's CPU.",
-            ),
-        }
-        self.policies = {
-            key: gcp.monitoring.AlertPolicy(
-                f"{name}-{key}",
-                project=ctx.project,
-                display_name=f"rerank {ctx.settings.stack}: {title}",
-                combiner="OR",
-                conditions=conditions,
-                notification_channels=channels,
-                documentation=gcp.monitoring.AlertPolicyDocumentationArgs(content=runbook, mime_type="text/markdown"),
-                severity="ERROR" if ctx.settings.protected else "WARNING",
-                user_labels=ctx.labels,
-                opts=child,
             )
-            for key, (title, conditions, runbook) in alerts.items()
-        }
+        self.policies = {}
+        for key, (title, conditions, runbook) in alerts.items():
+            chunks = [conditions[i : i + MAX_CONDITIONS] for i in range(0, len(conditions), MAX_CONDITIONS)]
+            for i, chunk in enumerate(chunks):
+                part = key if len(chunks) == 1 else f"{key}-{i + 1}"
+                self.policies[part] = gcp.monitoring.AlertPolicy(
+                    f"{name}-{part}",
+                    project=ctx.project,
+                    display_name=f"rerank {ctx.settings.stack}: {title}"
+                    + ("" if len(chunks) == 1 else f" ({i + 1}/{len(chunks)})"),
+                    combiner="OR",
+                    conditions=chunk,
+                    notification_channels=channels,
+                    documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                        content=runbook.format(namespace=args.namespace), mime_type="text/markdown"
+                    ),
+                    severity="ERROR" if ctx.settings.protected else "WARNING",
+                    user_labels=ctx.labels,
+                    opts=child,
+                )
         self.register_outputs({key: p.name for key, p in self.policies.items()})

@@ -9,6 +9,7 @@ and diffs it against another commit's; the tests assert on it; the policy pack's
 from __future__ import annotations
 
 import hashlib
+import json
 import runpy
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,6 +186,20 @@ class StackMocks(pulumi.runtime.Mocks):
         elif t == "gcp:secretmanager/secretVersion:SecretVersion":
             secret = str(inputs["secret"]).rsplit("/", 1)[-1]
             outputs = {"name": f"projects/{PROJECT_NUMBER}/secrets/{secret}/versions/1", "version": "1"}
+        elif t == "gcp:projects/serviceIdentity:ServiceIdentity":
+            agent = f"service-{PROJECT_NUMBER}@gcp-sa-{inputs['service'].split('.')[0]}.iam.gserviceaccount.com"
+            outputs = {"email": agent, "member": f"serviceAccount:{agent}"}
+        elif t == "gcp:artifactregistry/repository:Repository":
+            rid = f"projects/{p}/locations/{inputs['location']}/repositories/{inputs['repositoryId']}"
+            outputs = {"name": inputs["repositoryId"]}
+        elif t == "gcp:compute/globalAddress:GlobalAddress":
+            outputs = {"address": "10.64.0.0"}
+        elif t == "command:local:Command":
+            # scripts/build-images.sh prints the digests of what it built.
+            digests = {
+                i: f"sha256:{hashlib.sha256(f'{args.name}/{i}'.encode()).hexdigest()}" for i in ("app", "ingest")
+            }
+            outputs = {"stdout": json.dumps(digests), "stderr": ""}
         elif t == "gcp:monitoring/notificationChannel:NotificationChannel":
             rid = f"projects/{p}/notificationChannels/{_digits(args.name, 19)}"
         elif t.startswith("aws:"):

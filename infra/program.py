@@ -16,32 +16,39 @@ from infra.cross_cloud import CrossCloud, CrossCloudArgs
 from infra.drift import DriftCheck, DriftCheckArgs
 from infra.feature_store import FeatureStore, FeatureStoreArgs
 from infra.identities import ServiceIdentities, ServiceIdentitiesArgs
+from infra.images import Images, ImagesArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
 from infra.serving import Serving, ServingArgs
 from infra.training import Training, TrainingArgs, compiled_pipeline
 
-# The APIs the stack uses; enabled by the program so a fresh project needs only billing.
+# The APIs the stack (and what it runs) calls; enabled by the program, so a fresh project needs
+# only billing and Service Usage (on by default in new projects; see README "Deploying").
 APIS = (
+    "aiplatform.googleapis.com",  # Vertex AI pipelines
     "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",
-    "cloudbuild.googleapis.com",
+    "bigquerystorage.googleapis.com",  # the BigQuery client reads query results through it
+    "cloudbuild.googleapis.com",  # image builds and the function's build
     "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",  # project-level IAM grants
     "cloudscheduler.googleapis.com",
     "compute.googleapis.com",
     "container.googleapis.com",
     "dataflow.googleapis.com",
     "eventarc.googleapis.com",
     "iam.googleapis.com",
-    "iamcredentials.googleapis.com",
+    "iamcredentials.googleapis.com",  # workload identity tokens (pods, the core service)
+    "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "redis.googleapis.com",
-    "run.googleapis.com",
+    "run.googleapis.com",  # gen2 functions run on Cloud Run
     "secretmanager.googleapis.com",
     "servicenetworking.googleapis.com",
-    "sts.googleapis.com",
-    "aiplatform.googleapis.com",
+    "serviceusage.googleapis.com",
+    "storage.googleapis.com",
+    "sts.googleapis.com",  # the core service's federation into GCP
 )
 
 
@@ -72,25 +79,31 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
     ]
     # Components only pass the provider down; their children wait for the APIs (StackContext.opts).
     on_gcp = pulumi.ResourceOptions(providers={"gcp": gcp_provider})
-    project = gcp.organizations.get_project_output(
-        project_id=settings.gcp.project, opts=pulumi.InvokeOptions(provider=gcp_provider)
+    # The Pub/Sub service agent moves dead letters and writes the BigQuery subscription. It is
+    # created on first use of the API, which on a fresh project may be after our grants to it.
+    pubsub_agent = gcp.projects.ServiceIdentity(
+        "pubsub-agent",
+        project=settings.gcp.project,
+        service="pubsub.googleapis.com",
+        opts=pulumi.ResourceOptions(provider=gcp_provider, depends_on=apis),
     )
-    ctx = StackContext(settings=settings, project_number=project.number, apis=tuple(apis))
+    ctx = StackContext(settings=settings, pubsub_agent=pubsub_agent.member, apis=tuple(apis))
     n = ctx.names
 
     ids = ServiceIdentities("identities", ServiceIdentitiesArgs(ctx), on_gcp)
     network = Network("network", NetworkArgs(ctx), on_gcp)
-    features = FeatureStore("feature-store", FeatureStoreArgs(ctx, network, ids["ingest"]), on_gcp)
-    image = n.image(ctx.region, ctx.project, "app", str(settings.image_tag))
+    images = Images("images", ImagesArgs(ctx, ids["build"]), on_gcp)
+    features = FeatureStore("feature-store", FeatureStoreArgs(ctx, network, ids["ingest"], images), on_gcp)
     training = Training(
         "training",
         TrainingArgs(
             ctx,
             pipeline_account=ids["pipeline"],
             trigger_account=ids["trigger"],
-            nodes_account=ids["nodes"],
+            build_account=ids["build"],
+            images=images,
             offline_dataset=features.dataset.dataset_id,
-            pipeline_spec=pipeline_spec if pipeline_spec is not None else compiled_pipeline(image),
+            pipeline_spec=pipeline_spec if pipeline_spec is not None else compiled_pipeline(images.tagged("app")),
         ),
         on_gcp,
     )
@@ -108,6 +121,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
             pipeline_bucket=training.bucket.name,
             results_table=n.results_table,
             results_role_arn=n.results_writer_role_arn(settings.cross_cloud.aws_account_id),
+            images=images,
         ),
         on_gcp,
     )
@@ -128,6 +142,8 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
             ctx,
             provider=serving.provider,
             namespace=serving.namespace,
+            cluster=serving.cluster,
+            images=images,
             drift_account=ids["drift"],
             offline_dataset=features.dataset.dataset_id,
             pipeline_bucket=training.bucket.name,
@@ -143,12 +159,13 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
             ctx,
             work_subscriptions=[n.feature_ingest_subscription, n.predictions_subscription]
             + [n.variant_subscription(v.name) for v in settings.serving.variants],
+            namespace=n.k8s_namespace,
             dead_letter_subscriptions=[
                 n.feature_dead_letter_subscription,
                 n.requests_dead_letter_subscription,
                 n.predictions_dead_letter_subscription,
             ],
-            ingest_job=n.ingest_job,
+            ingest_job=n.ingest_job if features.ingest_job else None,
         ),
         on_gcp,
     )
@@ -163,7 +180,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "redis_host": features.redis.host,
         "redis_port": features.redis.port,
         "redis_prefix": n.redis_prefix,
-        "ingest_job": features.ingest_job.name,
+        "ingest_job": features.ingest_job.name if features.ingest_job else None,
         "requests_topic": serving.requests_topic.id,
         "variant_subscriptions": {
             v.name: serving.subscriptions[n.variant_subscription(v.name)].id for v in settings.serving.variants
@@ -176,8 +193,8 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "worker_deployments": {v.name: n.worker_deployment(v.name) for v in settings.serving.variants},
         "pipeline_root": training.pipeline_root,
         "pipeline_template": training.template_uri,
-        "image_repository": n.image_prefix(ctx.region, ctx.project),
-        "image_tag": settings.image_tag,
+        "image_repository": images.prefix,
+        "image_tag": images.tag,
         "training_triggers_topic": training.triggers_topic.id,
         "trigger_function": training.function.name,
         "schedules": {name: job.name for name, job in training.schedules.items()},

@@ -16,7 +16,12 @@ import pulumi_kubernetes as k8s
 from app.featurestore.offline_schema import bigquery_schema_of
 from app.serving.sink import SCHEMA as PREDICTION_SCHEMA
 from infra.common import (
+    CONTAINER_SECURITY,
     GCS_FUSE_ANNOTATION,
+    POD_SECURITY,
+    PSS_LABELS,
+    SCRATCH_MOUNT,
+    SCRATCH_VOLUME,
     StackContext,
     bucket_mount,
     bucket_volume,
@@ -27,12 +32,20 @@ from infra.common import (
     topic,
     workload_identity,
 )
+from infra.images import Images
 from infra.network import PODS_RANGE, SERVICES_RANGE, Network
 
 KEDA_CHART_VERSION = "2.16.1"
-KEDA_NAMESPACE = "keda"
 KEDA_OPERATOR_ACCOUNT = "keda-operator"
+# The control plane of a private cluster reaches nodes only on 443 and 10250 unless a firewall
+# rule says more: KEDA's metrics API server and admission webhooks listen on these.
+CONTROL_PLANE_PORTS = {"keda": ("6443", "9443")}
+WORKER_NODE_TAG = "workers"
 WORKER_PORT = 8080
+# Egress the pods need: DNS, the GKE metadata server (workload identity tokens), Google APIs and
+# AWS STS/DynamoDB over HTTPS; Memorystore is added with its range.
+METADATA_SERVER = ("169.254.169.254/32", "169.254.169.252/32")
+REDIS_PORTS = (6378, 6379)
 NODE_ROLES = (
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
@@ -54,6 +67,7 @@ class ServingArgs:
     pipeline_bucket: pulumi.Input[str]
     results_table: pulumi.Input[str]
     results_role_arn: pulumi.Input[str]
+    images: Images
 
 
 class Serving(pulumi.ComponentResource):
@@ -146,6 +160,18 @@ class Serving(pulumi.ComponentResource):
         nodes = member(args.nodes_account)
         for role in NODE_ROLES:
             grant(ctx, gcp.projects.IAMMember, f"{name}-nodes-{role.split('.')[-1]}", self, nodes, role, project=p)
+        # The kubelet pulls pod images with the node account.
+        grant(
+            ctx,
+            gcp.artifactregistry.RepositoryIamMember,
+            f"{name}-nodes-pull",
+            self,
+            nodes,
+            "roles/artifactregistry.reader",
+            project=p,
+            location=ctx.region,
+            repository=args.images.repository.name,
+        )
         # KEDA reads subscription backlog from Cloud Monitoring (no narrower grant exists).
         grant(
             ctx,
@@ -193,6 +219,8 @@ class Serving(pulumi.ComponentResource):
                 cluster_secondary_range_name=PODS_RANGE, services_secondary_range_name=SERVICES_RANGE
             ),
             enable_shielded_nodes=True,
+            # Dataplane V2 enforces the namespace's NetworkPolicies.
+            datapath_provider="ADVANCED_DATAPATH",
             # Workers read the model registry from the pipeline bucket through Cloud Storage FUSE.
             addons_config=gcp.container.ClusterAddonsConfigArgs(
                 gcs_fuse_csi_driver_config=gcp.container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True)
@@ -225,10 +253,24 @@ class Serving(pulumi.ComponentResource):
                     enable_secure_boot=True
                 ),
                 labels={"rerank.dev/pool": "workers"},
+                tags=[ctx.names.node_tag(WORKER_NODE_TAG)],
                 resource_labels=ctx.labels,
             ),
             opts=ctx.opts(self),
         )
+        for chart, ports in CONTROL_PLANE_PORTS.items():
+            gcp.compute.Firewall(
+                f"{name}-control-plane-{chart}",
+                name=f"{n.network}-control-plane-{chart}",
+                project=ctx.project,
+                network=args.network.vpc.id,
+                direction="INGRESS",
+                description=f"The control plane reaches {chart} on the worker nodes",
+                source_ranges=[net.master_cidr],
+                target_tags=[n.node_tag(WORKER_NODE_TAG)],
+                allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=list(ports))],
+                opts=ctx.opts(self),
+            )
         dns_endpoint = cluster.control_plane_endpoints_config.apply(
             lambda c: c.dns_endpoint_config.endpoint if c and c.dns_endpoint_config else None
         )
@@ -241,25 +283,84 @@ class Serving(pulumi.ComponentResource):
         )
         return cluster, provider
 
+    def _network_policies(self, name: str, ctx: StackContext, args: ServingArgs, in_ns: pulumi.ResourceOptions) -> None:
+        """Deny everything in the stack's namespace, then allow what its pods use: DNS, the metadata
+        server, Memorystore, HTTPS out (Google APIs, AWS), and metrics scrapes of the workers."""
+        ns = ctx.names.k8s_namespace
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata={"name": "default-deny", "namespace": ns},
+            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            opts=in_ns,
+        )
+        redis_range = pulumi.Output.concat(
+            args.network.private_services_range.address,
+            "/",
+            args.network.private_services_range.prefix_length.apply(str),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-egress",
+            metadata={"name": "allow-egress", "namespace": ns},
+            spec={
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                    {
+                        "to": [{"ipBlock": {"cidr": c}} for c in METADATA_SERVER],
+                        "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 988}],
+                    },
+                    {
+                        "to": [{"ipBlock": {"cidr": redis_range}}],
+                        "ports": [{"protocol": "TCP", "port": p} for p in REDIS_PORTS],
+                    },
+                    {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]},
+                ],
+            },
+            opts=in_ns,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-metrics",
+            metadata={"name": "allow-worker-metrics", "namespace": ns},
+            spec={
+                "podSelector": {"matchLabels": {"rerank.dev/role": "worker"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": WORKER_PORT}]}],
+            },
+            opts=in_ns,
+        )
+
     def _workloads(self, name: str, ctx: StackContext, args: ServingArgs, provider: k8s.Provider) -> None:
         s, n = ctx.settings, ctx.names
         on_k8s = pulumi.ResourceOptions(parent=self, provider=provider)
         ns = self.namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace", metadata={"name": n.k8s_namespace, "labels": ctx.labels}, opts=on_k8s
+            f"{name}-namespace", metadata={"name": n.k8s_namespace, "labels": {**ctx.labels, **PSS_LABELS}}, opts=on_k8s
         )
         in_ns = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[ns])
+        self._network_policies(name, ctx, args, in_ns)
         keda = k8s.helm.v3.Release(
             f"{name}-keda",
             name="keda",
             chart="keda",
             version=KEDA_CHART_VERSION,
-            namespace=KEDA_NAMESPACE,
+            namespace=n.keda_namespace,
             create_namespace=True,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo="https://kedacore.github.io/charts"),
-            values={"podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": args.keda_account.email}}},
+            values={
+                "podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": args.keda_account.email}},
+                "serviceAccount": {"operator": {"name": KEDA_OPERATOR_ACCOUNT}},
+            },
             opts=on_k8s,
         )
-        workload_identity(ctx, f"{name}-keda-identity", args.keda_account, KEDA_NAMESPACE, KEDA_OPERATOR_ACCOUNT, self)
+        workload_identity(
+            ctx,
+            f"{name}-keda-identity",
+            args.keda_account,
+            n.keda_namespace,
+            KEDA_OPERATOR_ACCOUNT,
+            self,
+            self.cluster,
+        )
         auth = k8s.apiextensions.CustomResource(
             f"{name}-keda-auth",
             api_version="keda.sh/v1alpha1",
@@ -271,13 +372,13 @@ class Serving(pulumi.ComponentResource):
         secret = k8s.core.v1.Secret(
             f"{name}-online-store",
             metadata={"name": "online-store", "namespace": n.k8s_namespace},
-            string_data={"REDIS_URL": args.redis_url, "ca.pem": args.redis_ca},
+            string_data={"url": args.redis_url, "ca.pem": args.redis_ca},
             opts=in_ns,
         )
         w = s.serving.worker
         for v in s.serving.variants:
             ksa = n.worker_k8s_account(v.name)
-            account = pod_identity(ctx, f"{name}-{ksa}", args.worker_account, ksa, self, in_ns)
+            account = pod_identity(ctx, f"{name}-{ksa}", args.worker_account, ksa, self, in_ns, self.cluster)
             deployment = k8s.apps.v1.Deployment(
                 f"{name}-worker-{v.name}",
                 metadata={"name": n.worker_deployment(v.name), "namespace": n.k8s_namespace, "labels": ctx.labels},
@@ -318,30 +419,28 @@ class Serving(pulumi.ComponentResource):
 
 def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, ksa: str) -> dict[str, Any]:
     """A variant's worker pods: ``rerank serve`` with the stack's names in its environment, on the
-    spot pool, drained within the grace period on preemption (workers exit in ~3 s on SIGTERM)."""
-    s, n, w = ctx.settings, ctx.names, ctx.settings.serving.worker
+    spot pool, drained within the grace period on preemption (workers exit in ~3 s on SIGTERM).
+    No ``replicas``: KEDA's ScaledObject owns the count, and a declared one would fight it."""
+    s, n = ctx.settings, ctx.names
     app = n.worker_deployment(variant)
     env = [
-        {"name": "RERANK_STACK", "value": s.stack},
-        {"name": "RERANK_VARIANT", "value": variant},
         {"name": "GOOGLE_CLOUD_PROJECT", "value": ctx.project},
-        {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "online-store", "key": "REDIS_URL"}}},
+        # The URL holds the AUTH string: a file from the secret, never an environment variable.
+        {"name": "REDIS_URL_FILE", "value": "/etc/online-store/url"},
         {"name": "REDIS_CA_FILE", "value": "/etc/online-store/ca.pem"},
         # The registry is plain files: the pipeline bucket through Cloud Storage FUSE, at the same
         # /gcs/<bucket> path Vertex AI gives the pipeline that writes it.
         {"name": "MODEL_REGISTRY", "value": pulumi.Output.concat("/gcs/", args.pipeline_bucket, "/registry")},
         {"name": "AWS_REGION", "value": s.aws.region},
         {"name": "AWS_ROLE_ARN", "value": args.results_role_arn},
-        {"name": "RESULTS_TABLE", "value": args.results_table},
     ]
     if kind == "shadow":
-        env = [e for e in env if e["name"] not in ("AWS_ROLE_ARN", "RESULTS_TABLE")]
+        env = [e for e in env if e["name"] != "AWS_ROLE_ARN"]
     return {
-        "replicas": w.min_replicas,
         "selector": {"matchLabels": {"app": app}},
         "template": {
             "metadata": {
-                "labels": {"app": app, "rerank.dev/variant": variant},
+                "labels": {"app": app, "rerank.dev/variant": variant, "rerank.dev/role": "worker"},
                 "annotations": {
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(WORKER_PORT),
@@ -350,13 +449,14 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
             },
             "spec": {
                 "serviceAccountName": ksa,
+                "automountServiceAccountToken": False,
                 "nodeSelector": {"rerank.dev/pool": "workers"},
                 "terminationGracePeriodSeconds": 25,
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+                "securityContext": POD_SECURITY,
                 "containers": [
                     {
                         "name": "worker",
-                        "image": n.image(ctx.region, ctx.project, "app", str(s.image_tag)),
+                        "image": args.images.ref("app"),
                         "args": [
                             "serve",
                             "--stack",
@@ -379,22 +479,28 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
                             "failureThreshold": 6,
                         },
                         "resources": {
-                            "requests": {"cpu": w.cpu, "memory": w.memory},
-                            "limits": {"memory": w.memory},
+                            "requests": {"cpu": s.serving.worker.cpu, "memory": s.serving.worker.memory},
+                            "limits": {"memory": s.serving.worker.memory},
                         },
-                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+                        "securityContext": CONTAINER_SECURITY,
                         "volumeMounts": [
                             {"name": "online-store", "mountPath": "/etc/online-store", "readOnly": True},
                             bucket_mount("models", args.pipeline_bucket),
+                            SCRATCH_MOUNT,
                         ],
                     }
                 ],
                 "volumes": [
                     {
                         "name": "online-store",
-                        "secret": {"secretName": "online-store", "items": [{"key": "ca.pem", "path": "ca.pem"}]},
+                        "secret": {
+                            "secretName": "online-store",
+                            "defaultMode": 0o440,
+                            "items": [{"key": "url", "path": "url"}, {"key": "ca.pem", "path": "ca.pem"}],
+                        },
                     },
                     bucket_volume("models", args.pipeline_bucket),
+                    SCRATCH_VOLUME,
                 ],
             },
         },

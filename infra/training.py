@@ -14,7 +14,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from app.settings import REPO_ROOT
-from infra.common import StackContext, grant, member, private_bucket, topic
+from infra.common import StackContext, content_digest, grant, member, private_bucket, topic
+from infra.images import Images
 
 # The trigger function's source: a ``main.py`` shim over ``app/trigger`` and what it imports.
 FUNCTION_FILES = (
@@ -38,11 +39,20 @@ def compiled_pipeline(image: str) -> str:
         return compile_pipeline(Path(tmp) / "training.yaml", image=image).read_text()
 
 
+FUNCTION_REQUIREMENTS = "app/trigger/requirements.txt"
+
+
 def function_source() -> pulumi.AssetArchive:
     assets: dict[str, pulumi.Asset | pulumi.Archive] = {f: pulumi.FileAsset(str(REPO_ROOT / f)) for f in FUNCTION_FILES}
     assets["main.py"] = pulumi.StringAsset(FUNCTION_MAIN)
-    assets["requirements.txt"] = pulumi.FileAsset(str(REPO_ROOT / "app/trigger/requirements.txt"))
+    assets["requirements.txt"] = pulumi.FileAsset(str(REPO_ROOT / FUNCTION_REQUIREMENTS))
     return pulumi.AssetArchive(assets)
+
+
+def function_source_digest() -> str:
+    """The digest of what ``function_source`` archives (names and contents)."""
+    parts = [f.encode() + b"\0" + (REPO_ROOT / f).read_bytes() for f in (*FUNCTION_FILES, FUNCTION_REQUIREMENTS)]
+    return content_digest(b"\0".join([*parts, FUNCTION_MAIN.encode()]))
 
 
 @dataclass
@@ -50,7 +60,8 @@ class TrainingArgs:
     context: StackContext
     pipeline_account: gcp.serviceaccount.Account
     trigger_account: gcp.serviceaccount.Account
-    nodes_account: gcp.serviceaccount.Account
+    build_account: gcp.serviceaccount.Account
+    images: Images
     offline_dataset: pulumi.Input[str]
     pipeline_spec: str
 
@@ -63,39 +74,15 @@ class Training(pulumi.ComponentResource):
         pipeline_sa, trigger_sa = args.pipeline_account, args.trigger_account
 
         self.bucket = private_bucket(ctx, f"{name}-pipeline-root", n.pipeline_bucket(ctx.project), self)
-        self.repository = gcp.artifactregistry.Repository(
-            f"{name}-images",
-            repository_id=n.image_repository,
-            project=ctx.project,
-            location=ctx.region,
-            format="DOCKER",
-            description="ingest, worker and training images, tagged by release",
-            cleanup_policies=[
-                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                    id="keep-recent",
-                    action="KEEP",
-                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
-                        keep_count=20
-                    ),
-                ),
-                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                    id="drop-untagged",
-                    action="DELETE",
-                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
-                        tag_state="UNTAGGED", older_than="2592000s"
-                    ),
-                ),
-            ],
-            labels=ctx.labels,
-            opts=ctx.protect(self),
-        )
+        # Specs and sources are named by their content's digest: a new version is a new object,
+        # so the schedules, the drift check and the function see a changed input and follow it.
         spec = gcp.storage.BucketObject(
             f"{name}-pipeline-spec",
             bucket=self.bucket.name,
-            name=f"pipelines/rerank-training-{s.image_tag}.yaml",
+            name=f"pipelines/rerank-training-{content_digest(args.pipeline_spec.encode())}.yaml",
             content=args.pipeline_spec,
             content_type="application/x-yaml",
-            opts=child,
+            opts=ctx.opts(self, depends_on=[args.images.built]),
         )
         self.template_uri = pulumi.Output.concat("gs://", self.bucket.name, "/", spec.name)
         self.pipeline_root = pulumi.Output.concat("gs://", self.bucket.name, "/root")
@@ -107,7 +94,7 @@ class Training(pulumi.ComponentResource):
         source = gcp.storage.BucketObject(
             f"{name}-function-source",
             bucket=self.bucket.name,
-            name="functions/training-trigger.zip",
+            name=f"functions/training-trigger-{function_source_digest()}.zip",
             source=function_source(),
             opts=child,
         )
@@ -120,6 +107,10 @@ class Training(pulumi.ComponentResource):
             build_config=gcp.cloudfunctionsv2.FunctionBuildConfigArgs(
                 runtime="python311",
                 entry_point=FUNCTION_ENTRY,
+                # The build runs as the stack's build account, not the default compute account,
+                # and pushes the function's image to the stack's repository.
+                service_account=args.build_account.id,
+                docker_repository=args.images.repository.id,
                 source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceArgs(
                     storage_source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceStorageSourceArgs(
                         bucket=self.bucket.name, object=source.name
@@ -261,16 +252,38 @@ class Training(pulumi.ComponentResource):
                 "roles/storage.objectUser",
                 bucket=self.bucket.name,
             ),
+            # The Storage Read API, which the BigQuery client uses for query results when it is
+            # installed (Beam brings it): bigquery.readsessions.create, no narrower grant exists.
+            grant(
+                ctx,
+                gcp.projects.IAMMember,
+                f"{name}-pipeline-bq-read",
+                self,
+                pipeline,
+                "roles/bigquery.readSessionUser",
+                project=p,
+            ),
+            # Pipeline steps run the app image.
             grant(
                 ctx,
                 gcp.artifactregistry.RepositoryIamMember,
-                f"{name}-nodes-pull",
+                f"{name}-pipeline-pull",
                 self,
-                member(args.nodes_account),
+                pipeline,
                 "roles/artifactregistry.reader",
                 project=p,
                 location=ctx.region,
-                repository=self.repository.name,
+                repository=args.images.repository.name,
+            ),
+            # The function's build reads its source from this bucket.
+            grant(
+                ctx,
+                gcp.storage.BucketIAMMember,
+                f"{name}-build-function-source",
+                self,
+                member(args.build_account),
+                "roles/storage.objectViewer",
+                bucket=self.bucket.name,
             ),
         ]
 

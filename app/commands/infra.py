@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_stack(settings)
     current = plan.to_json()
     # The policy pack's rules over the same inventory: guardrails a PR can see without credentials.
-    found = violations([(r.type, r.inputs) for r in plan.resources if r.custom])
+    found = violations([r for r in plan.resources if r.custom])
     if args.diff:
         result = {
             **diff_inventories(plan_at(args.diff, args.stack), current),

@@ -67,16 +67,25 @@ class CloudEndpoints:
     sts_endpoint: str | None = None
     metadata_url: str | None = None
 
-    REQUIRED = ("REDIS_URL", "MODEL_REGISTRY")
+    REQUIRED = ("REDIS_URL_FILE", "MODEL_REGISTRY")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CloudEndpoints:
+        """The pod's services. The Redis URL carries the AUTH string, so pods get it as a mounted
+        secret file (``REDIS_URL_FILE``); ``REDIS_URL`` itself is accepted for local runs."""
         env = os.environ if env is None else env
-        missing = [k for k in cls.REQUIRED if not env.get(k)]
+        missing = [k for k in cls.REQUIRED if not env.get(k) and not (k == "REDIS_URL_FILE" and env.get("REDIS_URL"))]
         if missing:
             raise EndpointsConfigError(f"--endpoints env needs environment variable(s) {', '.join(missing)}")
+        redis_url = env.get("REDIS_URL") or ""
+        if not redis_url:
+            path = Path(env["REDIS_URL_FILE"])
+            try:
+                redis_url = path.read_text().strip()
+            except OSError as exc:
+                raise EndpointsConfigError(f"REDIS_URL_FILE {path}: {exc.strerror or exc}") from None
         return cls(
-            redis_url=env["REDIS_URL"],
+            redis_url=redis_url,
             registry_dir=Path(env["MODEL_REGISTRY"]),
             redis_ca_file=env.get("REDIS_CA_FILE") or None,
             aws_role_arn=env.get("AWS_ROLE_ARN") or None,

@@ -1,5 +1,7 @@
 """CrossGuard policy pack: ``pulumi preview --policy-pack infra/policy`` (rules in ``rules.py``)."""
 
+from typing import Any
+
 from pulumi_policy import (
     EnforcementLevel,
     PolicyPack,
@@ -9,7 +11,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-from rules import RULES, Rule, alerts_for_subscriptions
+from rules import RULES, STACK_RULES, Rule, StackResource
 
 
 def resource_policy(rule: Rule) -> ResourceValidationPolicy:
@@ -20,20 +22,30 @@ def resource_policy(rule: Rule) -> ResourceValidationPolicy:
     return ResourceValidationPolicy(name=rule.name, description=rule.description, validate=validate)
 
 
-def validate_stack(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for message in alerts_for_subscriptions([(r.resource_type, r.props) for r in args.resources]):
-        report_violation(message)
+def stack_resource(r: Any) -> StackResource:
+    """CrossGuard's view of a resource (its dependencies, explicit and through inputs, and its
+    options) as the rules take it."""
+    opts = getattr(r, "opts", None)
+    return StackResource(
+        type=r.resource_type,
+        urn=r.urn,
+        props=r.props,
+        dependencies=tuple(d.urn for d in r.dependencies or []),
+        protect=bool(getattr(opts, "protect", False)),
+    )
+
+
+def stack_policy(name: str, description: str, rule: Any) -> StackValidationPolicy:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for message in rule([stack_resource(r) for r in args.resources]):
+            report_violation(message)
+
+    return StackValidationPolicy(name=name, description=description, validate=validate)
 
 
 PolicyPack(
     name="rerank-guardrails",
     enforcement_level=EnforcementLevel.MANDATORY,
     policies=[resource_policy(rule) for rule in RULES]
-    + [
-        StackValidationPolicy(
-            name="alerts-for-subscriptions",
-            description="Every dead-lettered subscription is watched by an alert.",
-            validate=validate_stack,
-        )
-    ],
+    + [stack_policy(name, description, rule) for name, (description, rule) in STACK_RULES.items()],
 )

@@ -8,7 +8,9 @@ declares under mocks (``infra.plan``) and over deliberately bad resources.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +121,12 @@ def subscriptions_dead_lettered(t: str, props: Props) -> list[str]:
         return []
     if "dead-letter" in str(props.get("topic", "")):
         return []  # a dead-letter queue's own subscription
+    if (props.get("labels") or {}).get("consumer") == "dataflow":
+        # Dataflow's Pub/Sub source does not support dead-letter topics (or backoff retry
+        # policies) on its subscription; the ingest job dead-letters rejects itself, with a reason.
+        if props.get("deadLetterPolicy") or props.get("retryPolicy"):
+            return ["a Dataflow-consumed subscription must not set a dead-letter or retry policy (unsupported)"]
+        return []
     policy = props.get("deadLetterPolicy") or {}
     if not policy.get("deadLetterTopic"):
         return ["consumed subscriptions need a dead-letter policy so a poison message cannot block them"]
@@ -175,6 +183,106 @@ def results_expire(t: str, props: Props) -> list[str]:
     return found
 
 
+POD_KINDS = {
+    "kubernetes:apps/v1:Deployment": ("spec", "template"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template"),
+    "kubernetes:batch/v1:Job": ("spec", "template"),
+    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
+
+
+def _dig(props: Props, path: tuple[str, ...]) -> Any:
+    value: Any = props
+    for key in path:
+        value = (value or {}).get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def pods_restricted(t: str, props: Props) -> list[str]:
+    """Every pod template meets the Pod Security Standard "restricted", mounts no API token it does
+    not use, takes secrets as files, and in prod runs images pinned by digest."""
+    if t not in POD_KINDS:
+        return []
+    pod = _dig(props, (*POD_KINDS[t], "spec")) or {}
+    found = []
+    security = pod.get("securityContext") or {}
+    if security.get("runAsNonRoot") is not True:
+        found.append("pods must set securityContext.runAsNonRoot")
+    if (security.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        found.append("pods must set a RuntimeDefault seccomp profile")
+    if pod.get("automountServiceAccountToken") is not False:
+        found.append("pods must not mount a Kubernetes API token (automountServiceAccountToken: false)")
+    for c in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:
+        name, sc = c.get("name"), c.get("securityContext") or {}
+        if sc.get("allowPrivilegeEscalation") is not False:
+            found.append(f"container {name}: allowPrivilegeEscalation must be false")
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            found.append(f"container {name}: drop ALL capabilities")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            found.append(f"container {name}: the root filesystem must be read-only")
+        secret_env = [e.get("name") for e in c.get("env") or [] if (e.get("valueFrom") or {}).get("secretKeyRef")]
+        if secret_env:
+            found.append(f"container {name}: secrets as environment variables {secret_env}; mount them as files")
+        if _env(props.get("metadata") or {}) == "prod":
+            if "@sha256:" not in str(c.get("image")):
+                found.append(f"container {name}: prod images are pinned by digest (image@sha256:...)")
+    return found
+
+
+def alert_condition_limit(t: str, props: Props) -> list[str]:
+    if t == "gcp:monitoring/alertPolicy:AlertPolicy" and len(props.get("conditions") or []) > 6:
+        return ["an alert policy takes at most 6 conditions; split it"]
+    return []
+
+
+GOOGLE_TRUST_KEYS = ("accounts.google.com:aud", "accounts.google.com:oaud", "accounts.google.com:sub")
+
+
+def federated_trust_pinned(t: str, props: Props) -> list[str]:
+    """An AWS role trusting Google ID tokens pins the account (aud/azp and sub) and the audience."""
+    if t != "aws:iam/role:Role":
+        return []
+    doc = props.get("assumeRolePolicy")
+    try:
+        policy = json.loads(doc) if isinstance(doc, str) else doc or {}
+    except ValueError:
+        return ["the trust policy is not JSON"]
+    found = []
+    for st in policy.get("Statement") or []:
+        if (st.get("Principal") or {}).get("Federated") != "accounts.google.com":
+            continue
+        equals = (st.get("Condition") or {}).get("StringEquals") or {}
+        missing = [k for k in GOOGLE_TRUST_KEYS if not equals.get(k)]
+        if missing:
+            found.append(f"a trust in Google ID tokens must pin {missing} with StringEquals")
+    return found
+
+
+def review_stack_destroyable(t: str, props: Props) -> list[str]:
+    """A review stack destroys to nothing: no deletion protection, buckets and datasets emptied."""
+    if _env(props) != "ephemeral":
+        return []
+    found = []
+    key = PROTECTABLE.get(t)
+    if key and props.get(key):
+        found.append(f"review stacks must not set {key}")
+    if t == "gcp:storage/bucket:Bucket" and props.get("forceDestroy") is not True:
+        found.append("review stack buckets need forceDestroy so destroy can empty them")
+    if t == "gcp:bigquery/dataset:Dataset" and props.get("deleteContentsOnDestroy") is not True:
+        found.append("review stack datasets need deleteContentsOnDestroy")
+    if t == "gcp:dataflow/flexTemplateJob:FlexTemplateJob" and props.get("onDelete") != "cancel":
+        found.append("review stack jobs are cancelled on destroy (a drain can take hours)")
+    return found
+
+
+def service_networking_abandoned(t: str, props: Props) -> list[str]:
+    # Deleting the connection fails while a producer (Memorystore) still holds it (pulumi-gcp#3354).
+    if t == "gcp:servicenetworking/connection:Connection" and props.get("deletionPolicy") != "ABANDON":
+        return ["private service access connections need deletionPolicy ABANDON (and their peering removed)"]
+    return []
+
+
 RULES = (
     Rule("no-long-lived-keys", "No service account keys, HMAC keys or IAM access keys.", no_long_lived_keys),
     Rule(
@@ -197,19 +305,235 @@ RULES = (
     Rule("gke-workload-identity", "GKE clusters use workload identity.", workload_identity),
     Rule("prod-protected", "prod: deletion protection, HA Redis with AUTH and TLS, PITR.", prod_protected),
     Rule("results-expire", "The results table expires items and is encrypted.", results_expire),
+    Rule("pods-restricted", "Pod templates meet PSS restricted; secrets as files; prod by digest.", pods_restricted),
+    Rule("alert-condition-limit", "Alert policies have at most 6 conditions.", alert_condition_limit),
+    Rule("federated-trust-pinned", "Trusts in Google ID tokens pin aud, oaud and sub.", federated_trust_pinned),
+    Rule("review-stack-destroyable", "Review stacks destroy to nothing.", review_stack_destroyable),
+    Rule(
+        "service-networking-abandoned",
+        "Private service access connections are abandoned on destroy.",
+        service_networking_abandoned,
+    ),
 )
 
 
-def alerts_for_subscriptions(resources: list[tuple[str, Props]]) -> list[str]:
-    """Stack rule: a stack that consumes subscriptions also alerts on them."""
-    subs = [p for t, p in resources if t == "gcp:pubsub/subscription:Subscription"]
-    alerts = [p for t, p in resources if t == "gcp:monitoring/alertPolicy:AlertPolicy"]
+@dataclass(frozen=True)
+class StackResource:
+    """One resource as a stack rule sees it: CrossGuard's ``PolicyResource`` or a planned one."""
+
+    type: str
+    urn: str
+    props: Props
+    dependencies: tuple[str, ...] = ()  # URNs of what it depends on (explicit and through inputs)
+    protect: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.urn.rsplit("::", 1)[-1]
+
+
+def as_stack(items: Iterable[Any]) -> list[StackResource]:
+    """``StackResource``s from what callers have: (type, props) pairs, planned resources
+    (``infra.plan.PlannedResource``) or stack resources."""
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, StackResource):
+            out.append(item)
+        elif isinstance(item, tuple):
+            out.append(StackResource(item[0], f"urn:pulumi:s::p::{item[0]}::r{i}", item[1]))
+        else:
+            out.append(StackResource(item.type, item.urn, item.inputs, tuple(item.dependencies), item.protect))
+    return out
+
+
+def _depends_on(resources: list[StackResource]) -> Callable[[StackResource, Callable[[StackResource], bool]], bool]:
+    by_urn = {r.urn: r for r in resources}
+
+    def reaches(start: StackResource, target: Callable[[StackResource], bool]) -> bool:
+        seen, todo = set(), list(start.dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn in seen:
+                continue
+            seen.add(urn)
+            dep = by_urn.get(urn)
+            if dep is not None:
+                if target(dep):
+                    return True
+                todo.extend(dep.dependencies)
+        return False
+
+    return reaches
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def alerts_for_subscriptions(resources: list[StackResource]) -> list[str]:
+    """A stack that consumes subscriptions also alerts on them."""
+    subs = [r.props for r in resources if r.type == "gcp:pubsub/subscription:Subscription"]
+    alerts = [r.props for r in resources if r.type == "gcp:monitoring/alertPolicy:AlertPolicy"]
     watched = " ".join(str(c) for a in alerts for c in a.get("conditions") or [])
     unwatched = [str(s.get("name")) for s in subs if s.get("deadLetterPolicy") and f'"{s.get("name")}"' not in watched]
     return [f"no alert watches subscription {name}" for name in unwatched]
 
 
-def violations(resources: list[tuple[str, Props]]) -> list[str]:
+def _is_cluster(r: StackResource) -> bool:
+    return r.type == "gcp:container/cluster:Cluster"
+
+
+def workload_identity_after_cluster(resources: list[StackResource]) -> list[str]:
+    """A grant to ``<project>.svc.id.goog[ns/ksa]`` fails until a workload-identity cluster made
+    the pool ("Identity Pool does not exist"), so it must depend on the cluster."""
+    reaches = _depends_on(resources)
+    return [
+        f"{r.name}: grants to the workload identity pool must depend on the GKE cluster"
+        for r in resources
+        if ".svc.id.goog[" in str(r.props.get("member", "")) and not reaches(r, _is_cluster)
+    ]
+
+
+SERVICE_AGENT = re.compile(r"^serviceAccount:service-[0-9]+@(gcp-sa-[a-z-]+|[a-z-]+)\.iam\.gserviceaccount\.com$")
+
+
+def service_agents_created(resources: list[StackResource]) -> list[str]:
+    """A Google service agent may not exist on a fresh project until something asks for it: grants
+    to one must depend on a ``gcp.projects.ServiceIdentity`` (and take its member from it)."""
+    reaches = _depends_on(resources)
+    return [
+        f"{r.name}: grants to a service agent must depend on its gcp.projects.ServiceIdentity"
+        for r in resources
+        if SERVICE_AGENT.match(str(r.props.get("member", "")))
+        and not reaches(r, lambda d: d.type == "gcp:projects/serviceIdentity:ServiceIdentity")
+    ]
+
+
+IMAGE_REGISTRY = re.compile(r"[a-z0-9-]+-docker\.pkg\.dev/")
+
+
+def _is_image_build(r: StackResource) -> bool:
+    return r.type == "command:local:Command" and "build-images.sh" in str(r.props.get("create", ""))
+
+
+def images_built_first(resources: list[StackResource]) -> list[str]:
+    """Whatever names an image in Artifact Registry waits for the build that pushes it: on a
+    first `pulumi up` the registry is empty until then."""
+    reaches = _depends_on(resources)
+    return [
+        f"{r.name}: names an image but does not depend on the image build"
+        for r in resources
+        if not _is_image_build(r)
+        and any(IMAGE_REGISTRY.search(v) for v in _strings(r.props))
+        and not reaches(r, _is_image_build)
+    ]
+
+
+def autoscaled_without_replicas(resources: list[StackResource]) -> list[str]:
+    """A Deployment that KEDA (or an HPA) scales must not declare ``spec.replicas``: every update
+    would reset the count the autoscaler chose."""
+    targets = {
+        (str(_dig(r.props, ("metadata", "namespace"))), str(_dig(r.props, ("spec", "scaleTargetRef", "name"))))
+        for r in resources
+        if r.props.get("kind") in ("ScaledObject", "HorizontalPodAutoscaler")
+        or r.type == "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+    }
+    return [
+        f"{r.name}: autoscaled Deployments must not set spec.replicas"
+        for r in resources
+        if r.type == "kubernetes:apps/v1:Deployment"
+        and (str(_dig(r.props, ("metadata", "namespace"))), str(_dig(r.props, ("metadata", "name")))) in targets
+        and _dig(r.props, ("spec", "replicas")) is not None
+    ]
+
+
+def namespaces_locked_down(resources: list[StackResource]) -> list[str]:
+    """Each namespace the stack runs pods in enforces PSS restricted and denies by default."""
+    pods = {str(_dig(r.props, ("metadata", "namespace"))) for r in resources if r.type in POD_KINDS}
+    labels = {
+        str(_dig(r.props, ("metadata", "name"))): _dig(r.props, ("metadata", "labels")) or {}
+        for r in resources
+        if r.type == "kubernetes:core/v1:Namespace"
+    }
+    deny = {
+        str(_dig(r.props, ("metadata", "namespace")))
+        for r in resources
+        if r.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+        and _dig(r.props, ("spec", "podSelector")) == {}
+        and set(_dig(r.props, ("spec", "policyTypes")) or []) == {"Ingress", "Egress"}
+        and not _dig(r.props, ("spec", "ingress"))
+        and not _dig(r.props, ("spec", "egress"))
+    }
+    found = []
+    for ns in sorted(pods):
+        if labels.get(ns, {}).get("pod-security.kubernetes.io/enforce") != "restricted":
+            found.append(f"namespace {ns}: label pod-security.kubernetes.io/enforce=restricted")
+        if ns not in deny:
+            found.append(f"namespace {ns}: needs a default-deny NetworkPolicy")
+    return found
+
+
+# Charts whose webhooks or API services the control plane must reach on the nodes (a private
+# cluster's firewall admits only 443 and 10250 from it).
+CONTROL_PLANE_PORTS = {"keda": ("6443", "9443")}
+
+
+def control_plane_reaches_charts(resources: list[StackResource]) -> list[str]:
+    masters = {
+        str(_dig(r.props, ("privateClusterConfig", "masterIpv4CidrBlock")))
+        for r in resources
+        if _is_cluster(r) and _dig(r.props, ("privateClusterConfig", "enablePrivateNodes"))
+    }
+    opened: set[tuple[str, str]] = set()
+    for r in resources:
+        if r.type == "gcp:compute/firewall:Firewall" and r.props.get("direction", "INGRESS") == "INGRESS":
+            for source in r.props.get("sourceRanges") or []:
+                for allow in r.props.get("allows") or []:
+                    opened.update((source, str(p)) for p in allow.get("ports") or [])
+    found = []
+    for r in resources:
+        if r.type == "kubernetes:helm.sh/v3:Release" and r.props.get("chart") in CONTROL_PLANE_PORTS:
+            for master in masters:
+                closed = [p for p in CONTROL_PLANE_PORTS[r.props["chart"]] if (master, p) not in opened]
+                if closed:
+                    found.append(f"{r.name}: the control plane ({master}) cannot reach ports {closed} on the nodes")
+    return found
+
+
+def review_stack_unprotected(resources: list[StackResource]) -> list[str]:
+    """``protect`` is an engine option, not a property: a stack rule sees it."""
+    if not any(_env(r.props) == "ephemeral" for r in resources):
+        return []
+    return [f"{r.name}: review stacks must not protect resources" for r in resources if r.protect]
+
+
+STACK_RULES: dict[str, tuple[str, Callable[[list[StackResource]], list[str]]]] = {
+    "alerts-for-subscriptions": ("Every dead-lettered subscription is watched by an alert.", alerts_for_subscriptions),
+    "workload-identity-after-cluster": (
+        "Workload identity grants depend on the cluster.",
+        workload_identity_after_cluster,
+    ),
+    "service-agents-created": ("Grants to service agents depend on their ServiceIdentity.", service_agents_created),
+    "images-built-first": ("What names an image depends on the image build.", images_built_first),
+    "autoscaled-without-replicas": ("Autoscaled Deployments leave replicas alone.", autoscaled_without_replicas),
+    "namespaces-locked-down": ("Pod namespaces enforce PSS restricted and deny by default.", namespaces_locked_down),
+    "control-plane-reaches-charts": (
+        "Private clusters open the ports their charts need.",
+        control_plane_reaches_charts,
+    ),
+    "review-stack-unprotected": ("Review stacks protect nothing.", review_stack_unprotected),
+}
+
+
+def violations(resources: Iterable[Any]) -> list[str]:
     """Every violation of every rule in a stack, as ``rule: type: message`` lines."""
-    found = [f"{r.name}: {t}: {m}" for t, props in resources for r in RULES for m in r.check(t, props)]
-    return found + [f"alerts-for-subscriptions: {m}" for m in alerts_for_subscriptions(resources)]
+    stack = as_stack(resources)
+    found = [f"{r.name}: {s.type}: {m}" for s in stack for r in RULES for m in r.check(s.type, s.props)]
+    return found + [f"{name}: {m}" for name, (_, rule) in STACK_RULES.items() for m in rule(stack)]

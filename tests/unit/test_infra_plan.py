@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -81,14 +82,15 @@ def test_a_policy_violation_fails_the_plan(
     real = rules.violations
 
     def with_public_bucket(resources: list) -> list[str]:
-        # The dev inventory with its staging bucket made public: the real rules must object.
+        # The dev inventory with its buckets made public: the real rules must object.
         return real(
-            [(t, {**p, "publicAccessPrevention": "inherited"} if t == "gcp:storage/bucket:Bucket" else p)
-             for t, p in resources]
+            [replace(r, props={**r.props, "publicAccessPrevention": "inherited"})
+             if r.type == "gcp:storage/bucket:Bucket" else r
+             for r in rules.as_stack(resources)]
         )  # fmt: skip
 
     monkeypatch.setattr(rules, "violations", with_public_bucket)
     assert main(["infra", "plan", "--stack", "dev", *extra]) == 1
     captured = capsys.readouterr()
     assert "! no-public-access: gcp:storage/bucket:Bucket: buckets must set publicAccessPrevention" in captured.out
-    assert "2 policy violation(s)" in captured.err
+    assert "3 policy violation(s)" in captured.err

@@ -6,7 +6,7 @@ import pytest
 
 from app.cli import main
 
-POD_VARS = ("REDIS_URL", "MODEL_REGISTRY", "AWS_ROLE_ARN", "PIPELINE_PARAMETERS", "PIPELINE_TEMPLATE")
+POD_VARS = ("REDIS_URL", "REDIS_URL_FILE", "MODEL_REGISTRY", "AWS_ROLE_ARN", "PIPELINE_PARAMETERS", "PIPELINE_TEMPLATE")
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,12 @@ def _no_pod_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         (
             ["serve", "--stack", "dev", "--variant", "primary", "--endpoints", "env"],
             {},
-            "--endpoints env needs environment variable(s) REDIS_URL, MODEL_REGISTRY",
+            "--endpoints env needs environment variable(s) REDIS_URL_FILE, MODEL_REGISTRY",
+        ),
+        (
+            ["serve", "--stack", "dev", "--variant", "primary", "--endpoints", "env"],
+            {"REDIS_URL_FILE": "/nonexistent/online-store/url", "MODEL_REGISTRY": "/tmp"},
+            "REDIS_URL_FILE /nonexistent/online-store/url: No such file or directory",
         ),
         (
             ["drift", "check", "--stack", "dev", "--endpoints", "env"],

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.settings import REPO_ROOT
-from infra.policy.rules import RULES, alerts_for_subscriptions, violations
+from infra.policy.rules import RULES, STACK_RULES, alerts_for_subscriptions, as_stack, violations
 from tests.unit.infra_plans import planned
 
 pytestmark = pytest.mark.timeout(180)
@@ -25,7 +25,7 @@ SPOT_POOL = {
 @pytest.mark.parametrize("stack", ["dev", "prod", "pr-7"])
 def test_every_stack_passes_the_guardrails(stack: str) -> None:
     plan = planned(stack)
-    assert violations([(r.type, r.inputs) for r in plan.resources if r.custom]) == []
+    assert violations([r for r in plan.resources if r.custom]) == []
 
 
 # (rule, resource type, bad inputs, words the message must contain, the same resource made good)
@@ -183,6 +183,138 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
 BY_NAME = {r.name: r for r in RULES}
 
 
+POD = {
+    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    "automountServiceAccountToken": False,
+    "containers": [
+        {
+            "name": "w",
+            "image": "r-docker.pkg.dev/p/r/app@sha256:ab",
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
+        }
+    ],
+}
+TRUST = {
+    "Statement": [
+        {
+            "Principal": {"Federated": "accounts.google.com"},
+            "Condition": {
+                "StringEquals": {
+                    "accounts.google.com:aud": "1",
+                    "accounts.google.com:oaud": "arn:aws:iam::1:role/r",
+                    "accounts.google.com:sub": "1",
+                }
+            },
+        }
+    ]
+}
+CASES += [
+    (
+        "pods-restricted",
+        "kubernetes:apps/v1:Deployment",
+        {"metadata": {"labels": PROD}, "spec": {"template": {"spec": {**POD, "automountServiceAccountToken": True}}}},
+        "automountServiceAccountToken",
+        {"metadata": {"labels": PROD}, "spec": {"template": {"spec": POD}}},
+    ),
+    (
+        "pods-restricted",
+        "kubernetes:batch/v1:CronJob",
+        {
+            "metadata": {"labels": PROD},
+            "spec": {
+                "jobTemplate": {
+                    "spec": {
+                        "template": {"spec": {**POD, "containers": [{**POD["containers"][0], "image": "r/app:1.0"}]}}
+                    }
+                }
+            },
+        },
+        "pinned by digest",
+        {"metadata": {"labels": PROD}, "spec": {"jobTemplate": {"spec": {"template": {"spec": POD}}}}},
+    ),
+    (
+        "pods-restricted",
+        "kubernetes:apps/v1:Deployment",
+        {
+            "metadata": {"labels": LABELS},
+            "spec": {
+                "template": {
+                    "spec": {
+                        **POD,
+                        "containers": [
+                            {
+                                **POD["containers"][0],
+                                "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"key": "p"}}}],
+                            }
+                        ],
+                    }
+                }
+            },
+        },
+        "mount them as files",
+        None,
+    ),
+    (
+        "alert-condition-limit",
+        "gcp:monitoring/alertPolicy:AlertPolicy",
+        {"userLabels": LABELS, "conditions": [{}] * 7},
+        "at most 6",
+        {"userLabels": LABELS, "conditions": [{}] * 6},
+    ),
+    (
+        "federated-trust-pinned",
+        "aws:iam/role:Role",
+        {
+            "tags": LABELS,
+            "assumeRolePolicy": json.dumps(
+                {
+                    "Statement": [
+                        {**TRUST["Statement"][0], "Condition": {"StringEquals": {"accounts.google.com:aud": "1"}}}
+                    ]
+                }
+            ),
+        },
+        "oaud",
+        {"tags": LABELS, "assumeRolePolicy": json.dumps(TRUST)},
+    ),
+    (
+        "review-stack-destroyable",
+        "gcp:storage/bucket:Bucket",
+        {
+            "labels": {**LABELS, "env": "ephemeral"},
+            "publicAccessPrevention": "enforced",
+            "uniformBucketLevelAccess": True,
+            "forceDestroy": False,
+        },
+        "forceDestroy",
+        {
+            "labels": {**LABELS, "env": "ephemeral"},
+            "publicAccessPrevention": "enforced",
+            "uniformBucketLevelAccess": True,
+            "forceDestroy": True,
+        },
+    ),
+    (
+        "service-networking-abandoned",
+        "gcp:servicenetworking/connection:Connection",
+        {"service": "servicenetworking.googleapis.com"},
+        "ABANDON",
+        {"service": "servicenetworking.googleapis.com", "deletionPolicy": "ABANDON"},
+    ),
+    (
+        "subscriptions-dead-lettered",
+        "gcp:pubsub/subscription:Subscription",
+        {"labels": {**LABELS, "consumer": "dataflow"}, "topic": "t", "retryPolicy": {"minimumBackoff": "5s"}},
+        "Dataflow-consumed",
+        {"labels": {**LABELS, "consumer": "dataflow"}, "topic": "t"},
+    ),
+]
+
+
 @pytest.mark.parametrize("rule, type_token, bad, needle, good", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_each_rule_catches_its_bad_resource_and_passes_the_fixed_one(
     rule: str, type_token: str, bad: dict[str, Any], needle: str, good: dict[str, Any] | None
@@ -203,8 +335,8 @@ def test_a_dead_lettered_subscription_without_an_alert_fails_the_stack_rule() ->
         "gcp:monitoring/alertPolicy:AlertPolicy",
         {"conditions": [{"conditionThreshold": {"filter": 'resource.labels.subscription_id = "s1"'}}]},
     )
-    assert alerts_for_subscriptions([sub]) == ["no alert watches subscription s1"]
-    assert alerts_for_subscriptions([sub, alert]) == []
+    assert alerts_for_subscriptions(as_stack([sub])) == ["no alert watches subscription s1"]
+    assert alerts_for_subscriptions(as_stack([sub, alert])) == []
 
 
 PACK_CHECK = r"""
@@ -229,6 +361,7 @@ for policy in captured["policies"]:
         for t, props in cases:
             policy.validate(Args(t, props), lambda msg, urn=None: reports.append(msg))
         out["policies"][policy.name] = reports
+out["stack_policies"] = [p.name for p in captured["policies"] if isinstance(p, pulumi_policy.StackValidationPolicy)]
 print(json.dumps(out))
 """
 
@@ -254,6 +387,7 @@ def test_the_pack_reports_violations_through_crossguard() -> None:
     out = json.loads(done.stdout)
     assert out["name"] == "rerank-guardrails" and "MANDATORY" in out["level"]
     assert set(out["policies"]) == set(BY_NAME)
+    assert set(out["stack_policies"]) == set(STACK_RULES)
     assert out["policies"]["no-long-lived-keys"] == [
         "a service account key is a long-lived credential; use workload identity or OIDC federation"
     ]

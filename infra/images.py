@@ -1,0 +1,155 @@
+"""The stack's images: the Artifact Registry repository, the build account, and the build itself
+(Cloud Build, run by ``pulumi up`` through ``scripts/build-images.sh``) before anything that runs
+them is declared.
+
+Images are tagged by the digest of what goes into them (``<image_tag>-<source digest>``), so a
+code change is a new tag and every consumer's input changes with it; prod pins each image by its
+registry digest too. Every resource that names an image depends on ``Images.built`` (a policy
+rule checks it), so a first ``pulumi up`` on a fresh project builds before it deploys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_command as command
+import pulumi_gcp as gcp
+
+from app.settings import REPO_ROOT
+from infra.common import StackContext, grant, member, private_bucket
+
+# What the two Dockerfiles copy (./Dockerfile, app/featurestore/flex_template/Dockerfile).
+BUILD_INPUTS = (
+    "Dockerfile",
+    "cloudbuild.yaml",
+    "pyproject.toml",
+    "README.md",
+    "app",
+    "bench",
+    "infra",
+    "pipelines",
+    "stacks",
+)
+SKIP_PARTS = {"__pycache__", "build", "node_modules"}
+
+
+def source_digest(root: Path = REPO_ROOT) -> str:
+    """One digest over every file the images are built from (paths and contents)."""
+    h = hashlib.sha256()
+    for top in BUILD_INPUTS:
+        path = root / top
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for f in files:
+            rel = f.relative_to(root)
+            if SKIP_PARTS.intersection(rel.parts) or f.suffix == ".pyc":
+                continue
+            h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@dataclass
+class ImagesArgs:
+    context: StackContext
+    build_account: gcp.serviceaccount.Account
+
+
+class Images(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ImagesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("rerank:images:Images", name, None, opts)
+        ctx, n, s = args.context, args.context.names, args.context.settings
+        self.repository = gcp.artifactregistry.Repository(
+            f"{name}-repository",
+            repository_id=n.image_repository,
+            project=ctx.project,
+            location=ctx.region,
+            format="DOCKER",
+            description="ingest, worker and training images, tagged by source digest",
+            cleanup_policies=[
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-recent",
+                    action="KEEP",
+                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                        keep_count=20
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="drop-untagged",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="UNTAGGED", older_than="2592000s"
+                    ),
+                ),
+            ],
+            labels=ctx.labels,
+            opts=ctx.protect(self),
+        )
+        # Build sources are staged here, not in the default <project>_cloudbuild bucket, so the
+        # build account reads only this stack's sources.
+        self.staging = private_bucket(ctx, f"{name}-staging", n.build_bucket(ctx.project), self, "source/")
+        builder, p = member(args.build_account), ctx.project
+        grants = [
+            grant(
+                ctx,
+                gcp.artifactregistry.RepositoryIamMember,
+                f"{name}-build-push",
+                self,
+                builder,
+                "roles/artifactregistry.writer",
+                project=p,
+                location=ctx.region,
+                repository=self.repository.name,
+            ),
+            grant(
+                ctx,
+                gcp.storage.BucketIAMMember,
+                f"{name}-build-source",
+                self,
+                builder,
+                "roles/storage.objectViewer",
+                bucket=self.staging.name,
+            ),
+            grant(
+                ctx, gcp.projects.IAMMember, f"{name}-build-logs", self, builder, "roles/logging.logWriter", project=p
+            ),
+        ]
+        self.tag = f"{s.image_tag}-{source_digest()[:12]}"
+        self.prefix = n.image_prefix(ctx.region, ctx.project)
+        # The build runs where `pulumi up` runs (gcloud, authenticated as the deployer, who may act
+        # as the build account); it skips images that already exist and prints their digests.
+        self.built = command.local.Command(
+            f"{name}-build",
+            create=pulumi.Output.all(args.build_account.id, self.staging.name).apply(
+                lambda a: " ".join(
+                    [
+                        "scripts/build-images.sh",
+                        f"--project {p}",
+                        f"--prefix {self.prefix}",
+                        f"--tag {self.tag}",
+                        f"--service-account {a[0]}",
+                        f"--staging gs://{a[1]}/source",
+                    ]
+                )
+            ),
+            dir=str(REPO_ROOT),
+            triggers=[self.tag],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.repository, *grants]),
+        )
+        self.pinned = s.protected
+        self.names, self.region, self.project = n, ctx.region, ctx.project
+        self.register_outputs({"repository": self.repository.name, "tag": self.tag})
+
+    def tagged(self, image: str) -> str:
+        """``image`` (app or ingest) by its source-digest tag (what the compiled pipeline names)."""
+        return self.names.image(self.region, self.project, image, self.tag)
+
+    def ref(self, image: str) -> pulumi.Output[str]:
+        """Where ``image`` is pulled from: by tag, and in prod by registry digest too."""
+        tagged = self.tagged(image)
+        if not self.pinned:
+            # Still an Output of the build, so whatever runs it waits for the build.
+            return self.built.stdout.apply(lambda _: tagged)
+        return self.built.stdout.apply(lambda out: f"{tagged}@{json.loads(out)[image]}")

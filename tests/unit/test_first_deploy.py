@@ -1,0 +1,422 @@
+"""What a first `pulumi up` on a fresh project, review stacks and their destroy need, checked over
+the whole planned inventory (so the next resource added is checked too): grants against what each
+workload runs as, APIs against the resource types, review stacks from dev's file alone, content-
+addressed specs and sources, per-stack Kubernetes identities, and every stack rule of the policy
+pack catching a broken copy of a real inventory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import yaml
+
+from app.naming import SERVICE_ACCOUNT_ROLES, Names
+from app.settings import REPO_ROOT, StackConfigError, load_stack
+from infra import access
+from infra.config import stack_config_mapping
+from infra.plan import Plan, PlannedResource, plan_entry, plan_stack
+from infra.policy import rules
+from infra.program import APIS
+from tests.unit.infra_plans import planned, spec
+
+pytestmark = pytest.mark.timeout(300)
+STACKS = ("dev", "prod", "pr-7")
+
+
+def custom(plan: Plan, type_token: str | None = None) -> list[PlannedResource]:
+    return [r for r in plan.resources if r.custom and (type_token is None or r.type == type_token)]
+
+
+def account_of(plan: Plan, value: str) -> str | None:
+    """The role (ingest, worker, ...) of the stack account named in ``value``, if any."""
+    emails = plan.outputs["service_accounts"]
+    return next((role for role, email in emails.items() if email in value), None)
+
+
+# --- 2. what runs as which account, and may it ------------------------------------------------
+
+
+def _runs_as(plan: Plan) -> set[str]:
+    """Every account something in the inventory runs as."""
+    found: set[str | None] = set()
+    for r in custom(plan):
+        i = r.inputs
+        if r.type == "gcp:dataflow/flexTemplateJob:FlexTemplateJob":
+            found.add(account_of(plan, i["serviceAccountEmail"]))
+        elif r.type == "gcp:cloudfunctionsv2/function:Function":
+            found.add(account_of(plan, i["serviceConfig"]["serviceAccountEmail"]))
+            found.add(account_of(plan, i["buildConfig"]["serviceAccount"]))
+            found.add(account_of(plan, i["eventTrigger"]["serviceAccountEmail"]))
+            found.add(account_of(plan, i["serviceConfig"]["environmentVariables"]["PIPELINE_SERVICE_ACCOUNT"]))
+        elif r.type == "gcp:container/nodePool:NodePool":
+            found.add(account_of(plan, i["nodeConfig"]["serviceAccount"]))
+        elif r.type == "kubernetes:core/v1:ServiceAccount":
+            found.add(account_of(plan, i["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]))
+        elif r.type == "kubernetes:helm.sh/v3:Release":
+            found.add(account_of(plan, json.dumps(i.get("values"))))
+        elif r.type == "command:local:Command" and "build-images.sh" in i["create"]:
+            found.add(account_of(plan, i["create"]))
+    assert None not in found, "something runs as an account that is not the stack's"
+    return {f for f in found if f}
+
+
+def _granted(plan: Plan, role: str, need: access.Need) -> bool:
+    who = f"serviceAccount:{plan.outputs['service_accounts'][role]}"
+    for r in custom(plan):
+        i = r.inputs
+        if i.get("member") != who or i.get("role") != need.role:
+            continue
+        if need.scope == access.PROJECT and r.type == "gcp:projects/iAMMember:IAMMember":
+            return True
+        scoped = str(i.get(need.scope, ""))
+        if need.scope != access.PROJECT and (scoped == need.target or scoped.rsplit("/", 1)[-1] == need.target):
+            return True
+        if need.scope == access.SERVICE_ACCOUNT and f"/{need.target}@" in scoped:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_workload_runs_as_a_listed_account_with_what_it_needs(stack: str) -> None:
+    plan, table = planned(stack), access.workloads(load_stack(stack))
+    assert _runs_as(plan) == {w.account for w in table}
+    missing = [
+        f"{w.account}: {n.role} on {n.target or 'the project'}"
+        for w in table
+        for n in w.needs
+        if not _granted(plan, w.account, n)
+    ]
+    assert missing == []
+
+
+def test_the_table_catches_a_missing_grant() -> None:
+    plan = planned("dev")
+    pull = access.Need("roles/artifactregistry.reader", access.REPOSITORY, Names.of(load_stack("dev")).image_repository)
+    assert _granted(plan, "ingest", pull)
+    without = Plan(plan.stack, [r for r in plan.resources if r.name != "feature-store-ingest-pull"], plan.outputs)
+    assert not _granted(without, "ingest", pull)
+
+
+# --- 3. review stacks need no stack file ------------------------------------------------------
+
+
+def _inventory(plan: Plan) -> list[dict[str, Any]]:
+    return plan.to_json()["inventory"]
+
+
+def test_a_review_stack_plans_from_devs_file_with_empty_config_and_again_the_same() -> None:
+    """What the review workflow does on every push: `pulumi up --stack pr-7` on a runner with no
+    stack file, so the engine passes no configuration at all."""
+    settings = load_stack("pr-7")
+    first = plan_entry(settings, {})
+    second = plan_entry(settings, {})
+    derived = plan_stack(settings, pipeline_spec=None)
+    assert _inventory(first) == _inventory(second) == _inventory(derived)
+    assert len(_inventory(first)) > 100
+
+
+def test_review_stack_config_that_disagrees_with_dev_is_refused_with_the_key() -> None:
+    from infra.config import settings_from_config
+
+    dev = yaml.safe_load((REPO_ROOT / "stacks/Pulumi.dev.yaml").read_text())["config"]
+    assert settings_from_config(stack_config_mapping(dev), "pr-9").env == "ephemeral"
+    stale = stack_config_mapping({**dev, "rerank-platform:image_tag": "0.0.9"})
+    with pytest.raises(StackConfigError) as err:
+        settings_from_config(stale, "pr-9")
+    assert err.value.problems == [
+        "rerank-platform:image_tag: review stacks take their settings from stacks/Pulumi.dev.yaml; remove it"
+    ]
+
+
+# --- 4. destroy leaves nothing ----------------------------------------------------------------
+
+
+def test_a_review_stack_has_nothing_that_blocks_its_destroy() -> None:
+    plan = planned("pr-7")
+    assert [r.name for r in plan.resources if r.protect] == []
+    blockers = []
+    for r in custom(plan):
+        i = r.inputs
+        for key in ("deletionProtection", "deletionProtectionEnabled"):
+            if i.get(key):
+                blockers.append(f"{r.name}: {key}")
+        if r.type == "gcp:storage/bucket:Bucket" and not i.get("forceDestroy"):
+            blockers.append(f"{r.name}: bucket not emptied")
+        if r.type == "gcp:bigquery/dataset:Dataset" and not i.get("deleteContentsOnDestroy"):
+            blockers.append(f"{r.name}: dataset not emptied")
+        if r.type == "gcp:servicenetworking/connection:Connection" and i.get("deletionPolicy") != "ABANDON":
+            blockers.append(f"{r.name}: connection deletion fails while Memorystore holds it")
+    assert blockers == []
+    # The abandoned connection's peering is removed before the VPC is deleted: the removal depends
+    # on the VPC (destroyed before it) and the connection depends on the removal (destroyed after).
+    (connection,) = custom(plan, "gcp:servicenetworking/connection:Connection")
+    (vpc,) = custom(plan, "gcp:compute/network:Network")
+    peering = next(r for r in custom(plan, "command:local:Command") if "peerings delete" in str(r.inputs.get("delete")))
+    assert peering.urn in connection.dependencies and vpc.urn in peering.dependencies
+
+
+# --- 5. builds run as the build account -------------------------------------------------------
+
+
+def test_builds_run_as_the_build_account_never_the_default_one() -> None:
+    plan = planned("dev")
+    build = plan.outputs["service_accounts"]["build"]
+    (function,) = custom(plan, "gcp:cloudfunctionsv2/function:Function")
+    assert function.inputs["buildConfig"]["serviceAccount"].endswith(f"/serviceAccounts/{build}")
+    (images,) = [r for r in custom(plan, "command:local:Command") if "build-images.sh" in r.inputs["create"]]
+    assert f"--service-account projects/rerank-dev-123456/serviceAccounts/{build}" in images.inputs["create"]
+    cloudbuild = yaml.safe_load((REPO_ROOT / "cloudbuild.yaml").read_text())
+    assert cloudbuild["options"]["logging"] == "CLOUD_LOGGING_ONLY"  # required with a user-specified account
+    script = (REPO_ROOT / "scripts/build-images.sh").read_text()
+    assert '--service-account "$account"' in script and '--gcs-source-staging-dir "$staging"' in script
+
+
+# --- 6. APIs ----------------------------------------------------------------------------------
+
+# Each resource module of the provider and the API it needs; a module missing here fails the test,
+# so a new kind of resource brings its API along.
+MODULE_APIS = {
+    "artifactregistry": ("artifactregistry",),
+    "bigquery": ("bigquery",),
+    "cloudfunctionsv2": ("cloudfunctions", "run", "cloudbuild", "eventarc", "artifactregistry"),
+    "cloudrunv2": ("run",),
+    "cloudscheduler": ("cloudscheduler",),
+    "compute": ("compute",),
+    "container": ("container",),
+    "dataflow": ("dataflow",),
+    "iam": ("iam", "sts"),
+    "monitoring": ("monitoring",),
+    "projects": ("cloudresourcemanager", "serviceusage"),
+    "pubsub": ("pubsub",),
+    "redis": ("redis",),
+    "secretmanager": ("secretmanager",),
+    "serviceaccount": ("iam",),
+    "servicenetworking": ("servicenetworking",),
+    "storage": ("storage",),
+}
+# What the workloads call at run time: workload identity tokens, federation, BigQuery's read API.
+RUNTIME_APIS = ("iamcredentials", "sts", "bigquerystorage", "aiplatform", "logging", "cloudbuild")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_api_the_stack_uses_is_enabled_and_nothing_is_looked_up_before(stack: str) -> None:
+    enabled = {a.split(".")[0] for a in APIS}
+    modules = {r.type.split(":")[1].split("/")[0] for r in custom(planned(stack)) if r.type.startswith("gcp:")}
+    unmapped = sorted(modules - set(MODULE_APIS))
+    assert unmapped == [], f"add the APIs of {unmapped} to MODULE_APIS and infra/program.py APIS"
+    needed = {api for m in modules for api in MODULE_APIS[m]} | set(RUNTIME_APIS)
+    assert sorted(needed - enabled) == []
+    # No invoke (like a project lookup, which needs cloudresourcemanager) runs before the APIs:
+    # the program makes none at all (the mocks refuse unexpected ones).
+    program = (REPO_ROOT / "infra/program.py").read_text()
+    assert "get_project" not in program
+
+
+# --- 9. new specs and sources reach their consumers -------------------------------------------
+
+
+def test_a_changed_function_source_or_pipeline_changes_its_consumers_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import infra.training as training
+
+    settings = load_stack("dev")
+    before = planned("dev")
+    monkeypatch.setattr(training, "FUNCTION_MAIN", training.FUNCTION_MAIN + "# a new version\n")
+    after = plan_stack(settings, pipeline_spec=spec() + "\n# a new pipeline\n")
+
+    def inputs(plan: Plan, type_token: str) -> list[str]:
+        return [json.dumps(r.inputs, sort_keys=True) for r in custom(plan, type_token)]
+
+    for consumer in (
+        "gcp:cloudfunctionsv2/function:Function",
+        "gcp:cloudscheduler/job:Job",
+        "kubernetes:batch/v1:CronJob",
+    ):
+        assert inputs(before, consumer) != inputs(after, consumer), consumer
+    # ... and nothing else changed that should not have.
+    assert inputs(before, "gcp:dataflow/flexTemplateJob:FlexTemplateJob") == inputs(
+        after, "gcp:dataflow/flexTemplateJob:FlexTemplateJob"
+    )
+
+
+def test_every_uploaded_spec_is_named_by_its_content() -> None:
+    from infra.common import content_digest
+
+    for r in custom(planned("dev"), "gcp:storage/bucketObject:BucketObject"):
+        if "content" in r.inputs:
+            assert content_digest(r.inputs["content"].encode()) in r.inputs["name"], r.name
+
+
+# --- 11. no Kubernetes identity shared between stacks of a project ----------------------------
+
+
+def test_no_two_stacks_sharing_a_project_share_a_kubernetes_identity() -> None:
+    by_project: dict[str, dict[str, set[str]]] = {}
+    for stack in ("dev", "pr-7", "pr-8", "prod"):
+        plan = planned(stack)
+        members = {
+            r.inputs["member"]
+            for r in custom(plan, "gcp:serviceaccount/iAMMember:IAMMember")
+            if ".svc.id.goog[" in r.inputs["member"]
+        }
+        assert members, stack
+        by_project.setdefault(plan.outputs["gcp_project"], {})[stack] = members
+    shared = [
+        (a, b, ma & mb)
+        for stacks in by_project.values()
+        for a, ma in stacks.items()
+        for b, mb in stacks.items()
+        if a < b and ma & mb
+    ]
+    assert shared == [] and len(by_project["rerank-dev-123456"]) == 3
+
+
+# --- 12. the AWS trust, checked by parliament too ---------------------------------------------
+
+
+def test_aws_policies_pin_the_token_and_pass_parliament() -> None:
+    from parliament import analyze_policy_string
+
+    plan = planned("dev")
+    (role,) = custom(plan, "aws:iam/role:Role")
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    equals = trust["Statement"][0]["Condition"]["StringEquals"]
+    assert equals["accounts.google.com:oaud"] == plan.outputs["results_writer_role_arn"]
+    assert equals["accounts.google.com:aud"] == equals["accounts.google.com:sub"]
+    documents = [
+        r.inputs["policy"] for r in custom(plan) if r.type in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy")
+    ]
+    assert len(documents) == 2
+    for doc in documents:
+        findings = [f for f in analyze_policy_string(doc).findings if f.severity in ("HIGH", "MEDIUM", "CRITICAL")]
+        assert findings == [], [(f.issue, f.detail) for f in findings]
+
+
+# --- 14. limits -------------------------------------------------------------------------------
+
+
+def test_a_stack_with_many_variants_keeps_every_alert_policy_within_six_conditions() -> None:
+    dev = load_stack("dev")
+    extra = [dev.serving.variants[1].model_copy(update={"name": f"arm{i}", "traffic_share": 0.0}) for i in range(6)]
+    many = dev.model_copy(
+        update={"serving": dev.serving.model_copy(update={"variants": [*dev.serving.variants, *extra]})}
+    )
+    plan = plan_stack(many, pipeline_spec=spec())
+    policies = custom(plan, "gcp:monitoring/alertPolicy:AlertPolicy")
+    assert max(len(p.inputs["conditions"]) for p in policies) <= 6 and len(policies) > 4
+    watched = json.dumps([p.inputs["conditions"] for p in policies])
+    assert all(f'\\"{Names.of(many).variant_subscription(v.name)}\\"' in watched for v in many.serving.variants)
+    assert rules.violations(custom(plan)) == []
+
+
+# --- 15. pods: kubernetes-validate over every object the program declares ---------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_kubernetes_object_is_valid_for_the_api_server(stack: str) -> None:
+    import kubernetes_validate
+
+    kinds = 0
+    for r in custom(planned(stack)):
+        group_version_kind = r.type.split(":")
+        if group_version_kind[0] != "kubernetes" or "helm.sh" in r.type or "keda.sh" in r.type:
+            continue
+        group, version = group_version_kind[1].split("/")
+        api = version if group == "core" else f"{group}/{version}"
+        doc = {"apiVersion": api, "kind": group_version_kind[2], **r.inputs}
+        kubernetes_validate.validate(doc, "1.33", strict=True)
+        kinds += 1
+    assert kinds >= 10
+
+
+def test_prod_pods_run_images_pinned_by_digest() -> None:
+    for stack, pinned in (("prod", True), ("dev", False)):
+        plan = planned(stack)
+        pods = [r.inputs["spec"]["template"]["spec"] for r in custom(plan, "kubernetes:apps/v1:Deployment")]
+        images = {c["image"] for p in pods for c in p["containers"]}
+        assert images and all(("@sha256:" in i) == pinned for i in images), images
+
+
+# --- the stack rules, each on a broken copy of a real inventory -------------------------------
+
+
+def _stack(stack: str) -> list[rules.StackResource]:
+    return rules.as_stack(custom(planned(stack)))
+
+
+def _without_deps(resources: list[rules.StackResource], pick: Any) -> list[rules.StackResource]:
+    return [replace(r, dependencies=()) if pick(r) else r for r in resources]
+
+
+def _set(props: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    if len(path) == 1:
+        return {**props, path[0]: value}
+    return {**props, path[0]: _set(props.get(path[0]) or {}, path[1:], value)}
+
+
+BREAKS = {
+    "workload-identity-after-cluster": (
+        "dev",
+        lambda rs: _without_deps(rs, lambda r: ".svc.id.goog[" in str(r.props.get("member"))),
+        "must depend on the GKE cluster",
+    ),
+    "service-agents-created": (
+        "dev",
+        lambda rs: _without_deps(rs, lambda r: "gcp-sa-pubsub" in str(r.props.get("member"))),
+        "ServiceIdentity",
+    ),
+    "images-built-first": (
+        "dev",
+        lambda rs: _without_deps(rs, lambda r: r.type == "kubernetes:apps/v1:Deployment"),
+        "does not depend on the image build",
+    ),
+    "autoscaled-without-replicas": (
+        "dev",
+        lambda rs: [
+            replace(r, props=_set(r.props, ("spec", "replicas"), 1)) if r.type == "kubernetes:apps/v1:Deployment" else r
+            for r in rs
+        ],
+        "must not set spec.replicas",
+    ),
+    "namespaces-locked-down": (
+        "dev",
+        lambda rs: [r for r in rs if r.type != "kubernetes:networking.k8s.io/v1:NetworkPolicy"],
+        "default-deny NetworkPolicy",
+    ),
+    "control-plane-reaches-charts": (
+        "dev",
+        lambda rs: [r for r in rs if "control-plane" not in r.name],
+        "cannot reach ports ['6443', '9443']",
+    ),
+    "review-stack-unprotected": (
+        "pr-7",
+        lambda rs: [replace(r, protect=r.type == "gcp:redis/instance:Instance") for r in rs],
+        "must not protect",
+    ),
+    "alerts-for-subscriptions": (
+        "dev",
+        lambda rs: [r for r in rs if r.type != "gcp:monitoring/alertPolicy:AlertPolicy"],
+        "no alert watches subscription",
+    ),
+}
+
+
+def test_every_stack_rule_has_a_break() -> None:
+    assert set(BREAKS) == set(rules.STACK_RULES)
+
+
+@pytest.mark.parametrize("name", sorted(BREAKS))
+def test_each_stack_rule_catches_its_break_of_a_real_inventory(name: str) -> None:
+    stack, breaking, needle = BREAKS[name]
+    _, rule = rules.STACK_RULES[name]
+    assert rule(_stack(stack)) == []
+    found = rule(breaking(_stack(stack)))
+    assert found and all(needle in m for m in found), found
+
+
+def test_every_role_has_a_purpose() -> None:
+    from infra.identities import PURPOSES
+
+    assert set(PURPOSES) == set(SERVICE_ACCOUNT_ROLES)
