@@ -61,11 +61,25 @@ def test_merges_go_up_to_dev_then_to_prod_behind_its_environment() -> None:
 
 def test_a_review_stack_lives_as_long_as_its_pull_request() -> None:
     doc = workflow("review-stack.yml")
-    assert doc["on"]["pull_request"]["types"] == ["opened", "synchronize", "reopened", "closed"]
+    assert doc["on"]["pull_request_target"]["types"] == ["opened", "synchronize", "reopened", "closed"]
     up, destroy = doc["jobs"]["up"], doc["jobs"]["destroy"]
     assert up["with"]["stack"] == destroy["with"]["stack"] == "pr-${{ github.event.pull_request.number }}"
     assert "!= 'closed'" in up["if"] and "== 'closed'" in destroy["if"]
     assert destroy["with"]["command"] == "destroy" and destroy["with"]["remove-stack"] is True
+    # It runs the PR's own code, and a fork's code only after the `review` environment approves.
+    assert up["with"]["ref"] == "${{ github.event.pull_request.head.sha }}"
+    assert up["with"]["environment"] == (
+        "${{ github.event.pull_request.head.repo.full_name == github.repository && 'review-trusted' || 'review' }}"
+    )
+
+
+def test_review_stacks_of_closed_or_old_pull_requests_are_reaped_daily() -> None:
+    doc = workflow("reap-review-stacks.yml")
+    assert doc["on"]["schedule"][0]["cron"] and "workflow_dispatch" in doc["on"]
+    script = doc["jobs"]["reap"]["steps"][-1]["run"]
+    assert 'select(test("^pr-[0-9]+$"))' in script  # never dev or prod
+    assert '"$state" != "OPEN"' in script and '-lt "$cutoff"' in script
+    assert 'pulumi destroy --stack "$stack" --yes --skip-preview --remove' in script
 
 
 def test_the_shared_run_uses_short_lived_credentials_and_the_policy_pack() -> None:
@@ -79,7 +93,9 @@ def test_the_shared_run_uses_short_lived_credentials_and_the_policy_pack() -> No
     pulumi = next(s for s in steps if s.get("uses", "").startswith("pulumi/actions@") and "with" in s)
     assert pulumi["with"]["command"] == "${{ inputs.command }}"
     assert "infra/policy" in pulumi["with"]["policyPacks"]
-    init = next(s for s in steps if "copy-config-from dev" in s.get("run", ""))
+    # Review stacks have no stack file to copy (the program reads dev's): nothing writes one.
+    assert not any("copy-config-from" in s.get("run", "") for s in steps)
+    init = next(s for s in steps if "stack select --create" in s.get("run", ""))
     assert "startsWith(inputs.stack, 'pr-')" in init["if"]
 
 
