@@ -346,10 +346,8 @@ class Serving(pulumi.ComponentResource):
             namespace=n.keda_namespace,
             create_namespace=True,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo="https://kedacore.github.io/charts"),
-            values={
-                "podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": args.keda_account.email}},
-                "serviceAccount": {"operator": {"name": KEDA_OPERATOR_ACCOUNT}},
-            },
+            # The operator's Kubernetes account is the chart's default, keda-operator.
+            values={"podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": args.keda_account.email}}},
             opts=on_k8s,
         )
         workload_identity(
