@@ -112,6 +112,11 @@ def diff_inventories(base: dict[str, Any], current: dict[str, Any]) -> dict[str,
         }
         if old["protect"] != new["protect"]:
             fields["(protect)"] = {"before": old["protect"], "after": new["protect"]}
+        # A base from before dependencies were listed has none to compare. Each side shows only
+        # what it alone has, so a dropped depends_on is readable in one line.
+        if {"dependencies"} <= old.keys() & new.keys() and old["dependencies"] != new["dependencies"]:
+            was, now = set(old["dependencies"]), set(new["dependencies"])
+            fields["(dependencies)"] = {"before": sorted(was - now), "after": sorted(now - was)}
         if fields:
             changed.append({"type": key[0], "name": key[1], "changes": fields})
     return {
