@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.commands.infra import diff_inventories
+from infra.plan import Plan, PlannedResource
 from tests.unit.infra_plans import planned
 
 pytestmark = pytest.mark.timeout(300)
@@ -52,14 +53,30 @@ def test_a_parents_dependencies_are_not_implied_for_its_children() -> None:
     assert parent.key not in plan.dependencies(child, transitive=True)
 
 
+def resource(type_: str, name: str, *needs: PlannedResource) -> PlannedResource:
+    urn = f"urn:pulumi:t::rerank-platform::pulumi:pulumi:Stack${type_}::{name}"
+    return PlannedResource(type_, name, urn, {}, True, False, tuple(r.urn for r in needs))
+
+
 def test_an_unknown_or_ambiguous_name_is_refused() -> None:
-    plan = planned("dev")
+    secret = resource("gcp:secretmanager/secret:Secret", "online")
+    version = resource("gcp:secretmanager/secretVersion:SecretVersion", "online", secret)
+    plan = Plan(stack="t", resources=[secret, version])
     with pytest.raises(KeyError, match="names 0 resources"):
-        plan.depends_on("no-such-resource", CLUSTER)
-    # The Secret and its SecretVersion share a logical name: the type disambiguates.
+        plan.depends_on("no-such-resource", secret)
     with pytest.raises(KeyError, match="names 2 resources"):
-        plan.resource("feature-store-online-store")
-    assert plan.resource("gcp:secretmanager/secret:Secret::feature-store-online-store").type.endswith(":Secret")
+        plan.resource("online")
+    assert plan.depends_on("gcp:secretmanager/secretVersion:SecretVersion::online", secret.key)
+    assert not plan.depends_on(secret, version)
+
+
+def test_a_dependency_cycle_ends_the_walk() -> None:
+    # The engine refuses cycles; the walk must still end on a hand-made one.
+    a = resource("t:a:A", "a")
+    b = resource("t:b:B", "b", a)
+    a = PlannedResource(a.type, a.name, a.urn, {}, True, False, (b.urn,))
+    plan = Plan(stack="t", resources=[a, b])
+    assert plan.dependencies(a, transitive=True) == {a.key, b.key}
 
 
 def test_a_dropped_dependency_shows_in_the_diff() -> None:
