@@ -199,9 +199,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, help="HTML report path (default .rerank/local/<stack>/demo/report.html)")
     p.add_argument("--keep", action="store_true", help="leave the local services running afterwards")
 
-    p = command("infra", _infra, "a cloud stack's resource inventory from the Pulumi program under mocks")
-    p.add_argument("action", choices=["plan"])
-    p.add_argument("--diff", metavar="GIT_REF", help="show what this tree adds, removes or alters against GIT_REF")
+    p = command("infra", _infra, "a cloud stack's resource inventory (plan) or monthly estimate (cost), under mocks")
+    p.add_argument("action", choices=["plan", "cost"])
+    p.add_argument(
+        "--diff", metavar="GIT_REF", help="show what this tree adds, removes, alters or costs against GIT_REF"
+    )
     return top
 
 

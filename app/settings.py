@@ -274,6 +274,48 @@ class MonitoringConfig(_Strict):
         return emails
 
 
+class CostConfig(_Strict):
+    """Usage assumptions behind ``rerank infra cost`` (prices come from ``infra/prices.toml``).
+
+    Nothing here changes a resource: these are the volumes a monthly estimate multiplies prices by.
+    Review stacks (``pr-<n>``) inherit dev's values with dev's file.
+    """
+
+    # Re-rank traffic: each request is one message on the requests topic, one prediction record per
+    # serving variant plus one per shadow, and one result item written to DynamoDB.
+    requests_per_day: int = Field(default=100_000, ge=0)
+    candidates_per_request: int = Field(default=100, ge=1)
+    # Bytes one candidate adds to a request, prediction record or result item (id, score); each
+    # message or item also carries about 200 bytes of request fields.
+    bytes_per_candidate: int = Field(default=32, ge=1)
+    result_reads_per_request: float = Field(default=1.0, ge=0)
+    # Feature ingest: events published by the core service and streamed by Dataflow.
+    feature_events_per_day: int = Field(default=500_000, ge=0)
+    feature_event_bytes: int = Field(default=600, ge=1)
+    # Share of messages that end up on a dead-letter topic.
+    dead_letter_fraction: float = Field(default=0.001, ge=0, le=1)
+    # Average worker nodes over a month; unset: the node pool's minimum, but at least one (KEDA and
+    # the system pods need a node).
+    avg_nodes: float | None = Field(default=None, ge=0)
+    # Average Dataflow workers and Streaming Engine compute units per hour of the streaming job.
+    dataflow_avg_workers: float = Field(default=1.0, ge=0)
+    streaming_engine_units: float = Field(default=1.0, ge=0)
+    # Hours a day the always-on parts (cluster, nodes, Memorystore, Dataflow, NAT) run.
+    hours_per_day: float = Field(default=24.0, gt=0, le=24)
+    # Stored data: BigQuery offline store (split evenly over its tables), each bucket, the images
+    # in Artifact Registry, the DynamoDB results table.
+    offline_store_gb: float = Field(default=50.0, ge=0)
+    bucket_gb: float = Field(default=20.0, ge=0)
+    image_storage_gb: float = Field(default=10.0, ge=0)
+    results_store_gb: float = Field(default=1.0, ge=0)
+    # Bytes through Cloud NAT (image pulls, calls to AWS), BigQuery bytes scanned by training and
+    # drift queries, and how long one training-trigger function run takes.
+    nat_gb_per_month: float = Field(default=30.0, ge=0)
+    bigquery_scanned_tib_per_month: float = Field(default=0.5, ge=0)
+    function_seconds_per_run: float = Field(default=30.0, ge=0)
+    secret_accesses_per_month: int = Field(default=10_000, ge=0)
+
+
 class StackSettings(_Strict):
     stack: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")
     env: Literal["local", "dev", "prod", "ephemeral"]
@@ -289,6 +331,7 @@ class StackSettings(_Strict):
     network: NetworkConfig = NetworkConfig()
     cross_cloud: CrossCloudConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()
+    cost: CostConfig = CostConfig()
 
     @field_validator("labels")
     @classmethod

@@ -36,7 +36,10 @@ class PlannedResource:
     inputs: dict[str, Any]
     custom: bool
     protect: bool
+    # URNs as the engine records them: explicit depends_on plus the resources whose outputs feed
+    # an input. A parent component's dependencies are not implied for its children.
     dependencies: tuple[str, ...] = ()
+    parent: str | None = None
 
     @property
     def key(self) -> str:
@@ -47,9 +50,17 @@ class PlannedResource:
             "type": self.type,
             "name": self.name,
             "protect": self.protect,
+            "dependencies": sorted({urn_key(u) for u in self.dependencies}),
+            "parent": urn_key(self.parent) if self.parent else None,
             "settings": key_settings(self),
             "inputs": _digested(self.inputs),
         }
+
+
+def urn_key(urn: str) -> str:
+    """``type::name`` of a URN (``urn:pulumi:<stack>::<project>::<parent types$>type::name``)."""
+    _stack, _project, qualified, name = urn.split("::", 3)
+    return f"{qualified.rsplit('$', 1)[-1]}::{name}"
 
 
 @dataclass
@@ -60,6 +71,33 @@ class Plan:
 
     def of_type(self, type_token: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_token]
+
+    def resource(self, ref: PlannedResource | str) -> PlannedResource:
+        """The resource a ``type::name`` key (or a logical name used once in the plan) refers to."""
+        if isinstance(ref, PlannedResource):
+            return ref
+        found = [r for r in self.resources if ref in (r.key, r.name)]
+        if len(found) != 1:
+            raise KeyError(f"{ref!r} names {len(found)} resources in the {self.stack} plan; give type::name")
+        return found[0]
+
+    def dependencies(self, ref: PlannedResource | str, transitive: bool = False) -> set[str]:
+        """Keys of what ``ref`` waits for: as recorded, or with ``transitive`` everything upstream."""
+        by_urn = {r.urn: r for r in self.resources}
+        seen: set[str] = set()
+        todo = list(self.resource(ref).dependencies)
+        while todo:
+            urn = todo.pop()
+            if urn in seen:
+                continue
+            seen.add(urn)
+            if transitive and urn in by_urn:
+                todo += by_urn[urn].dependencies
+        return {urn_key(u) for u in seen}
+
+    def depends_on(self, ref: PlannedResource | str, on: PlannedResource | str) -> bool:
+        """Whether ``ref`` is created only after ``on`` (directly or through other resources)."""
+        return self.resource(on).key in self.dependencies(ref, transitive=True)
 
     def to_json(self) -> dict[str, Any]:
         custom = [r for r in self.resources if r.custom]
@@ -99,6 +137,7 @@ class _Recorder(pulumi_mocks.MockMonitor):
                     custom=bool(request.custom),
                     protect=bool(request.protect),
                     dependencies=tuple(request.dependencies),
+                    parent=request.parent or None,
                 )
             )
         return response

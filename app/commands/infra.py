@@ -1,8 +1,9 @@
-"""`rerank infra plan --stack NAME [--json] [--diff GIT_REF]`: the program under Pulumi's mocks.
+"""`rerank infra plan|cost --stack NAME [--json] [--diff GIT_REF]`: the program under Pulumi's mocks.
 
-No credentials and no Pulumi CLI: what the stack would contain (type, name, key settings), and
-with ``--diff`` what this tree adds, removes or alters compared with another commit, for review
-beside ``pulumi preview`` (which needs the cloud).
+No credentials and no Pulumi CLI: what the stack would contain (type, name, key settings, what
+each resource waits for), and with ``--diff`` what this tree adds, removes or alters compared with
+another commit, for review beside ``pulumi preview`` (which needs the cloud). ``cost`` prices the
+same inventory from ``infra/prices.toml`` and the stack's usage assumptions.
 """
 
 from __future__ import annotations
@@ -16,13 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from app.commands.base import RunFailed, UsageError, emit
-from app.settings import DEFAULT_STACK, REPO_ROOT, load_stack
+from app.settings import (
+    DEFAULT_STACK,
+    EPHEMERAL_BASE,
+    REPO_ROOT,
+    StackConfigError,
+    StackSettings,
+    load_stack,
+)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.stack == DEFAULT_STACK:
         raise UsageError("the local stack has no cloud resources; give --stack dev, prod or pr-<n>")
     settings = load_stack(args.stack)
+    if args.action == "cost":
+        return cost(args, settings)
     from infra.plan import plan_stack
     from infra.policy.rules import violations
 
@@ -112,6 +122,11 @@ def diff_inventories(base: dict[str, Any], current: dict[str, Any]) -> dict[str,
         }
         if old["protect"] != new["protect"]:
             fields["(protect)"] = {"before": old["protect"], "after": new["protect"]}
+        # A base from before dependencies were listed has none to compare. Each side shows only
+        # what it alone has, so a dropped depends_on is readable in one line.
+        if {"dependencies"} <= old.keys() & new.keys() and old["dependencies"] != new["dependencies"]:
+            was, now = set(old["dependencies"]), set(new["dependencies"])
+            fields["(dependencies)"] = {"before": sorted(was - now), "after": sorted(now - was)}
         if fields:
             changed.append({"type": key[0], "name": key[1], "changes": fields})
     return {
@@ -137,4 +152,132 @@ def diff_text(d: dict[str, Any]) -> str:
     for r in d["changed"]:
         lines.append(f"~ {r['type']}  {r['name']}")
         lines += [f"    {k}: {_short(v['before'])} -> {_short(v['after'])}" for k, v in r["changes"].items()]
+    return "\n".join(lines)
+
+
+def cost(args: argparse.Namespace, settings: StackSettings) -> int:
+    """The stack's monthly estimate; with ``--diff`` also the other commit's and the change."""
+    from infra.cost import PriceTableError, estimate, load_prices
+    from infra.plan import plan_stack
+
+    try:
+        prices = load_prices()
+    except PriceTableError as exc:
+        raise RunFailed(str(exc)) from None
+    # The other commit first: a bad ref is refused before this tree is planned.
+    base_inventory = plan_at(args.diff, args.stack)["inventory"] if args.diff else None
+    current = estimate(plan_stack(settings).to_json()["inventory"], settings, prices).to_json()
+    if base_inventory is None:
+        emit(args, current, lambda: cost_text(current))
+        return 0
+    base_settings, note = settings_at(args.diff, args.stack, settings)
+    base = estimate(base_inventory, base_settings, prices).to_json()
+    result = {**cost_diff(base, current), "stack": args.stack, "base": args.diff, "base_assumptions": note}
+    emit(args, result, lambda: cost_diff_text(result))
+    return 0
+
+
+def settings_at(ref: str, stack: str, fallback: StackSettings) -> tuple[StackSettings, str]:
+    """The stack's settings as ``ref`` had them (its usage assumptions price its plan), or this
+    tree's when that file does not load with today's settings model (said in the note)."""
+    with tempfile.TemporaryDirectory(prefix="rerank-cost-") as tmp:
+        for name in {stack, EPHEMERAL_BASE}:
+            shown = subprocess.run(
+                ["git", "show", f"{ref}:stacks/Pulumi.{name}.yaml"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if shown.returncode == 0:
+                (Path(tmp) / f"Pulumi.{name}.yaml").write_text(shown.stdout)
+        try:
+            return load_stack(stack, Path(tmp)), f"the stack's settings at {ref}"
+        except StackConfigError as exc:
+            first = exc.problems[0] if exc.problems else str(exc)
+            return fallback, f"this tree's settings (the stack file at {ref} does not load here: {first})"
+
+
+def cost_diff(base: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Per resource and in total, what this tree's estimate changes against the base's. Free lines
+    are left out; a line unpriced on either side changes by "unpriced"."""
+
+    def index(estimate: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(r["type"], r["name"]): r for r in estimate["resources"] if r["pricing"] != "free"}
+
+    before, after = index(base), index(current)
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key), after.get(key)
+        was = old["usd_per_month"] if old else None
+        now = new["usd_per_month"] if new else None
+        if old and new and was == now:
+            continue
+        priced = all(isinstance(v, float | int) or v is None for v in (was, now))
+        delta = round((now or 0.0) - (was or 0.0), 2) if priced else "unpriced"
+        changes.append(
+            {
+                "type": key[0],
+                "name": key[1],
+                "before": was if old else "absent",
+                "after": now if new else "absent",
+                "delta_usd_per_month": delta,
+                "basis": (new or old or {}).get("basis", ""),
+            }
+        )
+    delta_total = round(current["total_usd_per_month"] - base["total_usd_per_month"], 2)
+    return {
+        "total_usd_per_month": current["total_usd_per_month"],
+        "total_usd_per_day": current["total_usd_per_day"],
+        "base_total_usd_per_month": base["total_usd_per_month"],
+        "delta_usd_per_month": delta_total,
+        "delta_usd_per_day": round(current["total_usd_per_day"] - base["total_usd_per_day"], 2),
+        "unpriced": current["unpriced"],
+        "base_unpriced": base["unpriced"],
+        "changes": changes,
+        "prices": current["prices"],
+        "assumptions": current["assumptions"],
+        "resources": current["resources"],
+    }
+
+
+def usd(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, float | int):
+        return str(value)
+    sign = ("+" if value >= 0 else "-") if signed else ("-" if value < 0 else "")
+    return f"{sign}${abs(value):,.2f}"
+
+
+def _unpriced_note(names: list[str]) -> str:
+    return f", plus {len(names)} unpriced" if names else ""
+
+
+def cost_text(e: dict[str, Any]) -> str:
+    lines_by = {p: [r for r in e["resources"] if r["pricing"] == p] for p in ("priced", "free", "unpriced")}
+    lines = [
+        f"stack {e['stack']}: {usd(e['total_usd_per_month'])}/month ({usd(e['total_usd_per_day'])}/day)"
+        f"{_unpriced_note(e['unpriced'])}; {len(lines_by['priced'])} priced, {len(lines_by['free'])} free, "
+        f"{len(lines_by['unpriced'])} unpriced resources",
+        f"prices: {e['prices']['table']}, list prices dated {e['prices']['dated']} (to be re-checked)",
+    ]
+    for r in sorted(lines_by["priced"], key=lambda r: -r["usd_per_month"]):
+        lines.append(f"{usd(r['usd_per_month']):>11}  {r['type']}  {r['name']}: {r['basis']}")
+    for r in lines_by["unpriced"]:
+        lines.append(f"{'unpriced':>11}  {r['type']}  {r['name']}: {r['basis']}")
+    return "\n".join(lines)
+
+
+def cost_diff_text(d: dict[str, Any]) -> str:
+    lines = [
+        f"stack {d['stack']} against {d['base']}: {usd(d['base_total_usd_per_month'])}/month -> "
+        f"{usd(d['total_usd_per_month'])}/month ({usd(d['delta_usd_per_month'], signed=True)}/month, "
+        f"{usd(d['delta_usd_per_day'], signed=True)}/day){_unpriced_note(d['unpriced'])}",
+        f"base priced with {d['base_assumptions']}",
+    ]
+    for c in d["changes"]:
+        mark = "+" if c["before"] == "absent" else "-" if c["after"] == "absent" else "~"
+        lines.append(
+            f"{mark} {usd(c['delta_usd_per_month'], signed=True):>11}  {c['type']}  {c['name']}: "
+            f"{usd(c['before'])} -> {usd(c['after'])}"
+        )
     return "\n".join(lines)
