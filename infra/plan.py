@@ -83,17 +83,12 @@ class Plan:
 
     def dependencies(self, ref: PlannedResource | str, transitive: bool = False) -> set[str]:
         """Keys of what ``ref`` waits for: as recorded, or with ``transitive`` everything upstream."""
-        by_urn = {r.urn: r for r in self.resources}
-        seen: set[str] = set()
-        todo = list(self.resource(ref).dependencies)
-        while todo:
-            urn = todo.pop()
-            if urn in seen:
-                continue
-            seen.add(urn)
-            if transitive and urn in by_urn:
-                todo += by_urn[urn].dependencies
-        return {urn_key(u) for u in seen}
+        from infra.policy.rules import upstream
+
+        direct = self.resource(ref).dependencies
+        if not transitive:
+            return {urn_key(u) for u in direct}
+        return {urn_key(u) for u in upstream(direct, {r.urn: r.dependencies for r in self.resources})}
 
     def depends_on(self, ref: PlannedResource | str, on: PlannedResource | str) -> bool:
         """Whether ``ref`` is created only after ``on`` (directly or through other resources)."""

@@ -346,22 +346,24 @@ def as_stack(items: Iterable[Any]) -> list[StackResource]:
     return out
 
 
+def upstream(start: Iterable[str], dependencies_of: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every URN ``start`` leads to through ``dependencies_of`` (URN -> what it depends on)."""
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        urn = todo.pop()
+        if urn not in seen:
+            seen.add(urn)
+            todo.extend(dependencies_of.get(urn, ()))
+    return seen
+
+
 def _depends_on(resources: list[StackResource]) -> Callable[[StackResource, Callable[[StackResource], bool]], bool]:
     by_urn = {r.urn: r for r in resources}
+    graph = {r.urn: r.dependencies for r in resources}
 
     def reaches(start: StackResource, target: Callable[[StackResource], bool]) -> bool:
-        seen, todo = set(), list(start.dependencies)
-        while todo:
-            urn = todo.pop()
-            if urn in seen:
-                continue
-            seen.add(urn)
-            dep = by_urn.get(urn)
-            if dep is not None:
-                if target(dep):
-                    return True
-                todo.extend(dep.dependencies)
-        return False
+        return any(target(by_urn[u]) for u in upstream(start.dependencies, graph) if u in by_urn)
 
     return reaches
 
