@@ -119,12 +119,15 @@ class Images(pulumi.ComponentResource):
         self.tag = f"{s.image_tag}-{source_digest()[:12]}"
         self.prefix = n.image_prefix(ctx.region, ctx.project)
         # The build runs where `pulumi up` runs (gcloud, authenticated as the deployer, who may act
-        # as the build account); it skips images that already exist and prints their digests.
+        # as the build account); it skips images that already exist and prints their digests. It
+        # finds the checkout itself: an absolute `dir` would differ per machine and show as a
+        # change in every preview from another checkout.
         self.built = command.local.Command(
             f"{name}-build",
             create=pulumi.Output.all(args.build_account.id, self.staging.name).apply(
                 lambda a: " ".join(
                     [
+                        'cd "$(git rev-parse --show-toplevel)" &&',
                         "scripts/build-images.sh",
                         f"--project {p}",
                         f"--prefix {self.prefix}",
@@ -134,7 +137,6 @@ class Images(pulumi.ComponentResource):
                     ]
                 )
             ),
-            dir=str(REPO_ROOT),
             triggers=[self.tag],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.repository, *grants]),
         )

@@ -420,3 +420,11 @@ def test_every_role_has_a_purpose() -> None:
     from infra.identities import PURPOSES
 
     assert set(PURPOSES) == set(SERVICE_ACCOUNT_ROLES)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_input_depends_on_where_the_checkout_is(stack: str) -> None:
+    """A preview from another machine or directory must show no change: no input may carry the
+    checkout's absolute path (file assets are compared by content, and shown by repository path)."""
+    dumped = json.dumps([r.inputs for r in custom(planned(stack))])
+    assert str(REPO_ROOT) not in dumped
