@@ -49,8 +49,8 @@ def workloads(settings: StackSettings) -> list[Workload]:
             (
                 Need("roles/artifactregistry.writer", REPOSITORY, repo),
                 Need("roles/logging.logWriter", PROJECT),
+                # image sources and the function's source archive are staged there
                 Need("roles/storage.objectViewer", BUCKET, n.build_bucket(project)),
-                Need("roles/storage.objectViewer", BUCKET, pipeline_bucket),
             ),
         ),
         Workload(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,19 +37,42 @@ BUILD_INPUTS = (
     "stacks",
 )
 SKIP_PARTS = {"__pycache__", "build", "node_modules"}
+# Written by `pulumi stack select --create` on a runner; never part of an image's identity.
+REVIEW_STACK_FILE = re.compile(r"^stacks/Pulumi\.pr-[0-9]+\.yaml$")
+
+
+def build_files(root: Path = REPO_ROOT) -> list[str]:
+    """The files the images are built from: the tracked ones under BUILD_INPUTS (so an editor's
+    backup or a runner's stack file cannot change a tag), or, outside a git checkout, every file."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--", *BUILD_INPUTS],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout.decode()
+        files = [f for f in listed.split("\0") if f]
+    except (OSError, subprocess.SubprocessError):
+        files = [
+            str(p.relative_to(root))
+            for top in BUILD_INPUTS
+            for p in ([root / top] if (root / top).is_file() else (root / top).rglob("*"))
+            if p.is_file()
+        ]
+    return sorted(
+        f
+        for f in files
+        if not SKIP_PARTS.intersection(Path(f).parts) and not f.endswith(".pyc") and not REVIEW_STACK_FILE.match(f)
+    )
 
 
 def source_digest(root: Path = REPO_ROOT) -> str:
-    """One digest over every file the images are built from (paths and contents)."""
+    """One digest over every file the images are built from (paths and working-tree contents)."""
     h = hashlib.sha256()
-    for top in BUILD_INPUTS:
-        path = root / top
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for f in files:
-            rel = f.relative_to(root)
-            if SKIP_PARTS.intersection(rel.parts) or f.suffix == ".pyc":
-                continue
-            h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
+    for rel in build_files(root):
+        path = root / rel
+        if path.is_file():  # a tracked file deleted in the working tree is not in the image
+            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -91,7 +116,7 @@ class Images(pulumi.ComponentResource):
         # build account reads only this stack's sources.
         self.staging = private_bucket(ctx, f"{name}-staging", n.build_bucket(ctx.project), self, "source/")
         builder, p = member(args.build_account), ctx.project
-        grants = [
+        self.build_grants = grants = [
             grant(
                 ctx,
                 gcp.artifactregistry.RepositoryIamMember,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_command as command
 import pulumi_gcp as gcp
 
 from infra.common import StackContext
@@ -14,8 +13,6 @@ from infra.common import StackContext
 PODS_RANGE = "pods"
 SERVICES_RANGE = "services"
 DATAFLOW_TAG = "dataflow"
-# The peering private service access creates on the consumer's VPC.
-SERVICE_NETWORKING_PEERING = "servicenetworking-googleapis-com"
 
 
 @dataclass
@@ -57,29 +54,18 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         # Destroy: Service Networking refuses to delete the connection while Memorystore's producer
-        # side still holds it, long after the instance is gone (pulumi-gcp#3354), so the connection
-        # is abandoned, and the peering it made (which would block deleting the VPC) is removed by
-        # the command below, which depends on the VPC and is depended on by the connection: it runs
-        # after the connection is let go and before the VPC is deleted.
-        peering = command.local.Command(
-            f"{name}-private-services-peering",
-            create="true",
-            delete=pulumi.Output.concat(
-                "gcloud compute networks peerings delete ",
-                SERVICE_NETWORKING_PEERING,
-                " --network=",
-                self.vpc.name,
-                f" --project={ctx.project} --quiet || true",
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.vpc]),
-        )
+        # side still holds it, long after the instance is gone (pulumi-gcp#3354). REMOVE_PEERING
+        # deletes it when it can and otherwise removes the VPC peering (ABANDON would leave the
+        # peering, and with it the VPC and the range, in place). A review stack recreated under the
+        # same names updates the connection Service Networking still remembers.
         self.private_services = gcp.servicenetworking.Connection(
             f"{name}-private-services",
             network=self.vpc.id,
             service="servicenetworking.googleapis.com",
             reserved_peering_ranges=[self.private_services_range.name],
-            deletion_policy="ABANDON",
-            opts=ctx.opts(self, depends_on=[peering]),
+            deletion_policy="REMOVE_PEERING",
+            update_on_creation_fail=True,
+            opts=child,
         )
         router = gcp.compute.Router(
             f"{name}-router",

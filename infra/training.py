@@ -87,13 +87,15 @@ class Training(pulumi.ComponentResource):
         self.template_uri = pulumi.Output.concat("gs://", self.bucket.name, "/", spec.name)
         self.pipeline_root = pulumi.Output.concat("gs://", self.bucket.name, "/root")
 
-        grants = self._grant(name, ctx, args)
+        grants = [*self._grant(name, ctx, args), *args.images.build_grants, *self._eventarc(name, ctx, args)]
         self.triggers_topic = topic(ctx, ctx.topic_spec(n.training_triggers_topic), self)
         # The function's Eventarc trigger makes its own push subscription on this topic, so the
         # topology's pull subscription (what runs the trigger locally) is not created in the cloud.
+        # In the build staging bucket, which the build account (the function's build runs as it)
+        # already reads.
         source = gcp.storage.BucketObject(
             f"{name}-function-source",
-            bucket=self.bucket.name,
+            bucket=args.images.staging.name,
             name=f"functions/training-trigger-{function_source_digest()}.zip",
             source=function_source(),
             opts=child,
@@ -113,7 +115,7 @@ class Training(pulumi.ComponentResource):
                 docker_repository=args.images.repository.id,
                 source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceArgs(
                     storage_source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceStorageSourceArgs(
-                        bucket=self.bucket.name, object=source.name
+                        bucket=args.images.staging.name, object=source.name
                     )
                 ),
             ),
@@ -187,6 +189,35 @@ class Training(pulumi.ComponentResource):
         self.register_outputs(
             {"bucket": self.bucket.name, "template_uri": self.template_uri, "function": self.function.name}
         )
+
+    def _eventarc(self, name: str, ctx: StackContext, args: TrainingArgs) -> list[pulumi.Resource]:
+        """What the function's Pub/Sub trigger needs from Google's side on a fresh project: the
+        Eventarc service agent, which exists only once asked for, with its role; and the Pub/Sub
+        agent minting the push tokens of the trigger account (automatic only for projects made
+        after April 2021)."""
+        agent = gcp.projects.ServiceIdentity(
+            f"{name}-eventarc-agent", project=ctx.project, service="eventarc.googleapis.com", opts=ctx.opts(self)
+        )
+        return [
+            grant(
+                ctx,
+                gcp.projects.IAMMember,
+                f"{name}-eventarc-agent",
+                self,
+                agent.member,
+                "roles/eventarc.serviceAgent",
+                project=ctx.project,
+            ),
+            grant(
+                ctx,
+                gcp.serviceaccount.IAMMember,
+                f"{name}-pubsub-push-tokens",
+                self,
+                ctx.pubsub_agent,
+                "roles/iam.serviceAccountTokenCreator",
+                service_account_id=args.trigger_account.name,
+            ),
+        ]
 
     def _grant(self, name: str, ctx: StackContext, args: TrainingArgs) -> list[pulumi.Resource]:
         pipeline, trigger, p = member(args.pipeline_account), member(args.trigger_account), ctx.project
@@ -274,16 +305,6 @@ class Training(pulumi.ComponentResource):
                 project=p,
                 location=ctx.region,
                 repository=args.images.repository.name,
-            ),
-            # The function's build reads its source from this bucket.
-            grant(
-                ctx,
-                gcp.storage.BucketIAMMember,
-                f"{name}-build-function-source",
-                self,
-                member(args.build_account),
-                "roles/storage.objectViewer",
-                bucket=self.bucket.name,
             ),
         ]
 

@@ -276,10 +276,11 @@ def review_stack_destroyable(t: str, props: Props) -> list[str]:
     return found
 
 
-def service_networking_abandoned(t: str, props: Props) -> list[str]:
-    # Deleting the connection fails while a producer (Memorystore) still holds it (pulumi-gcp#3354).
-    if t == "gcp:servicenetworking/connection:Connection" and props.get("deletionPolicy") != "ABANDON":
-        return ["private service access connections need deletionPolicy ABANDON (and their peering removed)"]
+def service_networking_removable(t: str, props: Props) -> list[str]:
+    # Deleting the connection fails while a producer (Memorystore) still holds it (pulumi-gcp#3354);
+    # ABANDON leaves the peering, which then blocks deleting the VPC.
+    if t == "gcp:servicenetworking/connection:Connection" and props.get("deletionPolicy") != "REMOVE_PEERING":
+        return ["private service access connections need deletionPolicy REMOVE_PEERING so the VPC can go"]
     return []
 
 
@@ -310,9 +311,9 @@ RULES = (
     Rule("federated-trust-pinned", "Trusts in Google ID tokens pin aud, oaud and sub.", federated_trust_pinned),
     Rule("review-stack-destroyable", "Review stacks destroy to nothing.", review_stack_destroyable),
     Rule(
-        "service-networking-abandoned",
-        "Private service access connections are abandoned on destroy.",
-        service_networking_abandoned,
+        "service-networking-removable",
+        "Private service access connections remove their peering on destroy.",
+        service_networking_removable,
     ),
 )
 
@@ -438,6 +439,60 @@ def images_built_first(resources: list[StackResource]) -> list[str]:
     ]
 
 
+def event_triggers_after_eventarc_agent(resources: list[StackResource]) -> list[str]:
+    """A function with an event trigger is created only once Eventarc's service agent exists and
+    holds its role ("Permission denied while using the Eventarc Service Agent" otherwise)."""
+    reaches = _depends_on(resources)
+
+    def agent_role(d: StackResource) -> bool:
+        return d.props.get("role") == "roles/eventarc.serviceAgent" and "@gcp-sa-eventarc." in str(
+            d.props.get("member")
+        )
+
+    return [
+        f"{r.name}: event-triggered functions must depend on the Eventarc agent's role grant"
+        for r in resources
+        if r.type == "gcp:cloudfunctionsv2/function:Function"
+        and r.props.get("eventTrigger")
+        and not reaches(r, agent_role)
+    ]
+
+
+ACCOUNT_IN = re.compile(r"serviceAccounts/([^/\s]+@[^/\s]+)")
+
+
+def _runs_as(r: StackResource) -> set[str]:
+    """The accounts a resource runs (or builds) as, as IAM members."""
+    emails: list[Any] = []
+    if r.type == "gcp:cloudfunctionsv2/function:Function":
+        emails += [_dig(r.props, ("serviceConfig", "serviceAccountEmail"))]
+        emails += ACCOUNT_IN.findall(str(_dig(r.props, ("buildConfig", "serviceAccount")) or ""))
+    elif r.type == "gcp:dataflow/flexTemplateJob:FlexTemplateJob":
+        emails += [r.props.get("serviceAccountEmail")]
+    elif _is_image_build(r):
+        emails += ACCOUNT_IN.findall(str(r.props.get("create")))
+    return {f"serviceAccount:{e}" for e in emails if isinstance(e, str) and "@" in e}
+
+
+def runs_as_after_grants(resources: list[StackResource]) -> list[str]:
+    """What runs as an account (a function and its build, a Dataflow job, the image build) starts
+    only after every grant to that account: the first run must not race its permissions."""
+    graph = {r.urn: r.dependencies for r in resources}
+    found = []
+    for r in resources:
+        for who in _runs_as(r):
+            missing = [
+                g.name
+                for g in resources
+                if g.props.get("member") == who
+                and g.urn not in upstream(r.dependencies, graph)
+                and r.urn not in upstream(g.dependencies, graph)  # grants on the resource itself
+            ]
+            if missing:
+                found.append(f"{r.name}: runs as {who} but does not wait for {sorted(missing)}")
+    return found
+
+
 def autoscaled_without_replicas(resources: list[StackResource]) -> list[str]:
     """A Deployment that KEDA (or an HPA) scales must not declare ``spec.replicas``: every update
     would reset the count the autoscaler chose."""
@@ -525,6 +580,11 @@ STACK_RULES: dict[str, tuple[str, Callable[[list[StackResource]], list[str]]]] =
     "service-agents-created": ("Grants to service agents depend on their ServiceIdentity.", service_agents_created),
     "images-built-first": ("What names an image depends on the image build.", images_built_first),
     "autoscaled-without-replicas": ("Autoscaled Deployments leave replicas alone.", autoscaled_without_replicas),
+    "event-triggers-after-eventarc-agent": (
+        "Event-triggered functions wait for the Eventarc agent's role.",
+        event_triggers_after_eventarc_agent,
+    ),
+    "runs-as-after-grants": ("What runs as an account waits for that account's grants.", runs_as_after_grants),
     "namespaces-locked-down": ("Pod namespaces enforce PSS restricted and deny by default.", namespaces_locked_down),
     "control-plane-reaches-charts": (
         "Private clusters open the ports their charts need.",

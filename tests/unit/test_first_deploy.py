@@ -147,15 +147,11 @@ def test_a_review_stack_has_nothing_that_blocks_its_destroy() -> None:
             blockers.append(f"{r.name}: bucket not emptied")
         if r.type == "gcp:bigquery/dataset:Dataset" and not i.get("deleteContentsOnDestroy"):
             blockers.append(f"{r.name}: dataset not emptied")
-        if r.type == "gcp:servicenetworking/connection:Connection" and i.get("deletionPolicy") != "ABANDON":
-            blockers.append(f"{r.name}: connection deletion fails while Memorystore holds it")
+        if r.type == "gcp:servicenetworking/connection:Connection" and i.get("deletionPolicy") != "REMOVE_PEERING":
+            blockers.append(f"{r.name}: connection or its peering outlives Memorystore and blocks the VPC")
     assert blockers == []
-    # The abandoned connection's peering is removed before the VPC is deleted: the removal depends
-    # on the VPC (destroyed before it) and the connection depends on the removal (destroyed after).
     (connection,) = custom(plan, "gcp:servicenetworking/connection:Connection")
-    (vpc,) = custom(plan, "gcp:compute/network:Network")
-    peering = next(r for r in custom(plan, "command:local:Command") if "peerings delete" in str(r.inputs.get("delete")))
-    assert peering.urn in connection.dependencies and vpc.urn in peering.dependencies
+    assert connection.inputs["updateOnCreationFail"] is True  # a PR reopened under the same names
 
 
 # --- 5. builds run as the build account -------------------------------------------------------
@@ -395,6 +391,16 @@ BREAKS = {
         lambda rs: [replace(r, protect=r.type == "gcp:redis/instance:Instance") for r in rs],
         "must not protect",
     ),
+    "event-triggers-after-eventarc-agent": (
+        "dev",
+        lambda rs: _without_deps(rs, lambda r: r.type == "gcp:cloudfunctionsv2/function:Function"),
+        "Eventarc agent",
+    ),
+    "runs-as-after-grants": (
+        "dev",
+        lambda rs: _without_deps(rs, lambda r: r.type == "gcp:dataflow/flexTemplateJob:FlexTemplateJob"),
+        "does not wait for",
+    ),
     "alerts-for-subscriptions": (
         "dev",
         lambda rs: [r for r in rs if r.type != "gcp:monitoring/alertPolicy:AlertPolicy"],
@@ -428,3 +434,28 @@ def test_no_input_depends_on_where_the_checkout_is(stack: str) -> None:
     checkout's absolute path (file assets are compared by content, and shown by repository path)."""
     dumped = json.dumps([r.inputs for r in custom(planned(stack))])
     assert str(REPO_ROOT) not in dumped
+
+
+def test_the_image_tag_follows_tracked_sources_only(tmp_path: Any) -> None:
+    """A runner's `stacks/Pulumi.pr-N.yaml` or an editor's backup must not change the tag (every
+    push would rebuild and roll everything); an edit of a tracked source must."""
+    import subprocess
+
+    from infra.images import source_digest
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    (tmp_path / "app/worker.py").write_text("print('v1')\n")
+    (tmp_path / "stacks/Pulumi.dev.yaml").write_text("config: {}\n")
+    git("init", "-q")
+    git("add", ".")
+    clean = source_digest(tmp_path)
+    (tmp_path / "stacks/Pulumi.pr-3.yaml").write_text("encryptionsalt: v1:abc\n")
+    (tmp_path / "app/worker.py~").write_text("backup\n")
+    assert source_digest(tmp_path) == clean
+    (tmp_path / "app/worker.py").write_text("print('v2')\n")
+    assert source_digest(tmp_path) != clean

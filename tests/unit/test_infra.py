@@ -197,6 +197,8 @@ def test_project_wide_roles_are_only_the_ones_without_a_narrower_grant() -> None
         email(plan, "keda"): {"roles/monitoring.viewer"},
         email(plan, "drift"): {"roles/bigquery.jobUser", "roles/bigquery.readSessionUser"},
         email(plan, "build"): {"roles/logging.logWriter"},
+        # The Eventarc service agent's own role, granted because a fresh project's agent lacks it.
+        "serviceAccount:service-123456789012@gcp-sa-eventarc.iam.gserviceaccount.com": {"roles/eventarc.serviceAgent"},
     }
     roles = {r.inputs["role"] for t in IAM_TYPES for r in custom(plan, t)}
     assert not {"roles/owner", "roles/editor", "roles/viewer"} & roles

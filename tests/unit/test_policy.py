@@ -299,11 +299,11 @@ CASES += [
         },
     ),
     (
-        "service-networking-abandoned",
+        "service-networking-removable",
         "gcp:servicenetworking/connection:Connection",
-        {"service": "servicenetworking.googleapis.com"},
-        "ABANDON",
         {"service": "servicenetworking.googleapis.com", "deletionPolicy": "ABANDON"},
+        "REMOVE_PEERING",
+        {"service": "servicenetworking.googleapis.com", "deletionPolicy": "REMOVE_PEERING"},
     ),
     (
         "subscriptions-dead-lettered",
