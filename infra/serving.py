@@ -338,13 +338,27 @@ class Serving(pulumi.ComponentResource):
         )
         in_ns = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[ns])
         self._network_policies(name, ctx, args, in_ns)
+        # KEDA's own namespace: "baseline" enforced (its chart's defaults are not audited here
+        # against "restricted"), "restricted" warned and audited.
+        keda_ns = k8s.core.v1.Namespace(
+            f"{name}-keda-namespace",
+            metadata={
+                "name": n.keda_namespace,
+                "labels": {
+                    **ctx.labels,
+                    "pod-security.kubernetes.io/enforce": "baseline",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                },
+            },
+            opts=on_k8s,
+        )
         keda = k8s.helm.v3.Release(
             f"{name}-keda",
             name="keda",
             chart="keda",
             version=KEDA_CHART_VERSION,
-            namespace=n.keda_namespace,
-            create_namespace=True,
+            namespace=keda_ns.metadata.name,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo="https://kedacore.github.io/charts"),
             # The operator's Kubernetes account is the chart's default, keda-operator.
             values={"podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": args.keda_account.email}}},

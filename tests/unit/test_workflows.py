@@ -76,10 +76,14 @@ def test_a_review_stack_lives_as_long_as_its_pull_request() -> None:
 def test_review_stacks_of_closed_or_old_pull_requests_are_reaped_daily() -> None:
     doc = workflow("reap-review-stacks.yml")
     assert doc["on"]["schedule"][0]["cron"] and "workflow_dispatch" in doc["on"]
-    script = doc["jobs"]["reap"]["steps"][-1]["run"]
+    script = doc["jobs"]["find"]["steps"][-1]["run"]
     assert 'select(test("^pr-[0-9]+$"))' in script  # never dev or prod
     assert '"$state" != "OPEN"' in script and '-lt "$cutoff"' in script
-    assert 'pulumi destroy --stack "$stack" --yes --skip-preview --remove' in script
+    # Each destroy is the shared run, queued behind any `up` of the same stack.
+    destroy = doc["jobs"]["destroy"]
+    assert destroy["uses"] == "./.github/workflows/pulumi.yml"
+    assert destroy["with"]["command"] == "destroy" and destroy["with"]["remove-stack"] is True
+    assert destroy["with"]["stack"] == "${{ matrix.stack }}"
 
 
 def test_the_shared_run_uses_short_lived_credentials_and_the_policy_pack() -> None:
@@ -99,6 +103,10 @@ def test_the_shared_run_uses_short_lived_credentials_and_the_policy_pack() -> No
     assert "startsWith(inputs.stack, 'pr-')" in init["if"]
 
 
-@pytest.mark.parametrize("name", ["preview.yml", "deploy.yml", "review-stack.yml"])
+@pytest.mark.parametrize("name", ["preview.yml", "deploy.yml", "review-stack.yml", "reap-review-stacks.yml"])
 def test_callers_grant_what_the_shared_run_needs(name: str) -> None:
     assert workflow(name)["permissions"] == workflow("pulumi.yml")["permissions"]
+    # The state passphrase comes from the job's own environment, never passed down from the caller.
+    calls = [j for j in workflow(name)["jobs"].values() if j.get("uses") == "./.github/workflows/pulumi.yml"]
+    assert calls and all(j["secrets"] == "inherit" for j in calls)
+    assert "secrets" not in workflow("pulumi.yml")["on"]["workflow_call"]
