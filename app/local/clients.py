@@ -27,8 +27,17 @@ _FAKE_AWS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 LOW_LATENCY = pubsub_v1.types.BatchSettings(max_latency=0.002)
 
 
+# As the library's own transports set them: Pub/Sub messages reach 10 MB, over gRPC's default 4 MiB, and a
+# message the client cannot receive blocks every pull of its subscription (never served, never dead-lettered).
+_CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+
+def _channel(host: str) -> grpc.Channel:
+    return grpc.insecure_channel(host, options=_CHANNEL_OPTIONS)
+
+
 def publisher(host: str, batch_settings: pubsub_v1.types.BatchSettings | None = None) -> pubsub_v1.PublisherClient:
-    transport = PublisherGrpcTransport(channel=grpc.insecure_channel(host), credentials=AnonymousCredentials())
+    transport = PublisherGrpcTransport(channel=_channel(host), credentials=AnonymousCredentials())
     kwargs: dict[str, Any] = {"transport": transport, "client_options": ClientOptions(api_endpoint=host)}
     if batch_settings is not None:
         kwargs["batch_settings"] = batch_settings
@@ -36,7 +45,7 @@ def publisher(host: str, batch_settings: pubsub_v1.types.BatchSettings | None = 
 
 
 def subscriber(host: str) -> pubsub_v1.SubscriberClient:
-    transport = SubscriberGrpcTransport(channel=grpc.insecure_channel(host), credentials=AnonymousCredentials())
+    transport = SubscriberGrpcTransport(channel=_channel(host), credentials=AnonymousCredentials())
     return pubsub_v1.SubscriberClient(transport=transport, client_options=ClientOptions(api_endpoint=host))
 
 
