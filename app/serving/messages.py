@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from app.bounds import DEFAULT_LIMITS, OutOfBounds, id_problem, load_json, parse_rfc3339, time_problem
 from app.settings import LimitsConfig
@@ -111,6 +110,26 @@ class Prediction:
         ).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> Prediction:
-        doc: dict[str, Any] = json.loads(data)
-        return cls(**{**doc, "candidate_ids": tuple(doc["candidate_ids"]), "scores": tuple(doc["scores"])})
+    def from_json(cls, data: bytes, limits: LimitsConfig = DEFAULT_LIMITS) -> Prediction:
+        """A record as ``to_json`` writes it; ``ValueError`` (with the reason) for anything else."""
+        try:
+            doc = load_json(data, limits, "prediction record")
+        except OutOfBounds as exc:
+            raise ValueError(exc.detail) from None
+        if not isinstance(doc, dict) or set(doc) != set(cls.__dataclass_fields__):
+            raise ValueError(f"expected an object with exactly the fields {sorted(cls.__dataclass_fields__)}")
+        strings = ("request_id", "user_id", "surface", "variant", "model_id", "requested_at", "scored_at")
+        bad = [k for k in strings if not isinstance(doc[k], str)]
+        if bad:
+            raise ValueError(f"field(s) {bad} must be strings")
+        ids, scores = doc["candidate_ids"], doc["scores"]
+        if not isinstance(ids, list) or not all(isinstance(c, str) for c in ids):
+            raise ValueError("candidate_ids must be a list of strings")
+        numeric = isinstance(scores, list) and all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in scores
+        )
+        if not numeric or len(scores) != len(ids):
+            raise ValueError("scores must be a list of numbers, one per candidate")
+        for key in ("requested_at", "scored_at"):
+            parse_rfc3339(doc[key])  # ValueError names the problem
+        return cls(**{**doc, "candidate_ids": tuple(ids), "scores": tuple(float(x) for x in scores)})
