@@ -123,3 +123,11 @@ def select(letters: Iterable[Letter], reason: str | None, since: datetime | None
 
 def by_reason(letters: Iterable[Letter]) -> dict[str, int]:
     return dict(sorted(Counter(x.reason for x in letters).items()))
+
+
+def drain_by_reason(subscriber: Any, path: str) -> dict[str, int]:
+    """Acknowledge every letter waiting on ``path``; returns how many there were per reason."""
+    letters = peek(subscriber, path, path)
+    for i in range(0, len(letters), PULL_BATCH):
+        subscriber.acknowledge(subscription=path, ack_ids=[x.ack_id for x in letters[i : i + PULL_BATCH]])
+    return by_reason(letters)
