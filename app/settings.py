@@ -454,9 +454,15 @@ def load_stack(stack: str = DEFAULT_STACK, stacks_dir: Path | None = None) -> St
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in path.parent.glob("Pulumi.*.yaml"))
         raise StackConfigError(source, [f"no such stack file (stacks here: {', '.join(known) or 'none'})"])
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise StackConfigError(source, [f"not valid YAML: {str(exc).splitlines()[0]}"]) from None
+        doc = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise StackConfigError(source, [f"not UTF-8: {exc}"]) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        first = (str(exc).splitlines() or ["nested too deeply"])[0]
+        raise StackConfigError(source, [f"not valid YAML: {first}"]) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
         raise StackConfigError(source, ["expected a mapping with a 'config:' mapping inside"])
+    keys = [k for k in (doc.get("config") or {}) if not isinstance(k, str)]
+    if keys:
+        raise StackConfigError(source, [f"config keys must be strings, got {keys[:3]!r}"])
     return settings_from_mapping(doc.get("config") or {}, stack=stack, source=source)
