@@ -186,6 +186,26 @@ def test_duplicates_are_served_once_and_candidates_without_features_after_the_ra
     assert client.ordering(req).ids[-2:] == ("nobody-1", "nobody-2"), "unknown candidates last, in caller order"
 
 
+def test_redis_back_empty_then_refilled_seconds_later_serves_every_request_in_between(served: ServedMarket) -> None:
+    """The recovery case: requests arriving while the online store is empty are nacked as
+    ``unknown_user`` with backoff (not redelivered at once), so the attempts outlast a refill."""
+    client = served.client()
+    users = served.users_in("primary", 4)
+    with running_worker(served, "primary") as worker:
+        r = clients.redis_client(served.state.redis_url)
+        r.flushdb()  # as a Redis that restarted empty
+        r.close()
+        reqs = [client.request(u, "refill", candidates(served, u)) for u in users]
+        wait_until(
+            lambda: worker.metrics.errors.labels(variant="primary", kind="unknown_user")._value.get() >= 1,
+            what="a request meeting the empty store",
+        )
+        time.sleep(3.0)  # the refill comes seconds later
+        served.load_online()
+        wait_until(lambda: all(not client.ordering(q).fell_back for q in reqs), timeout=45, what="every request served")
+    assert worker.metrics.requests.labels(variant="primary", outcome="dead_lettered")._value.get() == 0
+
+
 def _outage_recovers(served: ServedMarket, service: str, refill: Callable[[LocalState], None]) -> None:
     """Kill ``service`` under a running worker, offer requests, restart it, refill what it lost:
     every request must end up served, none dead-lettered."""

@@ -24,6 +24,7 @@ from app.serving.worker import BatchHandler, Settling, Worker, WorkerConfig
 from app.settings import RetryConfig
 
 BOOM = "boom"  # a user id the fake scorer crashes on, as a bug in scoring code would
+GHOST = "ghost"  # a user the fake online store does not know (yet)
 
 
 class FakeMessage:
@@ -48,7 +49,12 @@ class FakeScorer:
     def score(self, model: Any, requests: Sequence[RerankRequest]) -> list[Scored | PoisonMessage]:
         if any(r.user_id == BOOM for r in requests):
             raise RuntimeError("a bug in scoring")
-        return [Scored(r, np.linspace(0, 1, len(r.candidate_ids))) for r in requests]
+        return [
+            PoisonMessage("unknown_user", "not online yet")
+            if r.user_id == GHOST
+            else Scored(r, np.linspace(0, 1, len(r.candidate_ids)))
+            for r in requests
+        ]
 
 
 class FakeModel:
@@ -173,3 +179,38 @@ def _servable(data: bytes) -> bool:
         return parse_request(data).user_id != BOOM
     except PoisonMessage:
         return False
+
+
+class RecordingSubscriber:
+    def __init__(self) -> None:
+        self.deadlines: list[tuple[list[str], int]] = []
+        self.acks: list[str] = []
+
+    def modify_ack_deadline(self, subscription: str, ack_ids: list[str], ack_deadline_seconds: int) -> None:
+        self.deadlines.append((list(ack_ids), ack_deadline_seconds))
+
+    def acknowledge(self, subscription: str, ack_ids: list[str]) -> None:
+        self.acks += ack_ids
+
+
+def test_a_transient_reason_is_handed_back_after_the_retry_policys_delay_on_unary_pulls() -> None:
+    from types import SimpleNamespace
+
+    from app.serving.unary_pull import UnaryMessage, UnaryPuller
+
+    subscriber = RecordingSubscriber()
+    puller = UnaryPuller(subscriber, "s", lambda m: None, 10, 30)
+    worker, published = make_worker()
+
+    def received(ack_id: str, user: str, attempt: int) -> UnaryMessage:
+        puller._held.add(ack_id)
+        msg = SimpleNamespace(data=request(user, ack_id), attributes={"arm": "primary"}, message_id=ack_id)
+        return UnaryMessage(puller, SimpleNamespace(ack_id=ack_id, message=msg, delivery_attempt=attempt))
+
+    batch = [received("a2", GHOST, 2), received("a3", GHOST, 3), received("ok", "u1", 1), received("a5", GHOST, 5)]
+    worker._handle_with_retry([Settling(m) for m in batch])
+    puller.flush()
+    # retry: minimum 1 s, maximum 4 s -> after attempt 2 wait 2 s, after attempt 3 wait 4 s
+    assert sorted(subscriber.deadlines) == [(["a2"], 2), (["a3"], 4)]
+    assert sorted(subscriber.acks) == ["a5", "ok"], "the last attempt is dead-lettered and acked"
+    assert dead_letters(published)[batch[3].data]["reason"] == "unknown_user"
