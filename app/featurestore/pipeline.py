@@ -8,6 +8,7 @@ Runs on the DirectRunner locally (``rerank ingest``) and on Dataflow from the fl
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -224,6 +225,10 @@ def run_bounded(argv: Sequence[str]) -> IngestSummary:
 def run_streaming(argv: Sequence[str]) -> tuple[Any, str]:
     """Start a streaming ingest; returns the PipelineResult (DirectRunner: runs until cancelled) and run id."""
     opts = parse_options(argv)
+    if os.environ.get("PUBSUB_EMULATOR_HOST"):
+        from app.local.clients import lift_emulator_message_limit
+
+        lift_emulator_message_limit()
     p = beam.Pipeline(options=opts)
     build(p, opts)
     return p.run(), opts.run_id
