@@ -108,7 +108,7 @@ def read_file(path: Path) -> Iterator[Letter]:
                 doc = json.loads(line)
                 data = base64.b64decode(doc.pop("raw_base64", ""))
                 attrs = {str(k): str(v) for k, v in doc.items()}
-            except (ValueError, AttributeError) as exc:
+            except (ValueError, TypeError, AttributeError) as exc:
                 data, attrs = line, {"reason": "(unreadable)", "detail": f"line {lineno}: {exc}"}
             yield Letter(f"{path}:{lineno}", data, attrs)
 
