@@ -95,6 +95,12 @@ def _infra(args: argparse.Namespace) -> int:
     return infra.run(args)
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    from app.commands import dlq
+
+    return dlq.run(args, state_dir(args))
+
+
 def endpoints_flag(p: argparse.ArgumentParser, cloud_env: str) -> None:
     p.add_argument(
         "--endpoints",
@@ -198,6 +204,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, default=400, help="sessions replayed through the workers")
     p.add_argument("--report", default=None, help="HTML report path (default .rerank/local/<stack>/demo/report.html)")
     p.add_argument("--keep", action="store_true", help="leave the local services running afterwards")
+
+    p = command("dlq", _dlq, "count dead letters by reason, show them, re-publish them to their source topic")
+    p.add_argument("action", choices=["list", "show", "replay"])
+    p.add_argument("--subscription", default=None, help="one dead-letter subscription (default: every one)")
+    p.add_argument("--reason", default=None, help="only letters with this reason, e.g. unknown_user")
+    p.add_argument("--since", default=None, help="only letters dead-lettered at or after this RFC 3339 time")
+    p.add_argument("--file", default=None, help="a dead-letter file of `rerank ingest --input` instead")
+    p.add_argument("--limit", type=int, default=5, help="show: how many letters to print")
+    p.add_argument("--out", default=None, help="replay --file: where to write the lines (default FILE.replay.jsonl)")
 
     p = command("infra", _infra, "a cloud stack's resource inventory (plan) or monthly estimate (cost), under mocks")
     p.add_argument("action", choices=["plan", "cost"])

@@ -316,6 +316,41 @@ class CostConfig(_Strict):
     secret_accesses_per_month: int = Field(default=10_000, ge=0)
 
 
+# Input bounds and redelivery (issue 14) ------------------------------------------------------
+
+
+class LimitsConfig(_Strict):
+    """What outside data may look like at every boundary (docs/specs/limits.md); anything beyond is
+    dead-lettered (or refused) with a reason, never passed on."""
+
+    max_id_length: int = Field(default=128, ge=8, le=1024)
+    max_candidates: int = Field(default=1000, ge=1, le=10_000)
+    # Well under the gRPC client's 4 MiB receive limit, so an oversized message is still pulled and dead-lettered.
+    max_message_bytes: int = Field(default=1_000_000, ge=1024, le=4_000_000)
+    max_json_depth: int = Field(default=32, ge=4, le=256)
+    # A producer whose clock runs ahead would pin an online value (newer wins) or a user's results until then.
+    max_clock_skew_seconds: int = Field(default=3600, ge=0, le=86400)
+    max_event_age_days: int = Field(default=3650, ge=1, le=36500)
+    max_request_age_seconds: int = Field(default=86400, ge=60)
+
+
+class RetryConfig(_Strict):
+    """Redelivery backoff of every subscription with a dead-letter policy: attempt n waits
+    min(maximum, minimum * 2**(n-1)) seconds, so the attempts span a window a dependency can
+    recover in (Pub/Sub's retry policy in the cloud; the worker's own delayed nack on the emulator)."""
+
+    minimum_backoff_seconds: int = Field(default=5, ge=0, le=600)
+    maximum_backoff_seconds: int = Field(default=300, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RetryConfig:
+        return _low_not_above_high(self, "minimum_backoff_seconds", "maximum_backoff_seconds")
+
+    def delay(self, attempt: int) -> int:
+        """Seconds before delivery attempt ``attempt + 1`` after attempt ``attempt`` (1-based) failed."""
+        return min(self.maximum_backoff_seconds, self.minimum_backoff_seconds * 2 ** max(0, min(attempt, 20) - 1))
+
+
 class StackSettings(_Strict):
     stack: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")
     env: Literal["local", "dev", "prod", "ephemeral"]
@@ -332,6 +367,9 @@ class StackSettings(_Strict):
     cross_cloud: CrossCloudConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()
     cost: CostConfig = CostConfig()
+
+    limits: LimitsConfig = LimitsConfig()
+    retry: RetryConfig = RetryConfig()
 
     @field_validator("labels")
     @classmethod
@@ -466,9 +504,15 @@ def load_stack(stack: str = DEFAULT_STACK, stacks_dir: Path | None = None) -> St
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in path.parent.glob("Pulumi.*.yaml"))
         raise StackConfigError(source, [f"no such stack file (stacks here: {', '.join(known) or 'none'})"])
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise StackConfigError(source, [f"not valid YAML: {str(exc).splitlines()[0]}"]) from None
+        doc = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise StackConfigError(source, [f"not UTF-8: {exc}"]) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        first = (str(exc).splitlines() or ["nested too deeply"])[0]
+        raise StackConfigError(source, [f"not valid YAML: {first}"]) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
         raise StackConfigError(source, ["expected a mapping with a 'config:' mapping inside"])
+    keys = [k for k in (doc.get("config") or {}) if not isinstance(k, str)]
+    if keys:
+        raise StackConfigError(source, [f"config keys must be strings, got {keys[:3]!r}"])
     return settings_from_mapping(doc.get("config") or {}, stack=stack, source=source)

@@ -27,6 +27,10 @@ class SubscriptionSpec:
     filter: str | None = None
     dead_letter_topic: str | None = None
     max_delivery_attempts: int | None = None
+    # Redelivery backoff after a nack (the stack's ``retry``); the Pub/Sub retry policy in the
+    # cloud, the worker's delayed nack on the emulator (which stores but does not follow it).
+    minimum_backoff_seconds: int = 5
+    maximum_backoff_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,10 @@ def arm_filter(variant: str) -> str:
 def build_topology(settings: StackSettings) -> Topology:
     n = Names.of(settings)
     fs, sv = settings.feature_store, settings.serving
+    retry = {
+        "minimum_backoff_seconds": settings.retry.minimum_backoff_seconds,
+        "maximum_backoff_seconds": settings.retry.maximum_backoff_seconds,
+    }
     topics = [
         TopicSpec(n.feature_events_topic, "feature events (entity bytes; attributes entity, version, event_time)"),
         TopicSpec(n.feature_dead_letter_topic, "feature events that failed ingest, with a reason"),
@@ -78,6 +86,7 @@ def build_topology(settings: StackSettings) -> Topology:
             fs.ack_deadline_seconds,
             dead_letter_topic=n.feature_dead_letter_topic,
             max_delivery_attempts=fs.max_delivery_attempts,
+            **retry,
         ),
         SubscriptionSpec(
             n.feature_dead_letter_subscription,
@@ -104,6 +113,7 @@ def build_topology(settings: StackSettings) -> Topology:
             sv.ack_deadline_seconds,
             dead_letter_topic=n.predictions_dead_letter_topic,
             max_delivery_attempts=sv.max_delivery_attempts,
+            **retry,
         ),
         SubscriptionSpec(
             n.predictions_dead_letter_subscription,
@@ -122,6 +132,7 @@ def build_topology(settings: StackSettings) -> Topology:
                 filter=None if v.kind == "shadow" else arm_filter(v.name),
                 dead_letter_topic=n.requests_dead_letter_topic,
                 max_delivery_attempts=sv.max_delivery_attempts,
+                **retry,
             )
         )
     tables = [KeyValueTableSpec(n.results_table, hash_key="user_id", range_key="surface", ttl_attribute="expires_at")]

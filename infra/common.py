@@ -128,7 +128,9 @@ def subscription(
         dead_letter_policy=dead_letter,
         retry_policy=None
         if managed
-        else gcp.pubsub.SubscriptionRetryPolicyArgs(minimum_backoff="5s", maximum_backoff="300s"),
+        else gcp.pubsub.SubscriptionRetryPolicyArgs(
+            minimum_backoff=f"{spec.minimum_backoff_seconds}s", maximum_backoff=f"{spec.maximum_backoff_seconds}s"
+        ),
         # Never expire: an idle variant or dead-letter queue must keep its subscription.
         expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
         message_retention_duration=ctx.retention(ctx.settings.feature_store.message_retention_days),

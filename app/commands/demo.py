@@ -68,7 +68,11 @@ def _text(s: dict[str, Any]) -> str:
     lines += [
         f"serving: {sv['sessions']} sessions replayed at {sv['requests_per_s']} requests/s, latency p50 "
         f"{sv['latency_p50_ms']} ms p99 {sv['latency_p99_ms']} ms, fallback {sv['fallback_rate']:.1%}",
-        f"dead letters: {s['dead_letters']['feature_events']} feature events, {s['dead_letters']['requests']} requests",
+        *(
+            f"dead letters, {kind.replace('_', ' ')}: {d['total']}"
+            + (f" ({', '.join(f'{r} {n}' for r, n in d['by_reason'].items())})" if d["by_reason"] else "")
+            for kind, d in s["dead_letters"].items()
+        ),
         f"report: {s['report']}",
         f"done in {s['total_s']} s; local services "
         + ("left running (`rerank local down` stops them)" if s["kept_running"] else "stopped"),

@@ -133,7 +133,7 @@ finished in {summary["total_s"]} s.</p>
 {_table(ab_rows, ["arm", "sessions", "expected matches", "default order", "lift", "95% interval", "fallback"])}
 <h2>Serving</h2>
 <p>Latency p50 {s["latency_p50_ms"]} ms, p99 {s["latency_p99_ms"]} ms; {s["requests_per_s"]} requests/s replayed;
-fallback rate {s["fallback_rate"]:.1%}; dead letters: {summary["dead_letters"]}.</p>
+fallback rate {s["fallback_rate"]:.1%}; dead letters: {_dead_letters(summary["dead_letters"])}.</p>
 <div class="charts">
 <div><h3>ROC (primary model)</h3>{roc_svg(roc["fpr"], roc["tpr"], m["model_auc"])}</div>
 <div><h3>End-to-end latency</h3>{histogram_svg(list(latencies_ms))}</div>
@@ -141,3 +141,12 @@ fallback rate {s["fallback_rate"]:.1%}; dead letters: {summary["dead_letters"]}.
 </div>
 </body></html>
 """
+
+
+def _dead_letters(dead: dict[str, Any]) -> str:
+    """``feature events 6 (undecodable 1, ...); requests 0``, escaped for HTML."""
+    parts = []
+    for kind, d in dead.items():
+        reasons = ", ".join(f"{r} {n}" for r, n in d["by_reason"].items())
+        parts.append(f"{kind.replace('_', ' ')} {d['total']}" + (f" ({reasons})" if reasons else ""))
+    return html.escape("; ".join(parts))

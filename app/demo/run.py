@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
+from app.deadletters import drain_by_reason
 from app.demo.replay import TOP_K, Session, lift, replay
 from app.demo.report import render
 from app.featurestore.events import event_attributes
@@ -258,11 +259,16 @@ def run_demo(
             "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
             "latency_p99_ms": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
         }
+        dlq_sub = clients.subscriber(state.pubsub_host)
+        try:  # per reason: what a person would look at first (`rerank dlq show --reason R`)
+            requests_dead = drain_by_reason(
+                dlq_sub, f"projects/{project}/subscriptions/{names.requests_dead_letter_subscription}"
+            )
+        finally:
+            dlq_sub.close()
         summary["dead_letters"] = {
-            "feature_events": ingest.rejected_total,
-            "requests": clients.drain(
-                state.pubsub_host, f"projects/{project}/subscriptions/{names.requests_dead_letter_subscription}"
-            ),
+            "feature_events": {"total": ingest.rejected_total, "by_reason": dict(sorted(ingest.rejected.items()))},
+            "requests": {"total": sum(requests_dead.values()), "by_reason": requests_dead},
         }
         summary["total_s"] = round(time.perf_counter() - started, 1)
         report = opts.report or work / "report.html"

@@ -15,15 +15,18 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
+from app.bounds import DEFAULT_LIMITS
 from app.featurestore.events import REASONS, DeadLetter, FeatureRow, RawEvent, process_event
 from app.featurestore.progress import RunCounter
 from app.featurestore.registry import Registry, default_registry
+from app.settings import LimitsConfig
 
 DEAD = "dead_letter"
 
 
 class ProcessEventFn(beam.DoFn):
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, limits: LimitsConfig = DEFAULT_LIMITS) -> None:
+        self.limits = limits
         self.accepted = RunCounter(run_id, "accepted")
         self.rejected = {r: RunCounter(run_id, f"rejected_{r}") for r in REASONS}
         self._registry: Registry | None = None
@@ -33,7 +36,7 @@ class ProcessEventFn(beam.DoFn):
 
     def process(self, raw: RawEvent) -> Iterator[Any]:
         assert self._registry is not None
-        result = process_event(raw, self._registry)
+        result = process_event(raw, self._registry, limits=self.limits)
         if isinstance(result, DeadLetter):
             self.rejected[result.reason].inc()
             yield TaggedOutput(DEAD, result)
@@ -45,12 +48,13 @@ class ProcessEventFn(beam.DoFn):
 class DecodeFeatureEvents(beam.PTransform):
     """RawEvent -> (FeatureRow, DeadLetter) outputs; nothing is dropped."""
 
-    def __init__(self, run_id: str = "") -> None:
+    def __init__(self, run_id: str = "", limits: LimitsConfig = DEFAULT_LIMITS) -> None:
         super().__init__()
-        self.run_id = run_id
+        self.run_id, self.limits = run_id, limits
 
     def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return events | "Process" >> beam.ParDo(ProcessEventFn(self.run_id)).with_outputs(DEAD, main="rows")
+        fn = ProcessEventFn(self.run_id, self.limits)
+        return events | "Process" >> beam.ParDo(fn).with_outputs(DEAD, main="rows")
 
 
 class _BufferedWriteFn(beam.DoFn):

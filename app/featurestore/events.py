@@ -18,20 +18,27 @@ from typing import IO, Any
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
+from app.bounds import DEFAULT_LIMITS, OutOfBounds, id_problem, load_json, parse_rfc3339, time_problem
 from app.featurestore.registry import Registry, UnknownEntityError, UnknownVersionError
 from app.schemas.envelope_pb2 import FeatureEvent
-
-# A producer whose clock runs far ahead would pin the online value until that time (newer wins).
-MAX_CLOCK_SKEW = timedelta(hours=1)
+from app.settings import LimitsConfig
 
 REASONS = (
     "undecodable",
+    "too_large",
     "unknown_entity",
     "unknown_version",
     "missing_event_time",
     "bad_event_time",
+    "bad_id",
     "schema_violation",
+    "internal_error",
 )
+_ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on an attribute value
+
+
+def _attribute(value: str) -> str:
+    return value.encode("utf-8", "replace")[:_ATTRIBUTE_BYTES].decode("utf-8", "ignore")
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class RawEvent:
     json_data: dict[str, Any] | None = None  # proto JSON (file source)
     raw: bytes = b""  # what arrived, kept verbatim for the dead letter
     undecodable: str | None = None  # set when the envelope itself could not be read
+    undecodable_reason: str = "undecodable"  # or too_large
 
 
 @dataclass(frozen=True)
@@ -57,10 +65,10 @@ class DeadLetter:
     raw: bytes = b""
 
     def attributes(self) -> dict[str, str]:
-        attrs = {"reason": self.reason, "detail": self.detail[:1024], "source": self.source}
+        attrs = {"reason": self.reason, "detail": _attribute(self.detail), "source": _attribute(self.source)}
         for key in ("entity", "version", "event_time"):
             if getattr(self, key):
-                attrs[key] = getattr(self, key)
+                attrs[key] = _attribute(getattr(self, key))
         return attrs
 
     def to_json(self) -> str:
@@ -79,40 +87,55 @@ class FeatureRow:
 
 
 def parse_event_time(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError("has no time zone")
-    return parsed.astimezone(UTC)
+    return parse_rfc3339(text)
 
 
 def format_event_time(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def process_event(raw: RawEvent, registry: Registry, now: datetime | None = None) -> FeatureRow | DeadLetter:
-    """Decode, validate and transform one event; anything wrong becomes a dead letter with its reason."""
+def process_event(
+    raw: RawEvent, registry: Registry, now: datetime | None = None, limits: LimitsConfig = DEFAULT_LIMITS
+) -> FeatureRow | DeadLetter:
+    """Decode, validate and transform one event; anything wrong becomes a dead letter with its reason.
+
+    Nothing raises: an error this function did not foresee is the event's dead letter with reason
+    ``internal_error``, so one event never costs its neighbours (a Beam bundle, a file).
+    """
 
     def dead(reason: str, detail: str) -> DeadLetter:
         return DeadLetter(reason, detail, raw.source, raw.entity, raw.version, raw.event_time, raw.raw)
 
+    try:
+        return _process(raw, registry, now or datetime.now(UTC), limits, dead)
+    except Exception as exc:  # the boundary: no input may escape as an exception
+        return dead("internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def _process(
+    raw: RawEvent, registry: Registry, now: datetime, limits: LimitsConfig, dead: Any
+) -> FeatureRow | DeadLetter:
     if raw.undecodable:
-        return dead("undecodable", raw.undecodable)
+        return dead(raw.undecodable_reason, raw.undecodable)
+    if len(raw.raw) > limits.max_message_bytes:
+        return dead("too_large", f"event of {len(raw.raw)} bytes; at most {limits.max_message_bytes}")
     if not raw.entity or not raw.version:
         return dead("unknown_entity", "the event has no entity/version attribute")
     try:
         spec = registry.get(raw.entity, raw.version)
     except UnknownEntityError as exc:
-        return dead("unknown_entity", exc.args[0])
+        return dead("unknown_entity", exc.args[0][:200])
     except UnknownVersionError as exc:
-        return dead("unknown_version", exc.args[0])
+        return dead("unknown_version", exc.args[0][:200])
     if not raw.event_time:
         return dead("missing_event_time", "the event has no event_time attribute")
     try:
         at = parse_event_time(raw.event_time)
     except ValueError as exc:
-        return dead("bad_event_time", f"event_time {raw.event_time!r} is not RFC 3339: {exc}")
-    if at > (now or datetime.now(UTC)) + MAX_CLOCK_SKEW:
-        return dead("bad_event_time", f"event_time {raw.event_time} is in the future")
+        return dead("bad_event_time", f"event_time {raw.event_time[:64]!r} is not RFC 3339: {exc}")
+    window = time_problem(at, "event_time", now, timedelta(days=limits.max_event_age_days), limits)
+    if window:
+        return dead("bad_event_time", window)
     try:
         msg: Message
         if raw.json_data is not None:
@@ -121,13 +144,20 @@ def process_event(raw: RawEvent, registry: Registry, now: datetime | None = None
             msg = spec.message_cls.FromString(raw.payload or b"")
     except DecodeError as exc:
         return dead("undecodable", f"not a {spec.full_name}: {exc}")
-    except json_format.ParseError as exc:
-        return dead("schema_violation", f"{spec.full_name}: {exc}")
-    problems = spec.problems(msg, at)
-    if problems:
-        return dead("schema_violation", "; ".join(problems))
-    values = spec.values(msg, at)
-    vector = tuple(float(values[name]) for name in spec.online_features)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        return dead("schema_violation", f"{spec.full_name}: {str(exc)[:300]}")
+    key = getattr(msg, spec.key_field)
+    problem = id_problem(key, spec.key_field, limits) if key else None  # a missing key is a schema violation
+    if problem:
+        return dead("bad_id", problem)
+    try:
+        problems = spec.problems(msg, at)
+        if problems:
+            return dead("schema_violation", "; ".join(problems))
+        values = spec.values(msg, at)
+        vector = tuple(float(values[name]) for name in spec.online_features)
+    except (ValueError, OverflowError, TypeError) as exc:  # e.g. a Timestamp field beyond datetime's range
+        return dead("schema_violation", f"{spec.full_name}: {type(exc).__name__}: {exc}")
     return FeatureRow(
         spec.entity,
         spec.version,
@@ -174,15 +204,32 @@ def from_pubsub(data: bytes, attributes: dict[str, str], message_id: str) -> Raw
     )
 
 
-def from_json_line(line: str, where: str) -> RawEvent:
-    raw = line.encode()
+def from_json_line(line: bytes | str, where: str, limits: LimitsConfig = DEFAULT_LIMITS) -> RawEvent:
+    """One line of a JSON lines file, kept as the bytes that arrived (invalid UTF-8 included)."""
+    if isinstance(line, str):
+        line = line.encode("utf-8", "surrogatepass")
     try:
-        doc = json.loads(line)
+        doc = load_json(line, limits, "line")
         if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
-            raise ValueError("expected an object with a 'data' object")
-    except ValueError as exc:
-        return RawEvent(None, None, None, where, raw=raw, undecodable=f"not a JSON feature event: {exc}")
-    return RawEvent(doc.get("entity"), doc.get("version"), doc.get("event_time"), where, json_data=doc["data"], raw=raw)
+            raise OutOfBounds("undecodable", "expected an object with a 'data' object")
+        wrong = [
+            k for k in ("entity", "version", "event_time") if doc.get(k) is not None and not isinstance(doc[k], str)
+        ]
+        if wrong:
+            raise OutOfBounds("undecodable", f"field(s) {wrong} must be strings")
+    except OutOfBounds as exc:
+        return RawEvent(
+            None,
+            None,
+            None,
+            where,
+            raw=line,
+            undecodable=f"not a JSON feature event: {exc.detail}",
+            undecodable_reason=exc.reason,
+        )
+    return RawEvent(
+        doc.get("entity"), doc.get("version"), doc.get("event_time"), where, json_data=doc["data"], raw=line
+    )
 
 
 def read_delimited(stream: IO[bytes], name: str) -> Iterator[RawEvent]:

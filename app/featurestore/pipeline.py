@@ -8,6 +8,7 @@ Runs on the DirectRunner locally (``rerank ingest``) and on Dataflow from the fl
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from app.bounds import DEFAULT_LIMITS
 from app.featurestore.beam_transforms import (
     DEAD,
     DecodeFeatureEvents,
@@ -28,7 +30,7 @@ from app.featurestore.beam_transforms import (
 from app.featurestore.events import RawEvent, from_json_line, from_pubsub, read_delimited
 from app.featurestore.progress import tally
 from app.featurestore.template_spec import stack_parameters
-from app.settings import StackSettings
+from app.settings import LimitsConfig, StackSettings
 
 
 class IngestConfigError(ValueError):
@@ -54,6 +56,9 @@ class IngestOptions(PipelineOptions):
         parser.add_argument("--offline_path", default=None, help="offline store as Parquet under this folder")
         parser.add_argument("--bigquery_dataset", default=None, help="offline store in BigQuery: PROJECT.DATASET")
         parser.add_argument("--run_id", default="", help="names this run's progress tally (set by the launcher)")
+        parser.add_argument(
+            "--input_limits", default=None, help="the stack's input bounds as JSON (settings limits; see stack_args)"
+        )
 
 
 @dataclass
@@ -95,10 +100,20 @@ def check_options(opts: IngestOptions) -> None:
     if not opts.redis_prefix or not opts.online_ttl_seconds:
         raise IngestConfigError("--redis_prefix and --online_ttl_seconds are required (see stack_args)")
     parse_ttls(opts.online_ttl_seconds)
+    parse_limits(opts.input_limits)
     if bool(opts.offline_path) == bool(opts.bigquery_dataset):
         raise IngestConfigError("give exactly one offline store: --offline_path DIR or --bigquery_dataset P.D")
     if opts.bigquery_dataset and "." not in opts.bigquery_dataset:
         raise IngestConfigError(f"--bigquery_dataset {opts.bigquery_dataset}: expected PROJECT.DATASET")
+
+
+def parse_limits(text: str | None) -> LimitsConfig:
+    if not text:
+        return DEFAULT_LIMITS
+    try:
+        return LimitsConfig.model_validate_json(text)
+    except ValueError as exc:
+        raise IngestConfigError(f"--input_limits: {str(exc).splitlines()[0]}") from None
 
 
 def parse_ttls(text: str) -> dict[str, int]:
@@ -115,24 +130,26 @@ def stack_args(settings: StackSettings) -> list[str]:
     return [arg for key, value in stack_parameters(settings).items() for arg in (f"--{key}", value)]
 
 
-def read_file_events(path: str) -> Iterator[RawEvent]:
+def read_file_events(path: str, limits: LimitsConfig = DEFAULT_LIMITS) -> Iterator[RawEvent]:
     name = Path(path).name
     if path.endswith(".pb"):
         with open(path, "rb") as f:
             yield from read_delimited(f, name)
         return
-    with open(path, encoding="utf-8", errors="replace") as f:
+    # Bytes, not text: a line that is not UTF-8 is dead-lettered with the bytes it had.
+    with open(path, "rb") as f:
         for lineno, line in enumerate(f, start=1):
             if line.strip():
-                yield from_json_line(line.rstrip("\n"), f"{name}:{lineno}")
+                yield from_json_line(line.rstrip(b"\r\n"), f"{name}:{lineno}", limits)
 
 
 def build(p: beam.Pipeline, opts: IngestOptions) -> None:
+    limits = parse_limits(opts.input_limits)
     if opts.input:
         events = (
             p
             | "Files" >> beam.Create([opts.input])
-            | "ReadEvents" >> beam.FlatMap(read_file_events)
+            | "ReadEvents" >> beam.FlatMap(read_file_events, limits)
             | "Spread" >> beam.Reshuffle()
         )
     else:
@@ -141,7 +158,7 @@ def build(p: beam.Pipeline, opts: IngestOptions) -> None:
             | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=opts.subscription, with_attributes=True)
             | "ToRawEvent" >> beam.Map(lambda m: from_pubsub(m.data, dict(m.attributes or {}), m.message_id or "?"))
         )
-    outputs = events | "Decode" >> DecodeFeatureEvents(opts.run_id)
+    outputs = events | "Decode" >> DecodeFeatureEvents(opts.run_id, limits)
     rows, dead = outputs.rows, outputs[DEAD]
     rows | "WriteOnline" >> beam.ParDo(
         WriteOnlineFn(opts.redis_url, opts.redis_prefix, parse_ttls(opts.online_ttl_seconds), opts.run_id)
@@ -208,6 +225,10 @@ def run_bounded(argv: Sequence[str]) -> IngestSummary:
 def run_streaming(argv: Sequence[str]) -> tuple[Any, str]:
     """Start a streaming ingest; returns the PipelineResult (DirectRunner: runs until cancelled) and run id."""
     opts = parse_options(argv)
+    if os.environ.get("PUBSUB_EMULATOR_HOST"):
+        from app.local.clients import lift_emulator_message_limit
+
+        lift_emulator_message_limit()
     p = beam.Pipeline(options=opts)
     build(p, opts)
     return p.run(), opts.run_id

@@ -108,9 +108,13 @@ def bad_events(prefix: str = "demo-") -> dict[str, tuple[bytes, dict[str, str]]]
     attrs = event_attributes("user_profile", "v1", EPOCH)
     return {
         "undecodable": (b"\xff\xfe\xfd", attrs),
+        # 5 MB: over the gRPC client's default 4 MiB receive limit, under Pub/Sub's 10 MB.
+        "too_large": (payload + b"\x00" * 5_000_000, attrs),
         "unknown_entity": (payload, {**attrs, "entity": "user_photos"}),
         "unknown_version": (payload, {**attrs, "version": "v9"}),
         "missing_event_time": (payload, {k: v for k, v in attrs.items() if k != "event_time"}),
-        "bad_event_time": (payload, {**attrs, "event_time": "soon"}),
+        # Before ~1653 the online store's 17-digit time header would not hold it.
+        "bad_event_time": (payload, {**attrs, "event_time": "1500-01-01T00:00:00Z"}),
+        "bad_id": (profile_v1(f"{prefix}new\nline", random.Random(0), EPOCH).SerializeToString(), attrs),
         "schema_violation": (underage_profile(f"{prefix}bad").SerializeToString(), attrs),
     }

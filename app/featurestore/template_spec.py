@@ -28,4 +28,8 @@ def render_spec(image: str) -> dict[str, Any]:
 def stack_parameters(settings: StackSettings) -> dict[str, str]:
     """The options a stack fixes for its ingest job, locally and on Dataflow (template parameters) alike."""
     ttls = ",".join(f"{e.name}={e.ttl_days * 86400}" for e in settings.feature_store.entities)
-    return {"redis_prefix": Names.of(settings).redis_prefix, "online_ttl_seconds": ttls}
+    return {
+        "redis_prefix": Names.of(settings).redis_prefix,
+        "online_ttl_seconds": ttls,
+        "input_limits": settings.limits.model_dump_json(),
+    }

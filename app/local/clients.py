@@ -27,8 +27,38 @@ _FAKE_AWS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 LOW_LATENCY = pubsub_v1.types.BatchSettings(max_latency=0.002)
 
 
+# As the library's own transports set them: Pub/Sub messages reach 10 MB, over gRPC's default 4 MiB, and a
+# message the client cannot receive blocks every pull of its subscription (never served, never dead-lettered).
+_CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+
+def _channel(host: str) -> grpc.Channel:
+    return grpc.insecure_channel(host, options=_CHANNEL_OPTIONS)
+
+
+def lift_emulator_message_limit() -> None:
+    """Give every insecure (emulator) channel this process opens the limits above.
+
+    With ``PUBSUB_EMULATOR_HOST`` set, the Pub/Sub library opens a plain ``grpc.insecure_channel``
+    with gRPC's 4 MiB receive limit, and that is the client Beam's DirectRunner reads with: a 5 MB
+    event would fail every pull of the streaming ingest. Cloud channels are TLS channels the library
+    opens with these limits already, so only local runs need this.
+    """
+    if getattr(grpc.insecure_channel, "_lifted", False):
+        return
+    original = grpc.insecure_channel
+
+    def insecure_channel(target: str, options: Any = None, compression: Any = None) -> grpc.Channel:
+        given = list(options or [])
+        keys = {k for k, _ in given}
+        return original(target, given + [o for o in _CHANNEL_OPTIONS if o[0] not in keys], compression)
+
+    insecure_channel._lifted = True  # type: ignore[attr-defined]
+    grpc.insecure_channel = insecure_channel
+
+
 def publisher(host: str, batch_settings: pubsub_v1.types.BatchSettings | None = None) -> pubsub_v1.PublisherClient:
-    transport = PublisherGrpcTransport(channel=grpc.insecure_channel(host), credentials=AnonymousCredentials())
+    transport = PublisherGrpcTransport(channel=_channel(host), credentials=AnonymousCredentials())
     kwargs: dict[str, Any] = {"transport": transport, "client_options": ClientOptions(api_endpoint=host)}
     if batch_settings is not None:
         kwargs["batch_settings"] = batch_settings
@@ -36,7 +66,7 @@ def publisher(host: str, batch_settings: pubsub_v1.types.BatchSettings | None = 
 
 
 def subscriber(host: str) -> pubsub_v1.SubscriberClient:
-    transport = SubscriberGrpcTransport(channel=grpc.insecure_channel(host), credentials=AnonymousCredentials())
+    transport = SubscriberGrpcTransport(channel=_channel(host), credentials=AnonymousCredentials())
     return pubsub_v1.SubscriberClient(transport=transport, client_options=ClientOptions(api_endpoint=host))
 
 

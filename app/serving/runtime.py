@@ -50,6 +50,9 @@ def build_worker(settings: StackSettings, state: LocalState | Endpoints, variant
         "max_delivery_attempts": settings.serving.max_delivery_attempts,
         "pull_mode": settings.serving.pull_mode,
         "ack_deadline_s": settings.serving.ack_deadline_seconds,
+        "served_arms": tuple(x.name for x in settings.serving.variants if x.kind != "shadow"),
+        "limits": settings.limits,
+        "retry": settings.retry,
     }
     cfg = WorkerConfig(**{**stack_config, **overrides})
     registry = default_registry()

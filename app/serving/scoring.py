@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lightgbm as lgb
 import numpy as np
@@ -30,23 +30,42 @@ class Scorer:
         self.views = entity_features(registry)
 
     def score(self, model: lgb.Booster, requests: Sequence[RerankRequest]) -> list[Scored | PoisonMessage]:
-        """Scores per request, or the reason a request cannot be scored (a viewer the store does not know)."""
+        """Scores per request, or the reason a request cannot be scored (a viewer the store does not know).
+
+        Candidates with no profile in the online store are left out of the scored request: a model
+        would rank an all-missing row anywhere (often first); the client shows them after the ranked
+        ones, in its own order. A request none of whose candidates is known cannot be scored yet.
+        """
         ids = sorted({r.user_id for r in requests} | {c for r in requests for c in r.candidate_ids})
         row = {entity_id: i for i, entity_id in enumerate(ids)}
         wanted = [(e, v, ids, feats) for (e, v), feats in self.views.items()]
         matrices = dict(zip(self.views, self.store.read_matrices(wanted), strict=True))
-        known = [matrices[PROFILE].found[row[r.user_id]] for r in requests]
-        ok = [r for r, k in zip(requests, known, strict=True) if k]
-        probs = self._predict(model, matrices, row, ok) if ok else np.empty(0)
-        out: list[Scored | PoisonMessage] = []
-        start = 0
-        for r, k in zip(requests, known, strict=True):
-            if not k:
+        found = matrices[PROFILE].found
+        out: list[Scored | PoisonMessage | None] = []
+        ok: list[RerankRequest] = []
+        for r in requests:
+            if not found[row[r.user_id]]:
                 out.append(PoisonMessage("unknown_user", f"user {r.user_id!r} has no profile in the online store"))
                 continue
-            out.append(Scored(r, probs[start : start + len(r.candidate_ids)]))
+            known = tuple(c for c in r.candidate_ids if found[row[c]])
+            if not known:
+                out.append(
+                    PoisonMessage("unknown_candidates", f"none of the {len(r.candidate_ids)} candidates has a profile")
+                )
+                continue
+            ok.append(replace(r, candidate_ids=known) if len(known) < len(r.candidate_ids) else r)
+            out.append(None)
+        probs = self._predict(model, matrices, row, ok) if ok else np.empty(0)
+        scored: list[Scored | PoisonMessage] = []
+        start, pending = 0, iter(ok)
+        for o in out:
+            if o is not None:
+                scored.append(o)
+                continue
+            r = next(pending)
+            scored.append(Scored(r, probs[start : start + len(r.candidate_ids)]))
             start += len(r.candidate_ids)
-        return out
+        return scored
 
     def _predict(
         self, model: lgb.Booster, matrices: dict, row: dict[str, int], requests: list[RerankRequest]

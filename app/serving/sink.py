@@ -60,6 +60,35 @@ def write_predictions(root: Path, predictions: Sequence[Prediction]) -> int:
     return len(predictions)
 
 
+def _rejected(data: bytes, reason: str) -> str:
+    return json.dumps({"reason": reason, "raw_base64": base64.b64encode(data).decode()})
+
+
+def land(root: Path, datas: Sequence[bytes]) -> tuple[int, list[str]]:
+    """Write the records among ``datas``; returns how many landed and a rejection line for each other one.
+
+    A record that parses but still cannot be written is found by writing one record at a time, so it
+    never takes its batch down with it.
+    """
+    good: list[tuple[bytes, Prediction]] = []
+    bad: list[str] = []
+    for data in datas:
+        try:
+            good.append((data, Prediction.from_json(data)))
+        except ValueError as exc:
+            bad.append(_rejected(data, f"not a prediction record: {exc}"))
+    try:
+        return write_predictions(root, [p for _, p in good]), bad
+    except Exception:  # the batch's writer failed on some record: find it
+        landed = 0
+        for data, p in good:
+            try:
+                landed += write_predictions(root, [p])
+            except Exception as exc:
+                bad.append(_rejected(data, f"not writable: {type(exc).__name__}: {exc}"))
+        return landed, bad
+
+
 def run_sink(subscriber: Any, subscription: str, root: Path, stop: threading.Event, batch: int = 500) -> int:
     """Pull, write, ack until ``stop``; returns how many records were landed."""
     landed = 0
@@ -68,20 +97,8 @@ def run_sink(subscriber: Any, subscription: str, root: Path, stop: threading.Eve
         msgs = resp.received_messages
         if not msgs:
             continue
-        good, bad = [], []
-        for m in msgs:
-            try:
-                good.append(Prediction.from_json(m.message.data))
-            except (ValueError, TypeError, KeyError) as exc:
-                bad.append(
-                    json.dumps(
-                        {
-                            "reason": f"not a prediction record: {exc}",
-                            "raw_base64": base64.b64encode(m.message.data).decode(),
-                        }
-                    )
-                )
-        landed += write_predictions(root, good)
+        n, bad = land(root, [m.message.data for m in msgs])
+        landed += n
         if bad:  # kept beside the table with the reason, not dropped
             with open(root / f"{PREDICTIONS_TABLE}.rejected.jsonl", "a") as f:
                 f.write("\n".join(bad) + "\n")

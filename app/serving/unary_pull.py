@@ -34,8 +34,9 @@ class UnaryMessage:
     def ack(self) -> None:
         self._puller.settle(self.ack_id, ack=True)
 
-    def nack(self) -> None:
-        self._puller.settle(self.ack_id, ack=False)
+    def nack(self, delay_s: int = 0) -> None:
+        """Hand back for redelivery after ``delay_s`` seconds (the retry policy the emulator does not follow)."""
+        self._puller.settle(self.ack_id, ack=False, delay_s=delay_s)
 
 
 class UnaryPuller:
@@ -51,7 +52,7 @@ class UnaryPuller:
         self.max_in_flight, self.ack_deadline_s = max_in_flight, ack_deadline_s
         self._held: set[str] = set()
         self._acks: list[str] = []
-        self._nacks: list[str] = []
+        self._nacks: dict[int, list[str]] = {}  # delay in seconds -> ack ids
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -65,23 +66,27 @@ class UnaryPuller:
             t.start()
         return self
 
-    def settle(self, ack_id: str, ack: bool) -> None:
+    def settle(self, ack_id: str, ack: bool, delay_s: int = 0) -> None:
         with self._lock:
             if ack_id in self._held:
                 self._held.discard(ack_id)
-                (self._acks if ack else self._nacks).append(ack_id)
+                if ack:
+                    self._acks.append(ack_id)
+                else:
+                    self._nacks.setdefault(max(0, min(int(delay_s), 600)), []).append(ack_id)
                 self._room.notify_all()
 
     def flush(self) -> None:
-        """Send the batched acks and nacks (a nack is a zero ack deadline: redelivered at once)."""
+        """Send the batched acks and nacks (a nack sets the ack deadline to its delay: redelivered after it)."""
         with self._lock:
-            acks, nacks, self._acks, self._nacks = self._acks, self._nacks, [], []
+            acks, nacks, self._acks, self._nacks = self._acks, self._nacks, [], {}
         for i in range(0, len(acks), 1000):
             self.subscriber.acknowledge(subscription=self.subscription, ack_ids=acks[i : i + 1000])
-        for i in range(0, len(nacks), 1000):
-            self.subscriber.modify_ack_deadline(
-                subscription=self.subscription, ack_ids=nacks[i : i + 1000], ack_deadline_seconds=0
-            )
+        for delay, ids in nacks.items():
+            for i in range(0, len(ids), 1000):
+                self.subscriber.modify_ack_deadline(
+                    subscription=self.subscription, ack_ids=ids[i : i + 1000], ack_deadline_seconds=delay
+                )
 
     def _pull_loop(self) -> None:
         while not self._stop.is_set():

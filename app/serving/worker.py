@@ -7,9 +7,13 @@
   after its prediction record is published.
 - While Redis or DynamoDB is down, nothing is acked or nacked: the batch is retried with
   backoff, the client keeps extending the leases, and flow control stops new pulls.
-- A poison message (undecodable, unknown user, no candidates) is nacked until its last delivery
-  attempt, then published to the dead-letter topic with its reason and acked: it never holds up
-  the rest.
+- A message that cannot be served gets a reason (docs/specs/serving-messages.md). A permanent
+  one (undecodable, out of bounds, missing or unknown arm) is published to the dead-letter topic
+  at once and acked; a transient one (unknown user, unknown candidates, internal_error) is nacked
+  with backoff until its last delivery attempt, then dead-lettered. It never holds up the rest.
+- Any exception the handler did not foresee settles only the message that caused it: the batch
+  is retried one message at a time, and the message that still fails is settled with reason
+  ``internal_error`` and the exception. Nothing ends ``Worker.run`` but a stop.
 - The emulator stores subscription filters without applying them, so the worker drops messages
   of another arm itself (the cloud never delivers them). A shadow writes no served results.
 - SIGTERM: stop pulling, finish the batch in hand, nack whatever is queued, exit (well under 10 s).
@@ -30,15 +34,20 @@ from typing import Any
 import redis
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.bounds import DEFAULT_LIMITS
 from app.serving.messages import PoisonMessage, Prediction, RerankRequest, parse_request
 from app.serving.model_handle import DeployedModel
 from app.serving.observability import WorkerMetrics
 from app.serving.results import RankedResult, ResultStore
 from app.serving.scoring import Scored, Scorer
-from app.serving.unary_pull import UnaryPuller
+from app.serving.unary_pull import UnaryMessage, UnaryPuller
+from app.settings import LimitsConfig, RetryConfig
 
 log = logging.getLogger("rerank.worker")
 DEPENDENCY_ERRORS = (redis.RedisError, BotoCoreError, ClientError, OSError)
+
+
+NO_BACKOFF = RetryConfig(minimum_backoff_seconds=0, maximum_backoff_seconds=0)
 
 
 class DependencyDown(RuntimeError):
@@ -60,6 +69,35 @@ class WorkerConfig:
     max_in_flight: int = 256
     backoff_max_s: float = 5.0
     drain_s: float = 8.0
+    served_arms: tuple[str, ...] = ()  # primary and arm variants: the arms a client may assign
+    limits: LimitsConfig = DEFAULT_LIMITS
+    retry: RetryConfig = NO_BACKOFF
+
+
+class Settling:
+    """A received message that remembers whether it was settled, so a batch retried message by
+    message never acks or nacks one twice. Nacks carry the retry policy's delay where the client
+    can delay (unary pulls on the emulator); the cloud applies the subscription's retry policy."""
+
+    def __init__(self, message: Any) -> None:
+        self.message, self.settled = message, False
+        self.data: bytes = message.data
+        self.attributes = message.attributes
+        self.delivery_attempt: int | None = message.delivery_attempt
+        self.message_id: str = getattr(message, "message_id", "")
+
+    def ack(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.message.ack()
+
+    def nack(self, delay_s: int = 0) -> None:
+        if not self.settled:
+            self.settled = True
+            if isinstance(self.message, UnaryMessage):
+                self.message.nack(delay_s)
+            else:
+                self.message.nack()
 
 
 class BatchHandler:
@@ -92,13 +130,13 @@ class BatchHandler:
     def _poison(self, message: Any, err: PoisonMessage) -> None:
         attempt = message.delivery_attempt or self.cfg.max_delivery_attempts
         self.metrics.error(err.reason)
-        if attempt < self.cfg.max_delivery_attempts:
-            message.nack()  # maybe transient (a profile not ingested yet): let Pub/Sub redeliver
+        if err.transient and attempt < self.cfg.max_delivery_attempts:
+            message.nack(self.cfg.retry.delay(attempt))  # maybe a profile not ingested yet: retry later
             return
         attrs = {
             **dict(message.attributes),
             "reason": err.reason,
-            "detail": err.detail[:1024],
+            "detail": err.detail.encode("utf-8", "replace")[:1024].decode("utf-8", "ignore"),
             "variant": self.cfg.variant,
             "delivery_attempts": str(attempt),
         }
@@ -106,16 +144,41 @@ class BatchHandler:
         message.ack()
         self.metrics.outcome("dead_lettered")
 
+    def internal_error(self, message: Any, exc: BaseException) -> None:
+        """Settle ``message`` after an error nobody foresaw: retried with backoff, then dead-lettered."""
+        log.exception("internal error on message %s", getattr(message, "message_id", "?"), exc_info=exc)
+        try:
+            self._poison(message, PoisonMessage("internal_error", f"{type(exc).__name__}: {exc}"))
+        except Exception:  # not even the dead letter could be published: let Pub/Sub redeliver
+            message.nack(self.cfg.retry.delay(message.delivery_attempt or 1))
+
+    def _route(self, m: Any) -> PoisonMessage | bool:
+        """True to serve ``m`` here, False for another arm's request, or the reason its arm is wrong."""
+        arm = m.attributes.get("arm")
+        if self.cfg.kind == "shadow" or arm == self.cfg.variant:
+            return True
+        if self.cfg.kind != "primary" or arm in self.cfg.served_arms:
+            return False
+        # The primary takes what no arm would: the client must have set a known arm.
+        if not arm:
+            return PoisonMessage("missing_arm", "the request has no arm attribute")
+        known = ", ".join(self.cfg.served_arms)
+        return PoisonMessage("unknown_arm", f"arm {arm[:64]!r} is not a served variant ({known})")
+
     def handle(self, messages: Sequence[Any]) -> None:
         requests: list[tuple[Any, RerankRequest]] = []
         for m in messages:
-            arm = m.attributes.get("arm")
-            if self.cfg.kind != "shadow" and arm != self.cfg.variant:
+            if m.settled:
+                continue
+            route = self._route(m)
+            if route is False:
                 m.ack()  # another arm's request: the cloud's filter would not have delivered it
                 self.metrics.outcome("other_arm")
                 continue
             try:
-                requests.append((m, parse_request(m.data)))
+                if isinstance(route, PoisonMessage):
+                    raise route
+                requests.append((m, parse_request(m.data, self.cfg.limits)))
             except PoisonMessage as err:
                 self._poison(m, err)
         if not requests:
@@ -194,22 +257,35 @@ class Worker:
         return batch
 
     def _handle_with_retry(self, batch: list[Any]) -> None:
+        """Handle ``batch`` (of ``Settling`` messages) until each is settled or the worker stops."""
         delay = 0.1
         while True:
+            pending = [m for m in batch if not m.settled]
+            if not pending:
+                self.down_since = None
+                return
             try:
-                self.handler.handle(batch)
+                self.handler.handle(pending)
                 self.down_since = None
                 return
             except DependencyDown as exc:
                 self.metrics.error("dependency_down")
                 self.down_since = self.down_since or time.monotonic()
                 if self.stop.is_set():
-                    for m in batch:
+                    for m in pending:
                         m.nack()  # shutting down: hand the batch back for another worker
                     return
-                log.warning("%s; retrying the batch of %d in %.1fs", exc, len(batch), delay)
+                log.warning("%s; retrying the batch of %d in %.1fs", exc, len(pending), delay)
                 self.stop.wait(delay)
                 delay = min(delay * 2, self.cfg.backoff_max_s)
+            except Exception as exc:  # one message's fault must not end the worker
+                if len(pending) == 1:
+                    self.handler.internal_error(pending[0], exc)
+                    return
+                # Which message caused it is unknown: handle each on its own, so only that one is settled.
+                for m in pending:
+                    self._handle_with_retry([m])
+                return
 
     def _start_pulling(self) -> tuple[Callable[[], None], Callable[[], None]]:
         """Start receiving into the queue; returns (stop pulling, flush acks)."""
@@ -240,10 +316,19 @@ class Worker:
         try:
             while not self.stop.is_set():
                 self.metrics.backlog.set(self.queue.qsize())
-                batch = self._take_batch()
-                if batch:
+                batch = [Settling(m) for m in self._take_batch()]
+                if not batch:
+                    continue
+                try:
                     self._handle_with_retry(batch)
+                except Exception:  # e.g. internal_error's own logging failed: never stop here
+                    log.exception("batch of %d failed outside the handler; handing it back", len(batch))
+                    for m in batch:
+                        m.nack()
+                try:
                     flush()
+                except Exception:  # unsettled leases expire and are redelivered
+                    log.exception("acknowledging a batch failed; its messages will be redelivered")
         finally:
             stop_pulling()  # first, so nothing new arrives while draining
             while True:  # hand back what was received but not handled: another worker takes it at once

@@ -11,14 +11,20 @@ Pub/Sub message data (JSON) or HTTP body::
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from app.bounds import DEFAULT_LIMITS, OutOfBounds, load_json
+from app.settings import LimitsConfig
+
 
 class PayloadError(ValueError):
-    """A payload that cannot be submitted: the HTTP entry answers 400 with this message."""
+    """A payload that cannot be submitted: the entry answers ``status`` (400, or 413 for size) with this message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TriggerPayload(BaseModel):
@@ -64,11 +70,13 @@ def parse_payload(doc: Any) -> TriggerPayload:
         raise PayloadError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
-def decode_pubsub_data(data_b64: str | bytes) -> Any:
+def decode_pubsub_data(data_b64: str | bytes, limits: LimitsConfig = DEFAULT_LIMITS) -> Any:
     try:
-        return json.loads(base64.b64decode(data_b64))
+        return load_json(base64.b64decode(data_b64, validate=True), limits, "the message data")
+    except OutOfBounds as exc:
+        raise PayloadError(exc.detail, 413 if exc.reason == "too_large" else 400) from None
     except (ValueError, TypeError) as exc:
-        raise PayloadError(f"the message data is not base64 JSON: {exc}") from None
+        raise PayloadError(f"the message data is not base64: {exc}") from None
 
 
 def with_schedule_id(doc: Any, publish_time: str) -> Any:

@@ -29,5 +29,7 @@ def bad_json_lines(prefix: str) -> dict[str, str]:
         "unknown_version": json.dumps({**ok, "version": "v9"}),
         "missing_event_time": json.dumps({k: v for k, v in ok.items() if k != "event_time"}),
         "bad_event_time": json.dumps({**ok, "event_time": "01/03/2026"}),
+        "bad_id": json.dumps({**ok, "data": {**ok["data"], "user_id": prefix + "x" * 100_000}}),
+        "too_large": json.dumps({**ok, "data": {**ok["data"], "city": "x" * 1_100_000}}),
         "schema_violation": json_line("user_profile", "v1", AT, underage_profile(f"{prefix}bad")),
     }

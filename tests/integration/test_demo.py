@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from app.featurestore.samples import bad_events
 from app.local.services import LocalState
 from tests.integration.conftest import rerank
 
@@ -30,8 +31,11 @@ def test_demo_runs_the_whole_loop_reports_and_stops_what_it_started(tmp_path: Pa
     )
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout)
-    assert res["ingest"]["rejected"] == 6 and res["ingest"]["accepted"] == sum(res["market"]["feature_events"].values())
-    assert res["dead_letters"]["feature_events"] == 6
+    assert res["ingest"]["rejected"] == len(bad_events()) and res["ingest"]["accepted"] == sum(
+        res["market"]["feature_events"].values()
+    )
+    assert res["dead_letters"]["feature_events"]["total"] == len(bad_events())
+    assert set(res["dead_letters"]["feature_events"]["by_reason"]) == set(bad_events())  # one of each kind
     m = res["training"]["primary"]["metrics"]
     assert m["model_ndcg_at_10"] > 0 and m["oracle_ndcg_at_10"] >= m["model_ndcg_at_10"] * 0.8
     assert res["training"]["primary"]["deployed"] and res["training"]["b"]["deployed"]

@@ -138,28 +138,72 @@ def test_each_poison_kind_is_dead_lettered_with_its_reason_and_the_rest_is_serve
     good_user = served.users_in("primary", 1)[0]
     pub, topic = client.publisher, client.topic
     now = datetime.now(UTC)
-    poison = {
-        "undecodable": b"{not json",
-        "empty_candidates": RerankRequest("p2", good_user, "s", (), now).to_json(),
-        "unknown_user": RerankRequest("p3", "nobody-here", "s", ("u000001",), now).to_json(),
+    poison = {  # reason: (data, arm)
+        "undecodable": (b"{not json", "primary"),
+        "empty_candidates": (RerankRequest("p2", good_user, "s", (), now).to_json(), "primary"),
+        "unknown_user": (RerankRequest("p3", "nobody-here", "s", ("u000001",), now).to_json(), "primary"),
+        "bad_requested_at": (
+            RerankRequest("p4", good_user, "s", ("u000001",), datetime(2100, 1, 1, tzinfo=UTC)).to_json(),
+            "primary",
+        ),
+        "bad_id": (RerankRequest("p5", "a\nb", "s", ("u000001",), now).to_json(), "primary"),
+        "missing_arm": (RerankRequest("p6", good_user, "s", ("u000001",), now).to_json(), ""),
+        "unknown_arm": (RerankRequest("p7", good_user, "s", ("u000001",), now).to_json(), "zz"),
     }
     with running_worker(served, "primary"):
-        for data in poison.values():
-            pub.publish(topic, data, arm="primary").result()
+        for data, arm in poison.values():
+            pub.publish(topic, data, **({"arm": arm} if arm else {})).result()
         good = client.request(good_user, "poison-test", candidates(served, good_user))
         wait_until(lambda: not client.ordering(good).fell_back, what="the good request served")
         dead = pull_all(
             served.state.pubsub_host,
             f"projects/{served.settings.gcp.project}/subscriptions/"
             f"{Names.of(served.settings).requests_dead_letter_subscription}",
-            want=3,
+            want=len(poison),
             timeout=60,
         )
     reasons = {m.attributes["reason"]: m for m in dead}
     assert set(reasons) == set(poison)
-    for reason, data in poison.items():
+    for reason, (data, _) in poison.items():
         assert reasons[reason].data == data
-        assert reasons[reason].attributes["delivery_attempts"] == str(served.settings.serving.max_delivery_attempts)
+        # A transient reason is retried with backoff until the last attempt; a permanent one is not retried.
+        attempts = served.settings.serving.max_delivery_attempts if reason == "unknown_user" else 1
+        assert reasons[reason].attributes["delivery_attempts"] == str(attempts), reason
+
+
+def test_duplicates_are_served_once_and_candidates_without_features_after_the_ranked_ones(
+    served: ServedMarket,
+) -> None:
+    client = served.client()
+    user = served.users_in("primary", 1)[0]
+    known = candidates(served, user, 6)
+    asked = ["nobody-1", known[0], *known, known[1], "nobody-2"]
+    with running_worker(served, "primary"):
+        req = client.request(user, "dups", asked)
+        wait_until(lambda: not client.ordering(req).fell_back, what="the request served")
+    result = client.ordering(req).result
+    assert result is not None and sorted(result.ordered_ids) == sorted(known), "each known candidate once"
+    assert client.ordering(req).ids[-2:] == ("nobody-1", "nobody-2"), "unknown candidates last, in caller order"
+
+
+def test_redis_back_empty_then_refilled_seconds_later_serves_every_request_in_between(served: ServedMarket) -> None:
+    """The recovery case: requests arriving while the online store is empty are nacked as
+    ``unknown_user`` with backoff (not redelivered at once), so the attempts outlast a refill."""
+    client = served.client()
+    users = served.users_in("primary", 4)
+    with running_worker(served, "primary") as worker:
+        r = clients.redis_client(served.state.redis_url)
+        r.flushdb()  # as a Redis that restarted empty
+        r.close()
+        reqs = [client.request(u, "refill", candidates(served, u)) for u in users]
+        wait_until(
+            lambda: worker.metrics.errors.labels(variant="primary", kind="unknown_user")._value.get() >= 1,
+            what="a request meeting the empty store",
+        )
+        time.sleep(3.0)  # the refill comes seconds later
+        served.load_online()
+        wait_until(lambda: all(not client.ordering(q).fell_back for q in reqs), timeout=45, what="every request served")
+    assert worker.metrics.requests.labels(variant="primary", outcome="dead_lettered")._value.get() == 0
 
 
 def _outage_recovers(served: ServedMarket, service: str, refill: Callable[[LocalState], None]) -> None:

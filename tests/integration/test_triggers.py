@@ -186,7 +186,7 @@ def test_http_entry_answers_400_with_the_reason() -> None:
 
     app = functions_framework.create_app("http_trigger", str(REPO_ROOT / "app/trigger/main.py"))
     resp = app.test_client().post("/", data="{not json", content_type="application/json")
-    assert resp.status_code == 400 and "must be a JSON object" in resp.get_json()["error"]
+    assert resp.status_code == 400 and "the body is not JSON" in resp.get_json()["error"]
     resp = app.test_client().post("/", json={**GOOD, "stack": "Bad Stack"})
     assert resp.status_code == 400 and resp.get_json()["error"].startswith("stack:")
 

@@ -34,6 +34,7 @@ def test_template_parameters_are_the_pipelines_options() -> None:
         "redis_url",
         "redis_prefix",
         "online_ttl_seconds",
+        "input_limits",
         "bigquery_dataset",
     }
 

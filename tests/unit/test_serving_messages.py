@@ -41,13 +41,13 @@ def test_three_arms() -> None:
 
 def test_request_roundtrip() -> None:
     r = RerankRequest("r1", "u1", "discover", ("a", "b"), AT)
-    assert parse_request(r.to_json()) == r
+    assert parse_request(r.to_json(), now=AT) == r
 
 
 @pytest.mark.parametrize(
     ("data", "reason", "needle"),
     [
-        (b"\xff\xfe", "undecodable", "not JSON"),
+        (b"\xff\xfe", "undecodable", "not UTF-8"),
         (b"[1, 2]", "undecodable", "a JSON object"),
         (b'{"request_id": "r"}', "undecodable", "missing field(s)"),
         (
@@ -73,8 +73,8 @@ def test_request_roundtrip() -> None:
                     "requested_at": "2026-03-01T00:00:00Z",
                 }
             ).encode(),
-            "undecodable",
-            "non-empty strings",
+            "bad_id",
+            "must be a string",
         ),
         (
             json.dumps(
@@ -86,14 +86,14 @@ def test_request_roundtrip() -> None:
                     "requested_at": "2026-03-01",
                 }
             ).encode(),
-            "undecodable",
+            "bad_requested_at",
             "no time zone",
         ),
     ],
 )
 def test_poison_requests_are_named(data: bytes, reason: str, needle: str) -> None:
     with pytest.raises(PoisonMessage) as err:
-        parse_request(data)
+        parse_request(data, now=AT)
     assert err.value.reason == reason and needle in err.value.detail
 
 
