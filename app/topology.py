@@ -62,6 +62,13 @@ def arm_filter(variant: str) -> str:
     return f'attributes.arm = "{variant}"'
 
 
+def primary_filter(other_arms: list[str]) -> str | None:
+    """The primary takes every request no other arm would: its own, and those with a missing or
+    unknown arm, which its worker dead-letters with the reason (a filter on its own arm alone would
+    hand them to the shadow only, and no one would tell the client)."""
+    return " AND ".join(f"NOT {arm_filter(a)}" for a in other_arms) or None
+
+
 def build_topology(settings: StackSettings) -> Topology:
     n = Names.of(settings)
     fs, sv = settings.feature_store, settings.serving
@@ -122,6 +129,7 @@ def build_topology(settings: StackSettings) -> Topology:
             sv.ack_deadline_seconds,
         ),
     ]
+    arms = [v.name for v in sv.variants if v.kind == "arm"]
     for v in sv.variants:
         subs.append(
             SubscriptionSpec(
@@ -129,7 +137,7 @@ def build_topology(settings: StackSettings) -> Topology:
                 n.requests_topic,
                 f"re-rank worker for variant {v.name} ({v.kind})",
                 sv.ack_deadline_seconds,
-                filter=None if v.kind == "shadow" else arm_filter(v.name),
+                filter=None if v.kind == "shadow" else primary_filter(arms) if v.kind == "primary" else arm_filter(v.name),
                 dead_letter_topic=n.requests_dead_letter_topic,
                 max_delivery_attempts=sv.max_delivery_attempts,
                 **retry,

@@ -296,7 +296,7 @@ def test_variant_subscriptions_are_filtered_and_dead_lettered() -> None:
     subs = {r.inputs["name"]: r.inputs for r in custom(plan, "gcp:pubsub/subscription:Subscription")}
     dlq = f"projects/rerank-dev-123456/topics/{n.requests_dead_letter_topic}"
     for variant, expected_filter in (
-        ("primary", 'attributes.arm = "primary"'),
+        ("primary", 'NOT attributes.arm = "b"'),
         ("b", 'attributes.arm = "b"'),
         ("shadow", None),
     ):

@@ -28,7 +28,8 @@ def test_variants_each_get_a_subscription_arms_filtered_shadow_not(settings: Sta
     topo = build_topology(settings)
     n = Names.of(settings)
     by_name = {s.name: s for s in topo.subscriptions}
-    assert by_name[n.variant_subscription("primary")].filter == arm_filter("primary")
+    # The primary takes all but the other arms' requests: missing and unknown arms reach its worker.
+    assert by_name[n.variant_subscription("primary")].filter == f"NOT {arm_filter('b')}"
     assert by_name[n.variant_subscription("b")].filter == 'attributes.arm = "b"'
     assert by_name[n.variant_subscription("shadow")].filter is None
     for v in settings.serving.variants:
