@@ -232,11 +232,21 @@ class DriftConfig(_Strict):
     psi_threshold: float = Field(default=0.2, gt=0)
     calibration_gap_threshold: float = Field(default=0.05, gt=0)
     auc_drop_threshold: float = Field(default=0.05, gt=0)
+    # A retrain the drift check triggers trains on this many days before now (the recent window).
+    retrain_days: int = Field(default=28, ge=3, le=365)
+
+
+class GateConfig(_Strict):
+    """The deploy gate: a new model must beat the model its variant serves by ``margin`` NDCG@10 on
+    the same held-out days (and beat the baseline)."""
+
+    margin: float = Field(default=0.005, ge=0, le=1)
 
 
 class TrainingConfig(_Strict):
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     drift: DriftConfig = DriftConfig()
+    gate: GateConfig = GateConfig()
 
     @field_validator("schedules")
     @classmethod

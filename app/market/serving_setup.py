@@ -90,7 +90,7 @@ def prepare_served_market(
     reg = ModelRegistry(registry_dir(state))
     model_id = reg.register(workdir / "model.txt", {"task": "serving-test", "env": "local", "approved": True})
     for v in settings.serving.variants:
-        reg.deploy(v.name, model_id, "model_ndcg_at_10", 0.5)
+        reg.deploy(v.name, model_id, "a quick model for serving tests")
     world = ServedMarket(market, rows, model_id, state, settings, registry)
     world.load_online()
     return world

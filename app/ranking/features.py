@@ -44,6 +44,12 @@ def feature_views(registry: Registry) -> list[FeatureView]:
     return [FeatureView(e, v, cols) for (e, v), cols in entity_features(registry).items()]
 
 
+def identity_view(registry: Registry) -> FeatureView:
+    """The view whose presence means the feature store knows a user (the profile): a pair without it
+    on either side cannot be scored."""
+    return feature_views(registry)[0]
+
+
 def all_feature_names(registry: Registry) -> list[str]:
     side = [f"{s}_{c}" for s in SIDES for cols in entity_features(registry).values() for c in cols]
     return side + list(PAIR_FEATURES)

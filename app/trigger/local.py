@@ -25,6 +25,7 @@ def local_parameters(
         "env": settings.env,
         "variant": variant,
         "worker_deployment": Names.of(settings).worker_deployment(variant),
+        "gate_margin": settings.training.gate.margin,
         **extra,
     }
 
