@@ -141,6 +141,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
 
 def metrics_table(m: dict[str, Any]) -> list[str]:
     """Who scored what on the test days: the new model, the baseline, the serving model, the oracle."""
+
     def fig(key: str, width: int) -> str:
         return f"{m[key]:{width}.4f}" if isinstance(m.get(key), (int, float)) else f"{'-':>{width}}"
 
