@@ -202,7 +202,9 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("drift", _drift, "check drift and ground truth; publish a retraining trigger when crossed")
     p.add_argument("action", choices=["check"])
-    p.add_argument("--market", help="folder with impressions.parquet (the outcomes); local endpoints")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--impressions", help="contract impressions (the outcomes): a Parquet file or folder; local")
+    data.add_argument("--market", help="folder written by `rerank market` (its impressions/); local endpoints")
     p.add_argument("--variant", default="primary", help="whose deployed model is checked")
     endpoints_flag(p, "PIPELINE_PARAMETERS, PIPELINE_TEMPLATE")
 
