@@ -139,6 +139,7 @@ def check_and_publish(args: argparse.Namespace, settings: StackSettings, inputs:
     from app.featurestore.registry import default_registry
     from app.featurestore.stores import offline_store_from_uri
     from app.naming import Names
+    from app.ranking.features import model_entities
     from app.ranking.registry import ModelRegistry
     from app.trigger.drift import check_drift
     from app.trigger.local import encode
@@ -155,6 +156,7 @@ def check_and_publish(args: argparse.Namespace, settings: StackSettings, inputs:
         deployed.model_uri,
         registry.metadata(deployed.model_id),
         settings.training.drift,
+        model_entities(settings),
         served=lambda start, end: inputs.served(args.variant, deployed.model_id, start, end),
     )
     out = {**report.to_dict(), "model_id": deployed.model_id, "trigger": None}

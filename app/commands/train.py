@@ -35,7 +35,7 @@ def _json_object(text: str, flag: str) -> dict[str, Any]:
 def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
     """Refuse bad parameters before anything runs (the components check them again)."""
     from app.featurestore.registry import default_registry
-    from app.ranking.features import UnknownFeatureError, check_features
+    from app.ranking.features import UnknownFeatureError, check_features, format_entities, model_entities
     from app.ranking.model import split_params
 
     for flag, text in (
@@ -48,7 +48,7 @@ def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
             raise UsageError(f"{flag}: {exc}") from None
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     try:
-        check_features(features, default_registry())
+        check_features(features, default_registry(), model_entities(settings))
     except UnknownFeatureError as exc:
         raise UsageError(str(exc)) from None
     for flag, text in (("--window-start", args.window_start), ("--window-end", args.window_end)):
@@ -71,6 +71,7 @@ def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
         "hyperparameters": args.hyperparameters,
         "baseline_hyperparameters": args.baseline_hyperparameters,
         "features": ",".join(features),
+        "entities": format_entities(model_entities(settings)),
         "gate_margin": settings.training.gate.margin if args.gate_margin is None else args.gate_margin,
         "oracle_uri": _oracle(args.oracle, args.min_oracle_ratio),
         "min_oracle_ratio": args.min_oracle_ratio,

@@ -34,6 +34,7 @@ from app.local.services import LocalState, free_port
 from app.market.simulate import Market, MarketConfig, simulate
 from app.market.writer import IMPRESSIONS_DIR, ORACLE_FILE, write_market
 from app.naming import Names
+from app.ranking.features import format_entities, model_entities
 from app.ranking.registry import ModelRegistry
 from app.serving.client import CoreServiceClient
 from app.serving.runtime import registry_dir, result_store
@@ -173,6 +174,7 @@ def run_demo(
             "valid_days": max(1, opts.days // 5),
             "test_days": max(1, opts.days // 5),
             "gate_margin": settings.training.gate.margin,
+            "entities": format_entities(model_entities(settings)),
             "oracle_uri": str(work / "market" / ORACLE_FILE),
         }
         base = {

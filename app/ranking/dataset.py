@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from app.featurestore.offline import OfflineStore
 from app.featurestore.pit import event_time_column
 from app.featurestore.registry import Registry
-from app.ranking.features import feature_views, identity_view
+from app.ranking.features import Entities, feature_views, identity_view
 from app.ranking.impressions import COLUMNS
 
 LABEL = "match"
@@ -73,20 +73,22 @@ def select_window(impressions: pa.Table, start: datetime | None, end: datetime |
     return chosen
 
 
-def join_features(store: OfflineStore, impressions: pa.Table, registry: Registry) -> pa.Table:
-    return store.point_in_time_join(impressions, feature_views(registry))
+def join_features(store: OfflineStore, impressions: pa.Table, registry: Registry, entities: Entities) -> pa.Table:
+    return store.point_in_time_join(impressions, feature_views(registry, entities))
 
 
-def known_rows(joined: pa.Table, registry: Registry) -> tuple[pa.Table, pa.Table]:
+def known_rows(joined: pa.Table, registry: Registry, entities: Entities) -> tuple[pa.Table, pa.Table]:
     """(rows whose viewer and candidate the feature store knew at the impression, the rest with
     reason ``unknown_id``): a pair with no profile on either side has nothing to learn from."""
-    view = identity_view(registry)
+    view = identity_view(registry, entities)
     known = pc.and_(
         pc.is_valid(joined.column(event_time_column("viewer", view))),
         pc.is_valid(joined.column(event_time_column("candidate", view))),
     )
     unknown = joined.filter(pc.invert(known))
-    return joined.filter(known), unknown.append_column("reason", pa.array(["unknown_id"] * unknown.num_rows))
+    return joined.filter(known), unknown.append_column(
+        "reason", pa.array(["unknown_id"] * unknown.num_rows, pa.string())
+    )
 
 
 def split(joined: pa.Table, w: Windows) -> dict[str, pa.Table]:

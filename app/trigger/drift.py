@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from app.featurestore.offline import OfflineStore
 from app.featurestore.registry import Registry
 from app.ranking.dataset import LABEL, columns, join_features, select_window
-from app.ranking.features import feature_matrix
+from app.ranking.features import Entities, feature_matrix
 from app.ranking.metrics import classification
 from app.settings import DriftConfig
 
@@ -91,6 +91,7 @@ def check_drift(
     model_file: str,
     model_meta: dict[str, Any],
     cfg: DriftConfig,
+    entities: Entities,
     as_of: datetime | None = None,
     served: Callable[[datetime, datetime], pa.Table] | None = None,
 ) -> DriftReport:
@@ -103,8 +104,8 @@ def check_drift(
     recent_start = end - timedelta(days=cfg.recent_days)
     if recent_start < train_end:
         recent_start = train_end  # never judge the model on the data it was trained on
-    train = join_features(store, _sample(select_window(impressions, train_start, train_end), 1), registry)
-    recent = join_features(store, _sample(select_window(impressions, recent_start, end), 2), registry)
+    train = join_features(store, _sample(select_window(impressions, train_start, train_end), 1), registry, entities)
+    recent = join_features(store, _sample(select_window(impressions, recent_start, end), 2), registry, entities)
     booster = lgb.Booster(model_file=model_file)
     names = booster.feature_name()
     train_cols, recent_cols = columns(train), columns(recent)

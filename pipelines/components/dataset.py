@@ -10,6 +10,7 @@ def make_dataset(
     window_end: str,
     valid_days: int,
     test_days: int,
+    entities: str,
     train: Output[Dataset],
     valid: Output[Dataset],
     test: Output[Dataset],
@@ -28,19 +29,20 @@ def make_dataset(
     from app.featurestore.registry import default_registry
     from app.featurestore.stores import offline_store_from_uri
     from app.ranking.dataset import join_features, known_rows, select_window, split, time_windows
+    from app.ranking.features import parse_entities
     from app.ranking.impressions import read_impressions
 
     def when(text: str) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
-    registry = default_registry()
+    registry, views = default_registry(), parse_entities(entities)
     read = read_impressions(impressions_uri)
     impressions = select_window(read.table, when(window_start), when(window_end))
     windows = time_windows(impressions, valid_days, test_days)
     joined, unknown = known_rows(
-        join_features(offline_store_from_uri(offline_uri, registry), impressions, registry), registry
+        join_features(offline_store_from_uri(offline_uri, registry), impressions, registry, views), registry, views
     )
-    set_aside = pa.concat_tables([read.rejected, unknown.select(read.rejected.column_names)])
+    set_aside = pa.concat_tables([read.rejected, unknown.select(read.rejected.column_names).cast(read.rejected.schema)])
     pq.write_table(set_aside, rejected.path)
     reasons = set_aside.column("reason").to_pylist()
     counts = {r: reasons.count(r) for r in sorted(set(reasons))}

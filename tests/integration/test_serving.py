@@ -20,6 +20,7 @@ from app.featurestore.registry import Registry
 from app.local import clients
 from app.local.services import LocalState, start_services
 from app.naming import Names
+from app.ranking.features import model_entities
 from app.ranking.registry import ModelRegistry
 from app.serving.messages import RerankRequest
 from app.serving.runtime import registry_dir, result_store
@@ -66,7 +67,9 @@ def test_primary_results_follow_the_model_and_predictions_are_published(served: 
     from app.featurestore.online import online_store
 
     scorer = Scorer(
-        online_store(clients.redis_client(served.state.redis_url), served.settings, served.registry), served.registry
+        online_store(clients.redis_client(served.state.redis_url), served.settings, served.registry),
+        served.registry,
+        model_entities(served.settings),
     )
     expected = scorer.score(booster, reqs)
     for r, e in zip(reqs, expected, strict=True):

@@ -24,7 +24,7 @@ from app.local.services import LocalState
 from app.market.simulate import MarketConfig, simulate
 from app.market.writer import IMPRESSIONS_DIR, ORACLE_FILE, write_market
 from app.ranking.dataset import DatasetError, join_features
-from app.ranking.features import UnknownFeatureError
+from app.ranking.features import UnknownFeatureError, parse_entities
 from app.ranking.impressions import ImpressionsError, read_impressions
 from app.ranking.registry import ModelRegistry
 from app.settings import REPO_ROOT, StackSettings
@@ -33,6 +33,8 @@ from pipelines.components.deploy import deploy_model
 from pipelines.components.train import train_model
 from pipelines.local_run import TrainingFailed, TrainingRequest, run_training
 from pipelines.training import build_lookup_pipeline
+
+ENTITIES = "user_profile:v1,user_activity:v1"  # what the local stack serves
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def request(world: dict, variant: str = "primary", **arguments: object) -> Train
         env="local",
         worker_deployment=f"rerank-local-worker-{variant}",
         variant=variant,
-        arguments=arguments,
+        arguments={"entities": ENTITIES, **arguments},
     )
 
 
@@ -176,7 +178,7 @@ def test_a_feature_changed_after_the_impression_is_not_seen(world: dict, registr
         dest = tmp_path / "offline" / part.relative_to(world["offline"])
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(part.read_bytes())
-    before = join_features(offline, imp, registry).column("viewer_age")[0].as_py()
+    before = join_features(offline, imp, registry, parse_entities(ENTITIES)).column("viewer_age")[0].as_py()
 
     def profile_event(age: int, at: object) -> FeatureRow:
         from app.featurestore.samples import profile_v1
@@ -190,28 +192,29 @@ def test_a_feature_changed_after_the_impression_is_not_seen(world: dict, registr
         return row
 
     offline.write_rows([profile_event(99, t + timedelta(seconds=1))])
-    after_late_change = join_features(offline, imp, registry)
+    after_late_change = join_features(offline, imp, registry, parse_entities(ENTITIES))
     assert after_late_change.column("viewer_age")[0].as_py() == before != 99
     assert after_late_change.column("viewer_user_profile_event_time")[0].as_py() <= t
     offline.write_rows([profile_event(98, t - timedelta(seconds=1))])
-    assert join_features(offline, imp, registry).column("viewer_age")[0].as_py() == 98
+    assert join_features(offline, imp, registry, parse_entities(ENTITIES)).column("viewer_age")[0].as_py() == 98
 
 
 def test_bad_parameters_fail_the_run_with_a_clear_message(world: dict, tmp_path: Path) -> None:
     outs = [Dataset(uri=str(tmp_path / n)) for n in ("train", "valid", "test", "rejected")]
     impressions = str(world["market"] / IMPRESSIONS_DIR)
     with pytest.raises(DatasetError, match="no impressions between 2030-01-01"):
-        make_dataset(str(world["offline"]), impressions, "2030-01-01T00:00:00Z", "", 4, 4, *outs)
+        make_dataset(str(world["offline"]), impressions, "2030-01-01T00:00:00Z", "", 4, 4, ENTITIES, *outs)
     with pytest.raises(DatasetError, match=r"10 day\(s\) of impressions leave no training days"):
-        make_dataset(str(world["offline"]), impressions, "", "", 5, 5, *outs)
+        make_dataset(str(world["offline"]), impressions, "", "", 5, 5, ENTITIES, *outs)
     ok_outs = [Dataset(uri=str(tmp_path / f"ok-{n}")) for n in ("train", "valid", "test", "rejected")]
-    make_dataset(str(world["offline"]), impressions, "", "", 2, 2, *ok_outs)
+    make_dataset(str(world["offline"]), impressions, "", "", 2, 2, ENTITIES, *ok_outs)
     with pytest.raises(UnknownFeatureError, match=r"unknown feature\(s\) \['viewer_height'\]"):
         train_model(
             ok_outs[0],
             ok_outs[1],
             "{}",
             "viewer_age,viewer_height",
+            ENTITIES,
             "pointwise",
             "t",
             "local",
@@ -223,7 +226,7 @@ def test_bad_parameters_fail_the_run_with_a_clear_message(world: dict, tmp_path:
     broken.mkdir()
     pq.write_table(pq.read_table(impressions).drop_columns(["match"]), broken / "day.parquet")
     with pytest.raises(ImpressionsError, match=r"day.parquet: required column 'match' is missing"):
-        make_dataset(str(world["offline"]), str(broken), "", "", 2, 2, *outs)
+        make_dataset(str(world["offline"]), str(broken), "", "", 2, 2, ENTITIES, *outs)
 
 
 def test_cli_refuses_bad_parameters_before_running(world: dict, tmp_path: Path) -> None:
