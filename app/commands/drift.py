@@ -124,6 +124,13 @@ def _publish(pub: Any, settings: StackSettings, topic: str, data: bytes, reason:
     pub.publish(pub.topic_path(settings.gcp.project, topic), data, reason=reason).result(timeout=30)
 
 
+def _from_stack(settings: StackSettings) -> dict[str, Any]:
+    """Pipeline parameters the stack decides, for triggers whose parameters do not carry them yet."""
+    from app.ranking.features import format_entities, model_entities
+
+    return {"entities": format_entities(model_entities(settings)), "gate_margin": settings.training.gate.margin}
+
+
 def retrain_window(report: Any, cfg: Any) -> dict[str, Any]:
     """What the triggered pipeline trains on: the ``retrain_days`` before the recent window's end,
     tested on the recent days themselves (where the drift was seen), one day for validation."""
@@ -168,7 +175,11 @@ def check_and_publish(args: argparse.Namespace, settings: StackSettings, inputs:
             stack=settings.stack,
             template_uri=inputs.template_uri,
             figures=report.to_dict(),
-            parameters={**inputs.parameters, **retrain_window(report, settings.training.drift)},
+            parameters={
+                **_from_stack(settings),
+                **inputs.parameters,
+                **retrain_window(report, settings.training.drift),
+            },
         )
         reason = report.reasons[0].split(":", 1)[0]
         inputs.publish(Names.of(settings).training_triggers_topic, encode(payload), reason)
