@@ -267,7 +267,7 @@ def test_a_newly_deployed_model_is_picked_up_without_restart(served: ServedMarke
         new_id = reg.register(
             Path(reg.deployment("primary").model_uri), {"task": "serving-test", "env": "local", "approved": True}
         )
-        reg.deploy("primary", new_id, "model_ndcg_at_10", 0.6)
+        reg.deploy("primary", new_id, "a newer model, deployed by hand")
         time.sleep(1.2)  # the worker checks the record every second
         second = client.request(user, "reload", candidates(served, user))
         wait_until(
@@ -278,7 +278,7 @@ def test_a_newly_deployed_model_is_picked_up_without_restart(served: ServedMarke
         )
         assert client.ordering(second).result.model_id == new_id
         assert worker.handler.model.model_id == new_id
-    reg.deploy("primary", served.model_id, "model_ndcg_at_10", 0.5)
+    reg.deploy("primary", served.model_id, "back to the first model")
 
 
 def test_health_and_metrics_endpoints(served: ServedMarket) -> None:
