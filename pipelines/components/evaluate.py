@@ -41,6 +41,12 @@ def evaluate_models(
     scores = {}
     for who, path in boosters.items():
         booster = lgb.Booster(model_file=path)
+        lacking = [f for f in booster.feature_name() if f not in cols and not f.startswith("pair_")]
+        if lacking:  # e.g. the stack now serves another entity version than the serving model read
+            raise ValueError(
+                f"the {who} model {path} reads feature(s) {lacking[:5]} this run's data lacks; "
+                "train with the entities it was trained on, or deploy by hand"
+            )
         scores[who] = booster.predict(feature_matrix(cols, booster.feature_name()))
     oracle = oracle_for(table, read_oracle(oracle_uri)) if oracle_uri else None
     figures, curve = evaluate(cols, scores, oracle)
