@@ -89,6 +89,12 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(args, state_dir(args))
 
 
+def _models(args: argparse.Namespace) -> int:
+    from app.commands import models
+
+    return models.run(args, state_dir(args))
+
+
 def _infra(args: argparse.Namespace) -> int:
     from app.commands import infra
 
@@ -165,7 +171,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="spec file (default pipelines/build/rerank-training.yaml)")
 
     p = command("train", _train, "run the training pipeline locally (kfp.local) on the local stack")
-    p.add_argument("--market", required=True, help="folder written by `rerank market` (impressions.parquet)")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--impressions", help="contract impressions: a Parquet file or a folder of them")
+    data.add_argument("--market", help="folder written by `rerank market` (its impressions/)")
+    p.add_argument("--oracle", default="", help="simulations only: true probabilities (oracle.parquet) for figures")
     p.add_argument("--variant", default="primary", help="variant the deploy step updates")
     p.add_argument("--hyperparameters", default="{}", help="LightGBM parameters, JSON")
     p.add_argument("--baseline-hyperparameters", default="{}", help="LambdaRank parameters, JSON")
@@ -175,10 +184,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-days", type=int, default=4)
     p.add_argument("--test-days", type=int, default=4)
     p.add_argument(
+        "--gate-margin",
+        type=float,
+        default=None,
+        help="NDCG@10 by which a new model must beat the serving one (default: the stack's training.gate.margin)",
+    )
+    p.add_argument(
         "--min-oracle-ratio",
         type=float,
-        default=0.9,
-        help="approve only models whose NDCG@10 is at least this share of the oracle's",
+        default=0.0,
+        help="opt-in, needs --oracle: approve only models with at least this share of the oracle's NDCG@10",
     )
 
     p = command("serve", _serve, "run a re-rank worker of one variant until SIGTERM")
@@ -193,9 +208,16 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("drift", _drift, "check drift and ground truth; publish a retraining trigger when crossed")
     p.add_argument("action", choices=["check"])
-    p.add_argument("--market", help="folder with impressions.parquet (the outcomes); local endpoints")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--impressions", help="contract impressions (the outcomes): a Parquet file or folder; local")
+    data.add_argument("--market", help="folder written by `rerank market` (its impressions/); local endpoints")
     p.add_argument("--variant", default="primary", help="whose deployed model is checked")
     endpoints_flag(p, "PIPELINE_PARAMETERS, PIPELINE_TEMPLATE")
+
+    p = command("models", _models, "registered models, their evaluations, which variant serves which since when")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("model_id", nargs="?", help="show: the model's id")
+    p.add_argument("--registry", default=None, help="a registry folder (default: the local stack's)")
 
     p = command("demo", _demo, "the main job: the whole loop on the local stack, with a report")
     p.add_argument("--users", type=int, default=1200)

@@ -236,11 +236,21 @@ class DriftConfig(_Strict):
     psi_threshold: float = Field(default=0.2, gt=0)
     calibration_gap_threshold: float = Field(default=0.05, gt=0)
     auc_drop_threshold: float = Field(default=0.05, gt=0)
+    # A retrain the drift check triggers trains on this many days before now (the recent window).
+    retrain_days: int = Field(default=28, ge=3, le=365)
+
+
+class GateConfig(_Strict):
+    """The deploy gate: a new model must beat the model its variant serves by ``margin`` NDCG@10 on
+    the same held-out days (and beat the baseline)."""
+
+    margin: float = Field(default=0.005, ge=0, le=1)
 
 
 class TrainingConfig(_Strict):
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     drift: DriftConfig = DriftConfig()
+    gate: GateConfig = GateConfig()
 
     @field_validator("schedules")
     @classmethod
@@ -420,6 +430,28 @@ def cloud_problems(s: StackSettings) -> list[str]:
     return [f"{PROJECT}:{p}" for p in problems]
 
 
+def schema_problems(s: StackSettings) -> list[str]:
+    """Every entity version a stack names needs a schema (``app/schemas``): workers and training read
+    each entity at its ``served`` version, so an unknown one must stop the stack at load."""
+    from app.featurestore.registry import default_registry
+
+    known: dict[str, list[str]] = {}
+    for spec in default_registry().specs():
+        known.setdefault(spec.entity, []).append(spec.version)
+    problems = []
+    for i, e in enumerate(s.feature_store.entities):
+        key = f"{PROJECT}:feature_store.entities[{i}]"
+        if e.name not in known:
+            problems.append(f"{key}.name: no schema for entity {e.name!r} (known: {', '.join(sorted(known))})")
+            continue
+        missing = [v for v in e.versions if v not in known[e.name]]
+        if missing:
+            problems.append(
+                f"{key}.versions: {e.name} has no schema for {', '.join(missing)} (known: {', '.join(known[e.name])})"
+            )
+    return problems
+
+
 def _describe_error(err: dict[str, Any]) -> str:
     loc = err["loc"]
     key = f"{PROJECT}:{loc[0]}" if loc else PROJECT
@@ -451,7 +483,7 @@ def settings_from_mapping(config: dict[str, Any], stack: str, source: str) -> St
     except ValidationError as exc:
         problems += [_describe_error(e) for e in exc.errors()]
         raise StackConfigError(source, problems) from None
-    problems += cloud_problems(settings)
+    problems += cloud_problems(settings) + schema_problems(settings)
     if problems:
         raise StackConfigError(source, problems)
     return settings

@@ -137,7 +137,11 @@ def build_topology(settings: StackSettings) -> Topology:
                 n.requests_topic,
                 f"re-rank worker for variant {v.name} ({v.kind})",
                 sv.ack_deadline_seconds,
-                filter=None if v.kind == "shadow" else primary_filter(arms) if v.kind == "primary" else arm_filter(v.name),
+                filter=None
+                if v.kind == "shadow"
+                else primary_filter(arms)
+                if v.kind == "primary"
+                else arm_filter(v.name),
                 dead_letter_topic=n.requests_dead_letter_topic,
                 max_delivery_attempts=sv.max_delivery_attempts,
                 **retry,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pulumi
 import pulumi_gcp as gcp
 
+from app.ranking.features import format_entities, model_entities
 from app.settings import REPO_ROOT
 from infra.common import StackContext, content_digest, grant, member, private_bucket, topic
 from infra.images import Images
@@ -164,6 +165,9 @@ class Training(pulumi.ComponentResource):
             "registry_uri": pulumi.Output.concat("/gcs/", self.bucket.name, "/registry"),
             "env": s.env,
             "worker_deployment": n.worker_deployment("primary"),
+            # What the dataset and train steps read: each entity at the version the stack serves.
+            "entities": format_entities(model_entities(s)),
+            "gate_margin": s.training.gate.margin,
         }
         self.schedules = {
             sched.name: gcp.cloudscheduler.Job(

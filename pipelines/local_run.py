@@ -78,6 +78,7 @@ def run_training(req: TrainingRequest) -> dict[str, Any]:
         raise TrainingFailed(_ANSI.sub("", f"{exc}; {detail} (log: {log})")) from None
     out = dict(task.outputs)
     out["metrics"] = json.loads(out.pop("metrics_json"))
+    out["dataset"] = json.loads(out.pop("dataset_json"))
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["log"] = str(log)
     return out

@@ -1,5 +1,9 @@
 """The training pipeline: dataset -> train (+ baseline) -> evaluate -> register -> deploy.
 
+It needs contract impressions (docs/specs/impressions.md) and the offline store, nothing else:
+``oracle_uri`` (a simulation's true probabilities) is optional and only adds figures. The deploy
+gate compares the new model with the one the variant serves, on the same test days.
+
 Components are plain functions (``pipelines/components``) made into KFP components here, with
 the image to run them in, so ``rerank pipeline compile --image`` can target any registry. The
 pipeline only wires steps; every step's logic lives in ``app/`` and is tested there.
@@ -34,7 +38,9 @@ RESOURCES = {
 class TrainingRun(NamedTuple):
     model_id: str
     metrics_json: str
+    dataset_json: str
     approved: bool
+    serving_model_id: str
     deployed: bool
     deploy_reason: str
 
@@ -78,8 +84,10 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
         hyperparameters: str = "{}",
         baseline_hyperparameters: str = "{}",
         features: str = "",
-        min_oracle_ratio: float = 0.9,
-        gate_metric: str = "model_ndcg_at_10",
+        entities: str = "",
+        gate_margin: float = 0.005,
+        oracle_uri: str = "",
+        min_oracle_ratio: float = 0.0,
         code_version: str = "",
     ) -> TrainingRun:
         data = _sized(
@@ -90,6 +98,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 window_end=window_end,
                 valid_days=valid_days,
                 test_days=test_days,
+                entities=entities,
             ),
             "dataset",
             "point-in-time dataset",
@@ -100,6 +109,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 valid=data.outputs["valid"],
                 hyperparameters=hyperparameters,
                 features=features,
+                entities=entities,
                 objective="pointwise",
                 task=task,
                 env=env,
@@ -113,6 +123,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 valid=data.outputs["valid"],
                 hyperparameters=baseline_hyperparameters,
                 features=features,
+                entities=entities,
                 objective="lambdarank",
                 task=f"{task}-baseline",
                 env=env,
@@ -125,10 +136,14 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 test=data.outputs["test"],
                 model=model.outputs["model"],
                 baseline=baseline.outputs["model"],
+                registry_uri=registry_uri,
+                variant=variant,
+                oracle_uri=oracle_uri,
+                gate_margin=gate_margin,
                 min_oracle_ratio=min_oracle_ratio,
             ),
             "evaluate",
-            "evaluate vs baseline and oracle",
+            "evaluate vs baseline and serving model",
         )
         registered = _sized(
             register_op(
@@ -136,6 +151,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 metrics_json=evaluation.outputs["metrics_json"],
                 approved=evaluation.outputs["approved"],
                 reason=evaluation.outputs["reason"],
+                serving_model_id=evaluation.outputs["serving_model_id"],
+                variant=variant,
                 registry_uri=registry_uri,
                 code_version=code_version,
             ),
@@ -145,11 +162,11 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
         deployed = _sized(
             deploy_op(
                 model_id=registered.outputs["model_id"],
-                metrics_json=evaluation.outputs["metrics_json"],
                 approved=evaluation.outputs["approved"],
+                reason=evaluation.outputs["reason"],
+                serving_model_id=evaluation.outputs["serving_model_id"],
                 registry_uri=registry_uri,
                 variant=variant,
-                metric=gate_metric,
                 worker_deployment=worker_deployment,
             ),
             "deploy",
@@ -158,7 +175,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
         return TrainingRun(
             registered.outputs["model_id"],
             evaluation.outputs["metrics_json"],
+            data.outputs["Output"],
             evaluation.outputs["approved"],
+            evaluation.outputs["serving_model_id"],
             deployed.outputs["deployed"],
             deployed.outputs["reason"],
         )

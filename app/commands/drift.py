@@ -15,11 +15,11 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from app.commands.base import UsageError, emit
 from app.settings import StackSettings, load_stack
@@ -35,6 +35,32 @@ class DriftInputs:
     template_uri: str
     parameters: dict[str, Any]
     publish: Callable[[str, bytes, str], None]  # topic name, data, reason attribute
+    # (variant, model id, start, end) -> what that model served then, joined with outcomes
+    served: Callable[[str, str, datetime, datetime], pa.Table]
+
+
+def _impressions(uri: str | Path) -> pa.Table:
+    from app.ranking.impressions import ImpressionsError, read_impressions
+
+    try:
+        return read_impressions(uri).table
+    except ImpressionsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def served_from(offline_uri: str, impressions: pa.Table) -> Callable[[str, str, datetime, datetime], pa.Table]:
+    """Served predictions from the offline store the URI names (Parquet folder or ``bq://``)."""
+    from app.trigger.served import read_predictions, served_outcomes, served_outcomes_bigquery
+
+    if offline_uri.startswith("bq://"):
+        from google.cloud import bigquery
+
+        project, _, dataset = offline_uri.removeprefix("bq://").partition(".")
+        client = bigquery.Client(project=project)
+        return lambda v, m, start, end: served_outcomes_bigquery(
+            client, project, dataset, impressions, v, m, start, end
+        )
+    return lambda v, m, start, end: served_outcomes(read_predictions(Path(offline_uri)), impressions, v, m, start, end)
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
@@ -44,25 +70,26 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
 
 
 def local_inputs(args: argparse.Namespace, settings: StackSettings, state_dir: Path) -> DriftInputs:
+    from app.commands.train import impressions_path
     from app.local import clients
     from app.local.session import running_state
     from app.serving.runtime import registry_dir
     from app.trigger.local import local_parameters, template_uri
 
-    if not args.market:
-        raise UsageError("--market DIR is required (the folder with impressions.parquet), or --endpoints env")
-    impressions = Path(args.market) / "impressions.parquet"
-    if not impressions.is_file():
-        raise UsageError(f"{impressions}: no such file")
+    if not (args.market or args.impressions):
+        raise UsageError("--impressions PATH or --market DIR is required (the outcomes), or --endpoints env")
+    path = impressions_path(args)
     state = running_state(args.stack, state_dir)
     pub = clients.publisher(state.pubsub_host)
+    impressions = _impressions(path)
     return DriftInputs(
         offline_uri=str(state.offline_dir),
-        impressions=pq.read_table(impressions),
+        impressions=impressions,
         registry_dir=registry_dir(state),
         template_uri=template_uri(),
-        parameters=local_parameters(settings, state, str(impressions), args.variant),
+        parameters=local_parameters(settings, state, str(path), args.variant),
         publish=lambda topic, data, reason: _publish(pub, settings, topic, data, reason),
+        served=served_from(str(state.offline_dir), impressions),
     )
 
 
@@ -75,7 +102,7 @@ def env_inputs(settings: StackSettings, variant: str, env: Mapping[str, str] | N
         raise UsageError(f"--endpoints env needs environment variable(s) {', '.join(missing)}")
     try:
         parameters = {**json.loads(env["PIPELINE_PARAMETERS"]), "variant": variant}
-        impressions = pq.read_table(parameters["impressions_uri"])
+        impressions = _impressions(parameters["impressions_uri"])
         offline_uri, registry = parameters["offline_uri"], Path(parameters["registry_uri"])
     except KeyError as exc:
         raise UsageError(f"PIPELINE_PARAMETERS lacks {exc.args[0]}") from None
@@ -89,6 +116,7 @@ def env_inputs(settings: StackSettings, variant: str, env: Mapping[str, str] | N
         template_uri=env["PIPELINE_TEMPLATE"],
         parameters=parameters,
         publish=lambda topic, data, reason: _publish(pub, settings, topic, data, reason),
+        served=served_from(offline_uri, impressions),
     )
 
 
@@ -96,10 +124,29 @@ def _publish(pub: Any, settings: StackSettings, topic: str, data: bytes, reason:
     pub.publish(pub.topic_path(settings.gcp.project, topic), data, reason=reason).result(timeout=30)
 
 
+def _from_stack(settings: StackSettings) -> dict[str, Any]:
+    """Pipeline parameters the stack decides, for triggers whose parameters do not carry them yet."""
+    from app.ranking.features import format_entities, model_entities
+
+    return {"entities": format_entities(model_entities(settings)), "gate_margin": settings.training.gate.margin}
+
+
+def retrain_window(report: Any, cfg: Any) -> dict[str, Any]:
+    """What the triggered pipeline trains on: the ``retrain_days`` before the recent window's end,
+    tested on the recent days themselves (where the drift was seen), one day for validation."""
+    end = datetime.fromisoformat(report.windows["recent"].split("/")[1])
+    return {
+        "window_start": (end - timedelta(days=cfg.retrain_days)).isoformat(),
+        "valid_days": 1,
+        "test_days": cfg.recent_days,
+    }
+
+
 def check_and_publish(args: argparse.Namespace, settings: StackSettings, inputs: DriftInputs) -> int:
     from app.featurestore.registry import default_registry
     from app.featurestore.stores import offline_store_from_uri
     from app.naming import Names
+    from app.ranking.features import model_entities
     from app.ranking.registry import ModelRegistry
     from app.trigger.drift import check_drift
     from app.trigger.local import encode
@@ -116,6 +163,8 @@ def check_and_publish(args: argparse.Namespace, settings: StackSettings, inputs:
         deployed.model_uri,
         registry.metadata(deployed.model_id),
         settings.training.drift,
+        model_entities(settings),
+        served=lambda start, end: inputs.served(args.variant, deployed.model_id, start, end),
     )
     out = {**report.to_dict(), "model_id": deployed.model_id, "trigger": None}
     if report.reasons:
@@ -126,15 +175,21 @@ def check_and_publish(args: argparse.Namespace, settings: StackSettings, inputs:
             stack=settings.stack,
             template_uri=inputs.template_uri,
             figures=report.to_dict(),
-            parameters=inputs.parameters,
+            parameters={
+                **_from_stack(settings),
+                **inputs.parameters,
+                **retrain_window(report, settings.training.drift),
+            },
         )
         reason = report.reasons[0].split(":", 1)[0]
         inputs.publish(Names.of(settings).training_triggers_topic, encode(payload), reason)
         out["trigger"] = payload.trigger_id
     lines = [f"retrain: {r}" for r in report.reasons] or ["all is well: no threshold crossed"]
+    truth = report.ground_truth
     lines.append(
         f"max psi {max(report.psi.values()):.3f}, calibration gap {report.calibration_gap:.3f}, "
-        f"AUC {report.auc_at_training:.3f} -> {report.auc_recent:.3f}"
+        f"AUC {report.auc_at_training:.3f} -> {report.auc_recent:.3f} "
+        f"(ground truth: {truth['source'].replace('_', ' ')}, {truth['rows']} rows)"
     )
     if out["trigger"]:
         lines.append(f"published trigger {out['trigger']}")

@@ -38,7 +38,9 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         from app.featurestore.registry import default_registry
         from app.serving.scoring import NaiveScorer
 
-        worker.handler.scorer = NaiveScorer(worker.handler.scorer.store, default_registry())
+        worker.handler.scorer = NaiveScorer(
+            worker.handler.scorer.store, default_registry(), worker.handler.scorer.entities
+        )
     _stop_on_signals(worker.stop)
     server = serve_http(args.http_port, worker.metrics, worker.healthy, host=args.http_host) if args.http_port else None
     worker.run()

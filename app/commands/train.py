@@ -35,7 +35,7 @@ def _json_object(text: str, flag: str) -> dict[str, Any]:
 def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
     """Refuse bad parameters before anything runs (the components check them again)."""
     from app.featurestore.registry import default_registry
-    from app.ranking.features import UnknownFeatureError, check_features
+    from app.ranking.features import UnknownFeatureError, check_features, format_entities, model_entities
     from app.ranking.model import split_params
 
     for flag, text in (
@@ -48,7 +48,7 @@ def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
             raise UsageError(f"{flag}: {exc}") from None
     features = [f.strip() for f in args.features.split(",") if f.strip()]
     try:
-        check_features(features, default_registry())
+        check_features(features, default_registry(), model_entities(settings))
     except UnknownFeatureError as exc:
         raise UsageError(str(exc)) from None
     for flag, text in (("--window-start", args.window_start), ("--window-end", args.window_end)):
@@ -71,9 +71,31 @@ def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
         "hyperparameters": args.hyperparameters,
         "baseline_hyperparameters": args.baseline_hyperparameters,
         "features": ",".join(features),
+        "entities": format_entities(model_entities(settings)),
+        "gate_margin": settings.training.gate.margin if args.gate_margin is None else args.gate_margin,
+        "oracle_uri": _oracle(args.oracle, args.min_oracle_ratio),
         "min_oracle_ratio": args.min_oracle_ratio,
         "code_version": _code_version(),
     }
+
+
+def _oracle(path: str, min_ratio: float) -> str:
+    if min_ratio and not path:
+        raise UsageError("--min-oracle-ratio needs --oracle FILE (the simulator's true probabilities)")
+    if path and not Path(path).is_file():
+        raise UsageError(f"--oracle {path}: no such file")
+    return str(Path(path).resolve()) if path else ""
+
+
+def impressions_path(args: argparse.Namespace) -> Path:
+    """``--impressions PATH`` as given, or the ``impressions/`` folder of ``--market DIR``."""
+    from app.market.writer import IMPRESSIONS_DIR
+
+    path = Path(args.impressions) if args.impressions else Path(args.market) / IMPRESSIONS_DIR
+    if not path.exists():
+        hint = f" (write a market with `rerank market --out {args.market}`)" if args.market else ""
+        raise UsageError(f"{path}: no such file or folder{hint}")
+    return path.resolve()
 
 
 def _code_version() -> str:
@@ -91,15 +113,13 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         raise UsageError(
             f"stack {args.stack} trains on Vertex AI (submit pipelines/build/*.yaml); `rerank train` runs a local stack"
         )
-    impressions = Path(args.market) / "impressions.parquet"
-    if not impressions.is_file():
-        raise UsageError(f"{impressions}: no such file (write a market with `rerank market --out {args.market}`)")
+    impressions = impressions_path(args)
     arguments = _check(args, settings)
     state = running_state(args.stack, state_dir)
     if not any(state.offline_dir.glob("*/*/event_date=*/*.parquet")):
         raise RunFailed(
             f"the offline store of stack {args.stack} is empty; "
-            f"ingest the market first: rerank ingest --input {Path(args.market) / 'feature-events.pb'}"
+            "ingest the feature events first: rerank ingest --input FILE"
         )
     stack_dir = Path(state.dir)
     request = TrainingRequest(
@@ -120,18 +140,37 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     return 0
 
 
-def _text(r: dict[str, Any]) -> str:
-    m = r["metrics"]
+def metrics_table(m: dict[str, Any]) -> list[str]:
+    """Who scored what on the test days: the new model, the baseline, the serving model, the oracle."""
+
+    def fig(key: str, width: int) -> str:
+        return f"{m[key]:{width}.4f}" if isinstance(m.get(key), (int, float)) else f"{'-':>{width}}"
+
     rows = [f"{'':10} {'NDCG@10':>8} {'MAP@10':>8} {'AUC':>7}"]
-    for who in ("model", "baseline", "oracle"):
-        rows.append(f"{who:10} {m[f'{who}_ndcg_at_10']:8.4f} {m[f'{who}_map_at_10']:8.4f} {m[f'{who}_auc']:7.4f}")
+    for who in ("model", "baseline", "serving", "oracle"):
+        if f"{who}_ndcg_at_10" in m:
+            rows.append(f"{who:10} {fig(f'{who}_ndcg_at_10', 8)} {fig(f'{who}_map_at_10', 8)} {fig(f'{who}_auc', 7)}")
+    for who in ("baseline", "serving"):
+        d = f"model_minus_{who}_ndcg_at_10"
+        if d in m:
+            rows.append(
+                f"model - {who} NDCG@10: {m[d]:+.4f} (95% interval over sessions "
+                f"[{m[d + '_ci_low']:+.4f}, {m[d + '_ci_high']:+.4f}])"
+            )
+    if "model_vs_oracle_ndcg_at_10" in m:
+        rows.append(f"model / oracle NDCG@10: {m['model_vs_oracle_ndcg_at_10']:.3f}")
+    return rows
+
+
+def _text(r: dict[str, Any]) -> str:
+    m, d = r["metrics"], r["dataset"]
+    rejected = ", ".join(f"{n} {k}" for k, n in d["rejected"].items()) or "none"
     return "\n".join(
         [
-            *rows,
-            f"model / oracle NDCG@10: {m['model_vs_oracle_ndcg_at_10']:.3f} over {m['sessions_with_a_match']} test "
-            f"sessions with a match",
-            f"registered {r['model_id']} ({'approved' if r['approved'] else 'not approved'}); "
-            f"{'deployed' if r['deployed'] else 'not deployed'}: {r['deploy_reason']}",
+            f"impressions: {d['impression_files']} file(s), rows set aside: {rejected}",
+            *metrics_table(m),
+            f"{int(m['sessions_with_a_match'])} test sessions with a match",
+            f"registered {r['model_id']} ({'approved' if r['approved'] else 'not approved'}); {r['deploy_reason']}",
             f"pipeline took {r['seconds']} s",
         ]
     )

@@ -16,7 +16,7 @@ from app.local.services import LocalState
 from app.market.simulate import Market, MarketConfig, simulate
 from app.naming import Names
 from app.ranking.dataset import columns, join_features, split, time_windows
-from app.ranking.features import all_feature_names, feature_matrix
+from app.ranking.features import all_feature_names, feature_matrix, model_entities
 from app.ranking.model import train_pointwise
 from app.ranking.registry import ModelRegistry
 from app.serving.client import CoreServiceClient
@@ -75,9 +75,10 @@ def prepare_served_market(
         rows.append(row)
     offline = ParquetOfflineStore(workdir / "offline", registry)
     offline.write_rows(rows)
-    joined = join_features(offline, market.impressions, registry)
+    entities = model_entities(settings)
+    joined = join_features(offline, market.impressions, registry, entities)
     parts = {k: columns(v) for k, v in split(joined, time_windows(joined, 1, 1)).items()}
-    names = all_feature_names(registry)
+    names = all_feature_names(registry, entities)
     booster = train_pointwise(
         feature_matrix(parts["train"], names),
         parts["train"]["match"],
@@ -90,7 +91,7 @@ def prepare_served_market(
     reg = ModelRegistry(registry_dir(state))
     model_id = reg.register(workdir / "model.txt", {"task": "serving-test", "env": "local", "approved": True})
     for v in settings.serving.variants:
-        reg.deploy(v.name, model_id, "model_ndcg_at_10", 0.5)
+        reg.deploy(v.name, model_id, "a quick model for serving tests")
     world = ServedMarket(market, rows, model_id, state, settings, registry)
     world.load_online()
     return world

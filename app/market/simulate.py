@@ -2,8 +2,9 @@
 
 Each day, users open the app with their activity probability and are shown candidates (mostly
 people of a gender they seek in their city, some at random: the default order is random). Both
-sides' likes are drawn from the true probabilities, so every impression carries the probability
-of a match: the oracle's ranking signal. At the end of the day each active user's activity
+sides' likes are drawn from the true probabilities. The impressions are written as the contract a
+core service delivers (outcomes only); the probabilities go to a separate oracle table, keyed by
+impression, that only evaluation reads: the oracle's ranking signal. At the end of the day each active user's activity
 aggregator emits a rolling 7-day snapshot; profile updates (new photos) are emitted the morning
 they happen. Feature events are what reaches the feature store; the truth stays in the output.
 """
@@ -18,9 +19,11 @@ import pyarrow as pa
 
 from app.market.population import GENDER_BITS, Population, draw_population
 from app.market.preferences import match_probability
+from app.ranking.impressions import ORACLE_SCHEMA, TIMESTAMP, contract_table
 from app.schemas.user.v1 import activity_pb2, profile_pb2
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
+SURFACE = "discover"
 WINDOW = 7
 
 
@@ -53,8 +56,15 @@ FeatureEvent = tuple[str, str, datetime, object]
 class Market:
     config: MarketConfig
     population: Population
-    impressions: pa.Table
+    impressions: pa.Table  # the impressions contract (app/ranking/impressions.py): what a core service has
+    oracle: pa.Table  # the true probabilities per (session_id, candidate_id): what only a simulator knows
     events: list[FeatureEvent] = field(repr=False)
+
+    def day_of(self, table: pa.Table) -> np.ndarray:
+        """Market day of each row's ``impression_time`` (0 is the first day)."""
+        t = table.column("impression_time").cast(pa.int64()).to_numpy()
+        start_us = int(self.config.start.timestamp() * 1_000_000)
+        return (t - start_us) // 86_400_000_000
 
 
 def _at(start: datetime, day: float) -> datetime:
@@ -138,7 +148,6 @@ def simulate(config: MarketConfig) -> Market:
             "p_viewer_likes",
             "p_candidate_likes",
             "p_match",
-            "day",
         )
     }
     session_no = 0
@@ -194,7 +203,6 @@ def simulate(config: MarketConfig) -> Market:
                 ("p_viewer_likes", p_vc),
                 ("p_candidate_likes", p_cv),
                 ("p_match", p_vc * p_cv),
-                ("day", np.full(len(v_all), day)),
             )
         ):
             columns[name].append(values)
@@ -224,12 +232,46 @@ def simulate(config: MarketConfig) -> Market:
             events.append(("user_activity", "v1", at, msg))
 
     table = {k: np.concatenate(v) for k, v in columns.items()}
-    seconds = np.round(table["impression_time"] * 86400).astype("int64")
-    table["impression_time"] = np.datetime64(start.replace(tzinfo=None), "s") + seconds.astype("timedelta64[s]")
-    impressions = pa.table(table)
-    impressions = impressions.set_column(
-        impressions.schema.get_field_index("impression_time"),
-        "impression_time",
-        impressions.column("impression_time").cast(pa.timestamp("us", tz="UTC")),
+    impressions, oracle = _contract_and_oracle(table, start, np.random.default_rng([config.seed, 1]))
+    return Market(config, pop, impressions, oracle, events)
+
+
+def _contract_and_oracle(
+    table: dict[str, np.ndarray], start: datetime, rng: np.random.Generator
+) -> tuple[pa.Table, pa.Table]:
+    """What a core service would deliver (docs/specs/impressions.md) and, apart, the truth behind it.
+
+    A viewer likes or passes within seconds of seeing a candidate; a match happens when the
+    candidate likes back, within the next day. Outcome delays come from a generator of their own,
+    so they do not shift the market's other draws."""
+    shown = np.datetime64(start.replace(tzinfo=None), "s") + np.round(table["impression_time"] * 86400).astype(
+        "timedelta64[s]"
     )
-    return Market(config, pop, impressions, events)
+    delay = np.where(table["match"], rng.uniform(60, 86400, len(shown)), rng.uniform(2, 120, len(shown)))
+    session_ids = np.char.add("s", np.char.zfill(table["session_id"].astype(str), 8))
+    impressions = contract_table(
+        {
+            "session_id": session_ids,
+            "viewer_id": table["viewer_id"],
+            "candidate_id": table["candidate_id"],
+            "position": table["position"].astype(np.int32),
+            "surface": np.full(len(shown), SURFACE),
+            "impression_time": pa.array(shown, pa.timestamp("s")).cast(pa.timestamp("us")).cast(TIMESTAMP),
+            "viewer_like": table["viewer_like"],
+            "candidate_like": table["candidate_like"],
+            "match": table["match"],
+            "outcome_time": pa.array(shown + delay.astype("timedelta64[s]"), pa.timestamp("s"))
+            .cast(pa.timestamp("us"))
+            .cast(TIMESTAMP),
+        }
+    )
+    oracle = pa.table(
+        {
+            "session_id": session_ids,
+            "candidate_id": table["candidate_id"],
+            "p_viewer_likes": table["p_viewer_likes"],
+            "p_candidate_likes": table["p_candidate_likes"],
+            "p_match": table["p_match"],
+        }
+    ).cast(ORACLE_SCHEMA)
+    return impressions, oracle

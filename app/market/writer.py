@@ -1,8 +1,10 @@
 """Write a simulated market to a folder: what the rest of the system consumes.
 
 - ``feature-events.pb``: every feature event, length-delimited (``rerank ingest --input``);
-- ``impressions.parquet``: each shown pair with both sides' likes, the match and the true
-  probabilities (the labels and the oracle);
+- ``impressions/<day>.parquet``: each shown pair with its outcomes, exactly the impressions contract
+  a core service delivers (docs/specs/impressions.md), one file per day as it would drop them;
+- ``oracle.parquet``: the true probabilities keyed by (session_id, candidate_id), apart: only
+  evaluation reads it, and only when given (``--oracle``);
 - ``users.parquet``: every user's observable and hidden attributes (for replays and checks);
 - ``market.json``: the configuration and a summary.
 """
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -22,7 +26,8 @@ from app.featurestore.events import write_delimited
 from app.market.simulate import Market
 
 EVENTS_FILE = "feature-events.pb"
-IMPRESSIONS_FILE = "impressions.parquet"
+IMPRESSIONS_DIR = "impressions"
+ORACLE_FILE = "oracle.parquet"
 USERS_FILE = "users.parquet"
 SUMMARY_FILE = "market.json"
 
@@ -45,11 +50,24 @@ def summary(market: Market) -> dict[str, Any]:
     }
 
 
+def write_impressions(market: Market, folder: Path) -> list[Path]:
+    """One contract file per market day, named by its date."""
+    folder.mkdir(parents=True, exist_ok=True)
+    days = market.day_of(market.impressions)
+    written = []
+    for day in np.unique(days):
+        path = folder / f"{(market.config.start + timedelta(days=int(day))).date().isoformat()}.parquet"
+        pq.write_table(market.impressions.filter(pa.array(days == day)), path)
+        written.append(path)
+    return written
+
+
 def write_market(market: Market, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / EVENTS_FILE, "wb") as f:
         write_delimited(f, market.events)
-    pq.write_table(market.impressions, out / IMPRESSIONS_FILE)
+    write_impressions(market, out / IMPRESSIONS_DIR)
+    pq.write_table(market.oracle, out / ORACLE_FILE)
     pq.write_table(pa.table(market.population.columns()), out / USERS_FILE)
     config = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(market.config).items()}
     doc = {"config": config, "summary": summary(market)}

@@ -1,4 +1,4 @@
-"""Training data: impressions joined point-in-time with both sides' features, split by time."""
+"""Training data: contract impressions joined point-in-time with both sides' features, split by time."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from app.featurestore.offline import OfflineStore
+from app.featurestore.pit import event_time_column
 from app.featurestore.registry import Registry
-from app.ranking.features import feature_views
+from app.ranking.features import Entities, feature_views, identity_view
+from app.ranking.impressions import COLUMNS
 
 LABEL = "match"
 GROUP = "session_id"
-ORACLE = "p_match"
 BASELINE_LABEL = "viewer_like"
-REQUIRED = ("session_id", "viewer_id", "candidate_id", "impression_time", LABEL, BASELINE_LABEL)
+REQUIRED = tuple(c.name for c in COLUMNS if c.required)
 
 
 class DatasetError(ValueError):
@@ -72,8 +73,22 @@ def select_window(impressions: pa.Table, start: datetime | None, end: datetime |
     return chosen
 
 
-def join_features(store: OfflineStore, impressions: pa.Table, registry: Registry) -> pa.Table:
-    return store.point_in_time_join(impressions, feature_views(registry))
+def join_features(store: OfflineStore, impressions: pa.Table, registry: Registry, entities: Entities) -> pa.Table:
+    return store.point_in_time_join(impressions, feature_views(registry, entities))
+
+
+def known_rows(joined: pa.Table, registry: Registry, entities: Entities) -> tuple[pa.Table, pa.Table]:
+    """(rows whose viewer and candidate the feature store knew at the impression, the rest with
+    reason ``unknown_id``): a pair with no profile on either side has nothing to learn from."""
+    view = identity_view(registry, entities)
+    known = pc.and_(
+        pc.is_valid(joined.column(event_time_column("viewer", view))),
+        pc.is_valid(joined.column(event_time_column("candidate", view))),
+    )
+    unknown = joined.filter(pc.invert(known))
+    return joined.filter(known), unknown.append_column(
+        "reason", pa.array(["unknown_id"] * unknown.num_rows, pa.string())
+    )
 
 
 def split(joined: pa.Table, w: Windows) -> dict[str, pa.Table]:
@@ -92,11 +107,15 @@ def split(joined: pa.Table, w: Windows) -> dict[str, pa.Table]:
 
 
 def columns(table: pa.Table) -> dict[str, np.ndarray]:
-    """Numeric columns as float arrays (nulls as NaN), others as they are."""
+    """Numeric columns as float arrays (nulls as NaN), others as they are; the session id becomes an
+    integer code in order of first appearance (rows of a session stay together and codes ascend,
+    as LambdaRank's groups and the per-session metrics need)."""
     out: dict[str, np.ndarray] = {}
     for name in table.column_names:
         col = table.column(name)
-        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+        if name == GROUP and not pa.types.is_integer(col.type):
+            out[name] = pc.dictionary_encode(col).combine_chunks().indices.to_numpy().astype(np.float64)
+        elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
             out[name] = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
         else:
             out[name] = col.to_numpy(zero_copy_only=False)

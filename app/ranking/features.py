@@ -15,10 +15,13 @@ from app.featurestore.pit import FeatureView
 from app.featurestore.registry import Registry
 from app.featurestore.transforms import GENDER_BITS
 from app.geo import haversine_km
+from app.settings import StackSettings
 
 SIDES = ("viewer", "candidate")
-PROFILE = ("user_profile", "v1")
-ACTIVITY = ("user_activity", "v1")
+# (entity, version) pairs whose online features the model reads, the first being the identity (the
+# profile: without it the feature store does not know a user). They come from the stack
+# (``model_entities``): each entity at its serving version.
+Entities = tuple[tuple[str, str], ...]
 _GENDER_BITS = np.array(GENDER_BITS, dtype=np.float64)
 PAIR_FEATURES = (
     "pair_distance_km",
@@ -30,27 +33,66 @@ PAIR_FEATURES = (
     "pair_viewer_seeks",
     "pair_candidate_seeks",
 )
+# What the pair features read from each side, and the other name a profile version may give it
+# (profile v2 groups the preferences: preferences_age_min, ...).
+PAIR_INPUTS = {
+    "latitude": (),
+    "longitude": (),
+    "age": (),
+    "pref_age_min": ("preferences_age_min",),
+    "pref_age_max": ("preferences_age_max",),
+    "pref_max_distance_km": ("preferences_max_distance_km",),
+    "gender": (),
+    "seeking_mask": (),
+}
 
 
 class UnknownFeatureError(ValueError):
     pass
 
 
-def entity_features(registry: Registry) -> dict[tuple[str, str], tuple[str, ...]]:
-    return {key: registry.get(*key).online_features for key in (PROFILE, ACTIVITY)}
+def model_entities(settings: StackSettings) -> Entities:
+    """Every entity of the stack at the version it serves (``serving_version``, else the newest)."""
+    return tuple((e.name, e.served) for e in settings.feature_store.entities)
 
 
-def feature_views(registry: Registry) -> list[FeatureView]:
-    return [FeatureView(e, v, cols) for (e, v), cols in entity_features(registry).items()]
+def format_entities(entities: Entities) -> str:
+    """``user_profile:v1,user_activity:v1``: how a pipeline parameter carries them."""
+    return ",".join(f"{e}:{v}" for e, v in entities)
 
 
-def all_feature_names(registry: Registry) -> list[str]:
-    side = [f"{s}_{c}" for s in SIDES for cols in entity_features(registry).values() for c in cols]
+def parse_entities(text: str) -> Entities:
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in pairs if p.count(":") != 1]
+    if not pairs or bad:
+        raise UnknownFeatureError(
+            f"entities {text!r}: name each entity at the version the model reads, e.g. "
+            "user_profile:v1,user_activity:v1 (the stack's feature_store.entities at their serving_version)"
+        )
+    return tuple((e, v) for e, v in (p.split(":") for p in pairs))
+
+
+def entity_features(registry: Registry, entities: Entities) -> dict[tuple[str, str], tuple[str, ...]]:
+    return {key: registry.get(*key).online_features for key in entities}
+
+
+def feature_views(registry: Registry, entities: Entities) -> list[FeatureView]:
+    return [FeatureView(e, v, cols) for (e, v), cols in entity_features(registry, entities).items()]
+
+
+def identity_view(registry: Registry, entities: Entities) -> FeatureView:
+    """The view whose presence means the feature store knows a user (the profile, listed first): a
+    pair without it on either side cannot be scored."""
+    return feature_views(registry, entities)[0]
+
+
+def all_feature_names(registry: Registry, entities: Entities) -> list[str]:
+    side = [f"{s}_{c}" for s in SIDES for cols in entity_features(registry, entities).values() for c in cols]
     return side + list(PAIR_FEATURES)
 
 
-def check_features(names: Sequence[str], registry: Registry) -> None:
-    known = all_feature_names(registry)
+def check_features(names: Sequence[str], registry: Registry, entities: Entities) -> None:
+    known = all_feature_names(registry, entities)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UnknownFeatureError(f"unknown feature(s) {unknown}; known: {', '.join(known)}")
@@ -70,18 +112,17 @@ def _seeks(mask: np.ndarray, gender: np.ndarray) -> np.ndarray:
 
 def pair_features(cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Pair features from side columns named ``viewer_<feature>`` / ``candidate_<feature>`` (NaN = unknown)."""
-    needed = (
-        "latitude",
-        "longitude",
-        "age",
-        "pref_age_min",
-        "pref_age_max",
-        "pref_max_distance_km",
-        "gender",
-        "seeking_mask",
-    )
-    v = {n: np.asarray(cols[f"viewer_{n}"], dtype=np.float64) for n in needed}
-    c = {n: np.asarray(cols[f"candidate_{n}"], dtype=np.float64) for n in needed}
+
+    def side(prefix: str) -> dict[str, np.ndarray]:
+        out = {}
+        for name, others in PAIR_INPUTS.items():
+            found = next((f"{prefix}_{n}" for n in (name, *others) if f"{prefix}_{n}" in cols), None)
+            if found is None:
+                raise UnknownFeatureError(f"pair features need {prefix}_{name} (or {others}); the rows lack it")
+            out[name] = np.asarray(cols[found], dtype=np.float64)
+        return out
+
+    v, c = side("viewer"), side("candidate")
     dist = haversine_km(v["latitude"], v["longitude"], c["latitude"], c["longitude"])
     return {
         "pair_distance_km": dist,

@@ -22,8 +22,8 @@ def _ranked(groups: np.ndarray, scores: np.ndarray, rel: np.ndarray) -> tuple[np
     return g, rank, r
 
 
-def ndcg_at_k(groups: np.ndarray, scores: np.ndarray, rel: np.ndarray, k: int = 10) -> tuple[float, int]:
-    """Mean NDCG@k over sessions with at least one relevant item, and that number of sessions."""
+def ndcg_per_session(groups: np.ndarray, scores: np.ndarray, rel: np.ndarray, k: int = 10) -> np.ndarray:
+    """NDCG@k of each session in ascending group order; NaN where the session has no relevant item."""
     g, rank, r = _ranked(groups, scores, rel)
     gain = np.where(rank < k, r / np.log2(rank + 2), 0.0)
     _, inv = np.unique(g, return_inverse=True)
@@ -31,8 +31,32 @@ def ndcg_at_k(groups: np.ndarray, scores: np.ndarray, rel: np.ndarray, k: int = 
     ig, irank, ir = _ranked(groups, rel.astype(np.float64), rel)
     _, iinv = np.unique(ig, return_inverse=True)
     idcg = np.bincount(iinv, weights=np.where(irank < k, ir / np.log2(irank + 2), 0.0))
-    used = idcg > 0
-    return float(np.mean(dcg[used] / idcg[used])) if used.any() else float("nan"), int(used.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), np.nan)
+
+
+def ndcg_at_k(groups: np.ndarray, scores: np.ndarray, rel: np.ndarray, k: int = 10) -> tuple[float, int]:
+    """Mean NDCG@k over sessions with at least one relevant item, and that number of sessions."""
+    per = ndcg_per_session(groups, scores, rel, k)
+    used = ~np.isnan(per)
+    return float(np.mean(per[used])) if used.any() else float("nan"), int(used.sum())
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of mean(a - b) over sessions resampled with replacement (a and b paired by session)."""
+    diff = a - b
+    if len(diff) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    # in chunks, so memory stays at 50 resamples whatever the number of sessions
+    means = np.concatenate(
+        [
+            diff[rng.integers(0, len(diff), (min(50, samples - i), len(diff)))].mean(axis=1)
+            for i in range(0, samples, 50)
+        ]
+    )
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def map_at_k(groups: np.ndarray, scores: np.ndarray, rel: np.ndarray, k: int = 10) -> float:

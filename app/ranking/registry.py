@@ -5,8 +5,12 @@ through its Cloud Storage FUSE mount (``/gcs/<bucket>/registry``), so one implem
 both. Layout::
 
     models/<model_id>/model.txt        the LightGBM booster
-    models/<model_id>/metadata.json    task, env, params, data window, metrics, code version, approval
+    models/<model_id>/metadata.json    task, env, params, data window, evaluation, code version, approval
     deployments/<variant>.json         what a variant's workers serve (workers reload on change)
+    deployments/history.jsonl          every deployment, oldest first: which variant served what since when
+
+Whether a model may be deployed is decided at evaluation (``app/ranking/evaluation.decide``),
+against the serving model on the same days; the registry only records.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +33,14 @@ class Deployment:
     variant: str
     model_id: str
     model_uri: str
-    metric: str
-    value: float
     deployed_at: str
+    reason: str = ""
+    previous_model_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Deployment:
+        # Records written before the reason was kept carry a metric and value instead: ignored.
+        return cls(**{k: v for k, v in doc.items() if k in {f.name for f in fields(cls)}})
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -77,20 +86,31 @@ class ModelRegistry:
 
     def deployment(self, variant: str) -> Deployment | None:
         path = self.root / "deployments" / f"{variant}.json"
-        return Deployment(**json.loads(path.read_text())) if path.exists() else None
+        return Deployment.from_dict(json.loads(path.read_text())) if path.exists() else None
 
-    def deploy(self, variant: str, model_id: str, metric: str, value: float) -> Deployment:
-        d = Deployment(variant, model_id, str(self.model_path(model_id)), metric, value, datetime.now(UTC).isoformat())
+    def deployments(self) -> dict[str, Deployment]:
+        """What every variant serves now."""
+        folder = self.root / "deployments"
+        paths = sorted(folder.glob("*.json")) if folder.exists() else []
+        return {p.stem: Deployment.from_dict(json.loads(p.read_text())) for p in paths}
+
+    def history(self) -> list[Deployment]:
+        path = self.root / "deployments" / "history.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [Deployment.from_dict(json.loads(line)) for line in lines if line.strip()]
+
+    def deploy(self, variant: str, model_id: str, reason: str = "") -> Deployment:
+        self.metadata(model_id)  # refuses an id the registry does not hold
+        current = self.deployment(variant)
+        d = Deployment(
+            variant,
+            model_id,
+            str(self.model_path(model_id)),
+            datetime.now(UTC).isoformat(),
+            reason,
+            current.model_id if current else None,
+        )
         _write_json(self.root / "deployments" / f"{variant}.json", asdict(d))
+        with open(self.root / "deployments" / "history.jsonl", "a") as f:
+            f.write(json.dumps(asdict(d), sort_keys=True) + "\n")
         return d
-
-
-def gate(current: Deployment | None, metric: str, value: float) -> tuple[bool, str]:
-    """Deploy only a model that beats the one the variant serves, on the same metric."""
-    if current is None:
-        return True, f"variant serves no model yet; deploying at {metric}={value:.4f}"
-    if current.metric != metric:
-        return False, f"the deployed model was judged on {current.metric}, not {metric}; compare like with like"
-    if value > current.value:
-        return True, f"{metric} {value:.4f} beats the deployed {current.model_id} at {current.value:.4f}"
-    return False, f"{metric} {value:.4f} does not beat the deployed {current.model_id} at {current.value:.4f}"

@@ -42,9 +42,18 @@ class CoreServiceClient:
         return assign_arm(user_id, self.variants, self.salt)
 
     def request(
-        self, user_id: str, surface: str, candidate_ids: Sequence[str], now: datetime | None = None
+        self,
+        user_id: str,
+        surface: str,
+        candidate_ids: Sequence[str],
+        now: datetime | None = None,
+        request_id: str | None = None,
     ) -> RerankRequest:
-        req = RerankRequest(uuid.uuid4().hex, user_id, surface, tuple(candidate_ids), now or datetime.now(UTC))
+        """Publish a request; ``request_id`` is the id the impressions will carry as ``session_id``
+        (docs/specs/impressions.md), so served predictions join with outcomes."""
+        req = RerankRequest(
+            request_id or uuid.uuid4().hex, user_id, surface, tuple(candidate_ids), now or datetime.now(UTC)
+        )
         self.publisher.publish(self.topic, req.to_json(), arm=self.arm(user_id)).result(timeout=30)
         return req
 

@@ -12,6 +12,7 @@ from app.featurestore.registry import default_registry
 from app.local import clients
 from app.local.services import LocalState
 from app.naming import Names
+from app.ranking.features import model_entities
 from app.ranking.registry import ModelRegistry
 from app.serving.endpoints import Endpoints, endpoints_of
 from app.serving.model_handle import DeployedModel
@@ -59,7 +60,7 @@ def build_worker(settings: StackSettings, state: LocalState | Endpoints, variant
     metrics = WorkerMetrics(variant)
     handler = BatchHandler(
         cfg,
-        Scorer(online_store(endpoints.redis(), settings, registry), registry),
+        Scorer(online_store(endpoints.redis(), settings, registry), registry, model_entities(settings)),
         DeployedModel(ModelRegistry(registry_dir(state)), variant),
         None if v.kind == "shadow" else result_store(settings, state),
         lambda topic, data, attrs: publisher.publish(topic, data, **attrs),

@@ -10,7 +10,7 @@ import numpy as np
 
 from app.featurestore.online import RedisOnlineStore
 from app.featurestore.registry import Registry
-from app.ranking.features import PROFILE, SIDES, entity_features, feature_matrix
+from app.ranking.features import SIDES, Entities, entity_features, feature_matrix
 from app.serving.messages import PoisonMessage, RerankRequest
 
 
@@ -25,9 +25,10 @@ class Scored:
 
 
 class Scorer:
-    def __init__(self, store: RedisOnlineStore, registry: Registry) -> None:
-        self.store = store
-        self.views = entity_features(registry)
+    def __init__(self, store: RedisOnlineStore, registry: Registry, entities: Entities) -> None:
+        """``entities``: the (entity, version) pairs to read, the identity (profile) first."""
+        self.store, self.entities = store, entities
+        self.views = entity_features(registry, entities)
 
     def score(self, model: lgb.Booster, requests: Sequence[RerankRequest]) -> list[Scored | PoisonMessage]:
         """Scores per request, or the reason a request cannot be scored (a viewer the store does not know).
@@ -40,7 +41,7 @@ class Scorer:
         row = {entity_id: i for i, entity_id in enumerate(ids)}
         wanted = [(e, v, ids, feats) for (e, v), feats in self.views.items()]
         matrices = dict(zip(self.views, self.store.read_matrices(wanted), strict=True))
-        found = matrices[PROFILE].found
+        found = matrices[self.entities[0]].found
         out: list[Scored | PoisonMessage | None] = []
         ok: list[RerankRequest] = []
         for r in requests:

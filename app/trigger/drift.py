@@ -3,14 +3,16 @@
 - Feature drift: the population stability index (PSI) of every model feature, between the
   impressions of the deployed model's training window and those of the last ``recent_days``,
   each side's features joined point-in-time (what the model saw, and what it sees now).
-- Ground truth: the deployed model's scores on the recent impressions (the same features the
-  workers read) against what happened: the calibration gap |mean score - match rate| and the AUC
-  drop from the model's evaluation AUC. (Where served predictions were landed for every
-  impression, joining them with outcomes gives the same figures.)
+- Ground truth, as production sees it: the scores the deployed model served in the recent window
+  (the landed prediction records) joined with the impressions' outcomes (``app/trigger/served.py``)
+  give the calibration gap |mean score - match rate| and the AUC drop from the model's evaluation
+  AUC. Only when too few served predictions landed (a new stack, a variant without traffic) are the
+  recent impressions re-scored with the deployed model instead; the report says which it used.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,12 +25,13 @@ import pyarrow.compute as pc
 from app.featurestore.offline import OfflineStore
 from app.featurestore.registry import Registry
 from app.ranking.dataset import LABEL, columns, join_features, select_window
-from app.ranking.features import feature_matrix
+from app.ranking.features import Entities, feature_matrix
 from app.ranking.metrics import classification
 from app.settings import DriftConfig
 
 SAMPLE_ROWS = 20_000
 EPS = 1e-4
+MIN_SERVED_ROWS = 500  # fewer served (score, outcome) pairs than this: re-score the impressions instead
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
@@ -52,6 +55,7 @@ class DriftReport:
     calibration_gap: float
     auc_recent: float
     auc_at_training: float
+    ground_truth: dict[str, Any] = field(default_factory=dict)  # source ("served_predictions" | "rescored"), rows
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -67,6 +71,7 @@ class DriftReport:
             "auc_recent": self.auc_recent,
             "auc_at_training": self.auc_at_training,
             "auc_drop": self.auc_drop,
+            "ground_truth": self.ground_truth,
             "retrain": bool(self.reasons),
             "reasons": self.reasons,
         }
@@ -86,8 +91,12 @@ def check_drift(
     model_file: str,
     model_meta: dict[str, Any],
     cfg: DriftConfig,
+    entities: Entities,
     as_of: datetime | None = None,
+    served: Callable[[datetime, datetime], pa.Table] | None = None,
 ) -> DriftReport:
+    """``served(start, end)`` gives the deployed model's served (score, match) pairs in the window
+    (``app/trigger/served.py``); without it, or with too few, the impressions are re-scored."""
     window = model_meta["data_window"]
     train_start = datetime.fromisoformat(window["start"])
     train_end = datetime.fromisoformat(window["train_end"])
@@ -95,15 +104,26 @@ def check_drift(
     recent_start = end - timedelta(days=cfg.recent_days)
     if recent_start < train_end:
         recent_start = train_end  # never judge the model on the data it was trained on
-    train = join_features(store, _sample(select_window(impressions, train_start, train_end), 1), registry)
-    recent = join_features(store, _sample(select_window(impressions, recent_start, end), 2), registry)
+    train = join_features(store, _sample(select_window(impressions, train_start, train_end), 1), registry, entities)
+    recent = join_features(store, _sample(select_window(impressions, recent_start, end), 2), registry, entities)
     booster = lgb.Booster(model_file=model_file)
     names = booster.feature_name()
     train_cols, recent_cols = columns(train), columns(recent)
     x_train, x_recent = feature_matrix(train_cols, names), feature_matrix(recent_cols, names)
     figures = {n: psi(x_train[:, j].astype(float), x_recent[:, j].astype(float)) for j, n in enumerate(names)}
-    scores = booster.predict(x_recent)
-    labels = recent_cols[LABEL]
+    pairs = served(recent_start, end) if served is not None else None
+    if (
+        pairs is not None
+        and pairs.num_rows >= MIN_SERVED_ROWS
+        and 0 < pc.sum(pairs.column("match")).as_py() < pairs.num_rows
+    ):
+        scores = pairs.column("score").to_numpy()
+        labels = pairs.column("match").to_numpy(zero_copy_only=False).astype(np.float64)
+        truth = {"source": "served_predictions", "rows": pairs.num_rows}
+    else:
+        scores, labels = booster.predict(x_recent), recent_cols[LABEL]
+        landed = 0 if pairs is None else pairs.num_rows
+        truth = {"source": "rescored", "rows": len(labels), "served_rows": landed}
     gap = float(abs(scores.mean() - labels.mean()))
     auc_recent = classification(labels, scores)["auc"]
     auc_train = float(model_meta.get("metrics", {}).get("model_auc", auc_recent))
@@ -116,6 +136,7 @@ def check_drift(
         gap,
         auc_recent,
         auc_train,
+        truth,
     )
     drifted = sorted(((v, n) for n, v in figures.items() if v > cfg.psi_threshold), reverse=True)
     if drifted:

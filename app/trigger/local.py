@@ -8,6 +8,7 @@ from typing import Any
 
 from app.local.services import LocalState
 from app.naming import Names
+from app.ranking.features import format_entities, model_entities
 from app.serving.runtime import registry_dir
 from app.settings import StackSettings
 from app.trigger.payload import TriggerPayload
@@ -25,6 +26,8 @@ def local_parameters(
         "env": settings.env,
         "variant": variant,
         "worker_deployment": Names.of(settings).worker_deployment(variant),
+        "entities": format_entities(model_entities(settings)),
+        "gate_margin": settings.training.gate.margin,
         **extra,
     }
 

@@ -1,4 +1,4 @@
-"""Component: the deploy gate, the variant's deployment record and the worker manifest."""
+"""Component: the variant's deployment record and the worker manifest, for an approved model."""
 
 from typing import NamedTuple
 
@@ -7,33 +7,37 @@ from kfp.dsl import Artifact, Output
 
 def deploy_model(
     model_id: str,
-    metrics_json: str,
     approved: bool,
+    reason: str,
+    serving_model_id: str,
     registry_uri: str,
     variant: str,
-    metric: str,
     worker_deployment: str,
     manifest: Output[Artifact],
 ) -> NamedTuple("Deployment", [("deployed", bool), ("reason", str)]):
-    """Deploy only an approved model that beats the variant's current one on ``metric``.
+    """Deploy a model the evaluation approved against ``serving_model_id``, if the variant still serves
+    that one (another run may have deployed in between: then the comparison is stale).
 
     The deployment record is what the variant's workers reload; the rendered manifest is the
     worker Deployment patch for the cloud (``kubectl apply`` or the Pulumi program)."""
-    import json
     from collections import namedtuple
 
     from app.ranking.manifest import worker_deployment_patch
-    from app.ranking.registry import ModelRegistry, gate
+    from app.ranking.registry import ModelRegistry
 
     out = namedtuple("Deployment", ["deployed", "reason"])
     registry = ModelRegistry(registry_uri)
-    value = float(json.loads(metrics_json)[metric])
+    current = registry.deployment(variant)
+    ok = approved and (current.model_id if current else "") == serving_model_id
     if not approved:
-        return out(False, "the model was not approved at evaluation")
-    ok, reason = gate(registry.deployment(variant), metric, value)
-    if ok:
-        registry.deploy(variant, model_id, metric, value)
+        why = f"not deployed: {reason}"
+    elif not ok:
+        now = current.model_id if current else "nothing"
+        why = f"not deployed: evaluated against {serving_model_id or 'nothing'}, but {variant} now serves {now}"
+    else:
+        registry.deploy(variant, model_id, reason)
         with open(manifest.path, "w") as f:
             f.write(worker_deployment_patch(worker_deployment, model_id, str(registry.model_path(model_id))))
-    manifest.metadata.update({"variant": variant, "model_id": model_id, "deployed": ok, "reason": reason})
-    return out(ok, reason)
+        why = f"deployed to {variant}: {reason}"
+    manifest.metadata.update({"variant": variant, "model_id": model_id, "deployed": ok, "reason": why})
+    return out(ok, why)

@@ -1,8 +1,8 @@
-"""Components: register a model with its metadata; look up the latest approved one."""
+"""Components: register a model with its evaluation; look up the latest approved one."""
 
 from typing import NamedTuple
 
-from kfp.dsl import Input, Model
+from kfp.dsl import Artifact, Input, Model, Output
 
 
 def register_model(
@@ -10,9 +10,14 @@ def register_model(
     metrics_json: str,
     approved: bool,
     reason: str,
+    serving_model_id: str,
+    variant: str,
     registry_uri: str,
     code_version: str,
+    record: Output[Artifact],
 ) -> NamedTuple("Registered", [("model_id", str), ("model_uri", str)]):
+    """The model with its metadata and its evaluation: the figures of the new model, the baseline and
+    the serving model on the same test window, and the decision."""
     import json
     from collections import namedtuple
     from pathlib import Path
@@ -20,14 +25,24 @@ def register_model(
     from app.ranking.registry import ModelRegistry
 
     registry = ModelRegistry(registry_uri)
+    metrics = json.loads(metrics_json)
     metadata = {
         **model.metadata,
-        "metrics": json.loads(metrics_json),
+        "metrics": metrics,
+        "evaluation": {
+            "window": {k: model.metadata.get("data_window", {}).get(k) for k in ("valid_end", "end")},
+            "variant": variant,
+            "serving_model_id": serving_model_id or None,
+        },
         "approved": approved,
         "approval_reason": reason,
         "code_version": code_version,
     }
     model_id = registry.register(Path(model.path), metadata)
+    # The same record on the pipeline's artifact (Vertex AI keeps artifact metadata in ML Metadata).
+    record.metadata.update({**metadata, "model_id": model_id})
+    with open(record.path, "w") as f:
+        json.dump({**metadata, "model_id": model_id}, f, indent=2, sort_keys=True, default=str)
     out = namedtuple("Registered", ["model_id", "model_uri"])
     return out(model_id, str(registry.model_path(model_id)))
 

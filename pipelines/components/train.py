@@ -8,6 +8,7 @@ def train_model(
     valid: Input[Dataset],
     hyperparameters: str,
     features: str,
+    entities: str,
     objective: str,
     task: str,
     env: str,
@@ -20,12 +21,12 @@ def train_model(
 
     from app.featurestore.registry import default_registry
     from app.ranking.dataset import BASELINE_LABEL, GROUP, LABEL, columns
-    from app.ranking.features import all_feature_names, check_features, feature_matrix
+    from app.ranking.features import all_feature_names, check_features, feature_matrix, parse_entities
     from app.ranking.model import train_lambdarank, train_pointwise
 
-    registry = default_registry()
-    names = [f.strip() for f in features.split(",") if f.strip()] or all_feature_names(registry)
-    check_features(names, registry)
+    registry, views = default_registry(), parse_entities(entities)
+    names = [f.strip() for f in features.split(",") if f.strip()] or all_feature_names(registry, views)
+    check_features(names, registry, views)
     params = json.loads(hyperparameters or "{}")
     tr, va = columns(pq.read_table(train.path)), columns(pq.read_table(valid.path))
     x, xv = feature_matrix(tr, names), feature_matrix(va, names)
@@ -44,6 +45,7 @@ def train_model(
             "objective": objective,
             "hyperparameters": params,
             "features": names,
+            "entities": entities,
             "best_iteration": booster.best_iteration,
             "data_window": window,
             "train_rows": train.metadata.get("rows"),

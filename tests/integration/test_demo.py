@@ -47,6 +47,14 @@ def test_demo_runs_the_whole_loop_reports_and_stops_what_it_started(tmp_path: Pa
     text = report.read_text()
     assert "<svg" in text and "NDCG@10" in text and "A/B" in text and "latency" in text
     assert res["kept_running"] is False
+    models = json.loads(rerank("models", "list", "--json", state_dir=state_dir).stdout)
+    serving = {v: d["model_id"] for v, d in models["serving"].items()}
+    assert serving == {
+        "primary": res["training"]["primary"]["model_id"],
+        "b": res["training"]["b"]["model_id"],
+        "shadow": res["training"]["b"]["model_id"],
+    }
+    assert all(m["approved"] and m["model_ndcg_at_10"] > m["baseline_ndcg_at_10"] for m in models["models"])
     assert LocalState.load(state_dir / "local") is None, "the demo stopped the services it started"
     leftover = subprocess.run(["pgrep", "-f", f"--state-dir {state_dir}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "no worker process is left behind"

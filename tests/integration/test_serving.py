@@ -20,6 +20,7 @@ from app.featurestore.registry import Registry
 from app.local import clients
 from app.local.services import LocalState, start_services
 from app.naming import Names
+from app.ranking.features import model_entities
 from app.ranking.registry import ModelRegistry
 from app.serving.messages import RerankRequest
 from app.serving.runtime import registry_dir, result_store
@@ -66,7 +67,9 @@ def test_primary_results_follow_the_model_and_predictions_are_published(served: 
     from app.featurestore.online import online_store
 
     scorer = Scorer(
-        online_store(clients.redis_client(served.state.redis_url), served.settings, served.registry), served.registry
+        online_store(clients.redis_client(served.state.redis_url), served.settings, served.registry),
+        served.registry,
+        model_entities(served.settings),
     )
     expected = scorer.score(booster, reqs)
     for r, e in zip(reqs, expected, strict=True):
@@ -308,7 +311,7 @@ def test_a_newly_deployed_model_is_picked_up_without_restart(served: ServedMarke
         new_id = reg.register(
             Path(reg.deployment("primary").model_uri), {"task": "serving-test", "env": "local", "approved": True}
         )
-        reg.deploy("primary", new_id, "model_ndcg_at_10", 0.6)
+        reg.deploy("primary", new_id, "a newer model, deployed by hand")
         time.sleep(1.2)  # the worker checks the record every second
         second = client.request(user, "reload", candidates(served, user))
         wait_until(
@@ -319,7 +322,7 @@ def test_a_newly_deployed_model_is_picked_up_without_restart(served: ServedMarke
         )
         assert client.ordering(second).result.model_id == new_id
         assert worker.handler.model.model_id == new_id
-    reg.deploy("primary", served.model_id, "model_ndcg_at_10", 0.5)
+    reg.deploy("primary", served.model_id, "back to the first model")
 
 
 def test_health_and_metrics_endpoints(served: ServedMarket) -> None:

@@ -25,16 +25,32 @@ def test_same_seed_same_market(market) -> None:  # type: ignore[no-untyped-def]
     assert not other.impressions.equals(market.impressions)
 
 
-def test_every_pair_carries_its_true_match_probability(market) -> None:  # type: ignore[no-untyped-def]
+def test_impressions_are_the_contract_and_the_truth_is_apart(market, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.market.writer import IMPRESSIONS_DIR, ORACLE_FILE, write_market
+    from app.ranking.impressions import COLUMNS, ORACLE_COLUMNS, oracle_for, read_impressions, read_oracle
+
     imp = market.impressions
-    p = imp.column("p_match").to_numpy()
-    assert np.allclose(p, imp.column("p_viewer_likes").to_numpy() * imp.column("p_candidate_likes").to_numpy())
-    match = imp.column("match").to_numpy()
-    assert np.array_equal(match, imp.column("viewer_like").to_numpy() & imp.column("candidate_like").to_numpy())
+    assert imp.column_names == [c.name for c in COLUMNS], "exactly the contract's columns"
+    assert not set(ORACLE_COLUMNS) & set(imp.column_names)
+    write_market(market, tmp_path)
+    read = read_impressions(tmp_path / IMPRESSIONS_DIR)
+    assert read.files == market.config.days and read.rejected.num_rows == 0
+    assert read.table.num_rows == imp.num_rows
+    oracle = read_oracle(tmp_path / ORACLE_FILE)
+    p = oracle_for(read.table, oracle)
+    assert np.allclose(
+        p, oracle_for(read.table, oracle, "p_viewer_likes") * oracle_for(read.table, oracle, "p_candidate_likes")
+    )
+    match = read.table.column("match").to_numpy()
+    like_v, like_c = read.table.column("viewer_like").to_numpy(), read.table.column("candidate_like").to_numpy()
+    assert np.array_equal(match, like_v & like_c)
     # outcomes follow the probabilities: the realised match rate is close to the mean probability
     assert abs(match.mean() - p.mean()) < 0.01
     assert 0.02 < match.mean() < 0.2
-    assert (imp.column("viewer_id").to_numpy() != imp.column("candidate_id").to_numpy()).all()
+    assert (read.table.column("viewer_id").to_numpy() != read.table.column("candidate_id").to_numpy()).all()
+    shown = read.table.column("impression_time").to_numpy()
+    outcome = read.table.column("outcome_time").to_numpy()
+    assert (outcome >= shown).all() and (outcome[match] - shown[match]).max() > np.timedelta64(3600, "s")
 
 
 def test_every_feature_event_passes_ingest_validation(market, registry: Registry) -> None:  # type: ignore[no-untyped-def]
@@ -78,11 +94,7 @@ def test_drift_cohort_joins_on_its_day(registry: Registry) -> None:
     cohort = set(m.population.user_id[m.population.cohort == 1])
     assert len(cohort) == 100
     imp = m.impressions
-    days_seen = {
-        d
-        for v, d in zip(imp.column("viewer_id").to_pylist(), imp.column("day").to_pylist(), strict=True)
-        if v in cohort
-    }
+    days_seen = {int(d) for v, d in zip(imp.column("viewer_id").to_pylist(), m.day_of(imp), strict=True) if v in cohort}
     assert days_seen and min(days_seen) >= 4
 
 

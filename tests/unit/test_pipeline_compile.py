@@ -37,7 +37,7 @@ def test_compile_writes_a_spec_with_every_step_sized(tmp_path: Path) -> None:
         "point-in-time dataset",
         "train pointwise LightGBM",
         "train LambdaRank baseline",
-        "evaluate vs baseline and oracle",
+        "evaluate vs baseline and serving model",
         "register model",
         "deploy gate",
     }
@@ -51,4 +51,9 @@ def test_compile_writes_a_spec_with_every_step_sized(tmp_path: Path) -> None:
         installs = [part for part in container["command"] if "pip install" in part]
         assert all("lightgbm" not in p and "pyarrow" not in p for p in installs)
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert {"offline_uri", "impressions_uri", "registry_uri", "hyperparameters", "features"} <= set(params)
+    assert {"offline_uri", "impressions_uri", "registry_uri", "hyperparameters", "features", "gate_margin"} <= set(
+        params
+    )
+    # nothing in the cloud path needs the simulator's oracle: it is optional and off by default
+    assert params["oracle_uri"]["defaultValue"] == "" and params["min_oracle_ratio"]["defaultValue"] == 0.0
+    assert "gate_metric" not in params

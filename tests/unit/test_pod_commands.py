@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.cli import main
@@ -58,3 +60,22 @@ def test_a_pod_command_without_its_environment_exits_2(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1
+
+
+def test_drift_check_refuses_impressions_that_break_the_contract_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"session_id": ["s1"], "viewer_id": ["u1"]}), tmp_path / "day.parquet")
+    monkeypatch.setenv("PIPELINE_TEMPLATE", "gs://b/p.yaml")
+    monkeypatch.setenv(
+        "PIPELINE_PARAMETERS",
+        json.dumps({"offline_uri": str(tmp_path), "impressions_uri": str(tmp_path), "registry_uri": str(tmp_path)}),
+    )
+    assert main(["drift", "check", "--stack", "dev", "--endpoints", "env"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"rerank drift: {tmp_path / 'day.parquet'}: required column 'candidate_id' is missing\n"

@@ -10,8 +10,14 @@ from app.ranking.features import (
     all_feature_names,
     check_features,
     feature_matrix,
+    feature_views,
+    model_entities,
     pair_features,
+    parse_entities,
 )
+from app.settings import StackSettings
+
+V1 = (("user_profile", "v1"), ("user_activity", "v1"))
 
 
 def sides(**over: float) -> dict[str, np.ndarray]:
@@ -63,9 +69,34 @@ def test_feature_matrix_follows_the_requested_order() -> None:
 
 
 def test_feature_names_cover_both_sides_and_pairs(registry: Registry) -> None:
-    names = all_feature_names(registry)
+    names = all_feature_names(registry, V1)
     assert "viewer_photo_quality" in names and "candidate_reply_rate" in names
     assert set(PAIR_FEATURES) <= set(names)
     assert not any(n.endswith(("_id", "_like", "_time")) for n in names), "no ids, labels or times"
     with pytest.raises(UnknownFeatureError, match=r"unknown feature\(s\) \['viewer_height'\]"):
-        check_features(["viewer_age", "viewer_height"], registry)
+        check_features(["viewer_age", "viewer_height"], registry, V1)
+
+
+def test_the_model_reads_each_entity_at_the_version_the_stack_serves(
+    settings: StackSettings, registry: Registry
+) -> None:
+    assert model_entities(settings) == V1, "the local stack serves profile v1 (its serving_version)"
+    fs = settings.feature_store
+    v2 = settings.model_copy(
+        update={
+            "feature_store": fs.model_copy(
+                update={"entities": [fs.entities[0].model_copy(update={"serving_version": "v2"}), fs.entities[1]]}
+            )
+        }
+    )
+    entities = model_entities(v2)
+    assert entities == (("user_profile", "v2"), ("user_activity", "v1"))
+    assert [(v.entity, v.version) for v in feature_views(registry, entities)] == list(entities)
+    names = all_feature_names(registry, entities)
+    assert "viewer_preferences_age_min" in names and "viewer_pref_age_min" not in names
+    # the pair features read profile v2's grouped preferences under their v2 names
+    renamed = {k.replace("_pref_", "_preferences_"): v for k, v in sides().items()}
+    assert {k: v[0] for k, v in pair_features(renamed).items()} == {k: v[0] for k, v in pair_features(sides()).items()}
+    assert parse_entities("user_profile:v2, user_activity:v1") == entities
+    with pytest.raises(UnknownFeatureError, match="name each entity at the version"):
+        parse_entities("")

@@ -123,3 +123,22 @@ def test_invalid_yaml_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(StackConfigError, match="not valid YAML") as err:
         load_stack("bad", tmp_path)
     assert len(err.value.problems) == 1
+
+
+@pytest.mark.parametrize(
+    ("entity", "line"),
+    [
+        (
+            {"name": "user_photos", "versions": ["v1"], "ttl_days": 1},
+            "rerank-platform:feature_store.entities[0].name: no schema for entity 'user_photos' "
+            "(known: user_activity, user_profile)",
+        ),
+        (
+            {"name": "user_activity", "versions": ["v1", "v2"], "ttl_days": 1},
+            "rerank-platform:feature_store.entities[0].versions: user_activity has no schema for v2 (known: v1)",
+        ),
+    ],
+)
+def test_an_entity_or_version_without_a_schema_stops_the_stack_at_load(entity: dict, line: str) -> None:
+    fs = {**LOCAL["rerank-platform:feature_store"], "entities": [entity]}
+    assert problems({**LOCAL, "rerank-platform:feature_store": fs}) == [line]
