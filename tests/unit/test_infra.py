@@ -366,6 +366,10 @@ def test_schedules_publish_a_payload_the_trigger_function_accepts() -> None:
     assert payload.trigger_id == "nightly-2026112703" and payload.parameters["env"] == "prod"
     # The pipeline reads impressions as Parquet through Vertex's Cloud Storage FUSE mount.
     assert payload.parameters["impressions_uri"] == "/gcs/rerank-prod-123456-rerank-prod-pipelines/impressions"
+    # The dataset and train steps refuse to run without the stack's entities at their served versions.
+    from app.ranking.features import parse_entities
+
+    assert parse_entities(payload.parameters["entities"]) == (("user_profile", "v1"), ("user_activity", "v1"))
     function = custom(plan, "gcp:cloudfunctionsv2/function:Function")[0].inputs
     assert function["eventTrigger"]["pubsubTopic"] == plan.outputs["training_triggers_topic"]
     assert function["buildConfig"]["entryPoint"] == "pubsub_trigger"
