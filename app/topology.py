@@ -27,10 +27,12 @@ class SubscriptionSpec:
     filter: str | None = None
     dead_letter_topic: str | None = None
     max_delivery_attempts: int | None = None
-    # Redelivery backoff after a nack (the stack's ``retry``); the Pub/Sub retry policy in the
-    # cloud, the worker's delayed nack on the emulator (which stores but does not follow it).
-    minimum_backoff_seconds: int = 5
-    maximum_backoff_seconds: int = 300
+    # Redelivery backoff after a nack (the stack's ``retry``) for consumed subscriptions; the
+    # Pub/Sub retry policy in the cloud (the emulator follows it only in part, so workers also delay
+    # their nacks). None: redeliver at once, as a dead-letter queue's inspection subscription must
+    # (`rerank dlq` peeks and hands letters back; a backoff would hide them for minutes).
+    minimum_backoff_seconds: int | None = None
+    maximum_backoff_seconds: int | None = None
 
 
 @dataclass(frozen=True)

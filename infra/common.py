@@ -127,7 +127,7 @@ def subscription(
         ack_deadline_seconds=spec.ack_deadline_seconds,
         dead_letter_policy=dead_letter,
         retry_policy=None
-        if managed
+        if managed or spec.minimum_backoff_seconds is None
         else gcp.pubsub.SubscriptionRetryPolicyArgs(
             minimum_backoff=f"{spec.minimum_backoff_seconds}s", maximum_backoff=f"{spec.maximum_backoff_seconds}s"
         ),

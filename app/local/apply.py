@@ -47,10 +47,11 @@ def apply_topology(state: LocalState, settings: StackSettings, topology: Topolog
             }
             if s.filter:
                 request["filter"] = s.filter
-            request["retry_policy"] = {
-                "minimum_backoff": duration_pb2.Duration(seconds=s.minimum_backoff_seconds),
-                "maximum_backoff": duration_pb2.Duration(seconds=s.maximum_backoff_seconds),
-            }
+            if s.minimum_backoff_seconds is not None and s.maximum_backoff_seconds is not None:
+                request["retry_policy"] = {
+                    "minimum_backoff": duration_pb2.Duration(seconds=s.minimum_backoff_seconds),
+                    "maximum_backoff": duration_pb2.Duration(seconds=s.maximum_backoff_seconds),
+                }
             if s.dead_letter_topic:
                 request["dead_letter_policy"] = {
                     "dead_letter_topic": pub.topic_path(project, s.dead_letter_topic),

@@ -120,7 +120,11 @@ def subscriptions_dead_lettered(t: str, props: Props) -> list[str]:
     if t != "gcp:pubsub/subscription:Subscription":
         return []
     if "dead-letter" in str(props.get("topic", "")):
-        return []  # a dead-letter queue's own subscription
+        # A dead-letter queue's own subscription: people peek and hand letters back, which a
+        # backoff retry policy would hide for minutes.
+        if props.get("retryPolicy"):
+            return ["a dead-letter queue's subscription must redeliver at once (no retry policy)"]
+        return []
     if (props.get("labels") or {}).get("consumer") == "dataflow":
         # Dataflow's Pub/Sub source does not support dead-letter topics (or backoff retry
         # policies) on its subscription; the ingest job dead-letters rejects itself, with a reason.

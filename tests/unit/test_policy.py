@@ -214,6 +214,13 @@ TRUST = {
 }
 CASES += [
     (
+        "subscriptions-dead-lettered",
+        "gcp:pubsub/subscription:Subscription",
+        {"labels": LABELS, "topic": "x-dead-letter", "retryPolicy": {"minimumBackoff": "5s"}},
+        "redeliver at once",
+        {"labels": LABELS, "topic": "x-dead-letter"},
+    ),
+    (
         "pods-restricted",
         "kubernetes:apps/v1:Deployment",
         {"metadata": {"labels": PROD}, "spec": {"template": {"spec": {**POD, "automountServiceAccountToken": True}}}},
