@@ -102,9 +102,14 @@ def _serve_recent_sessions(client: CoreServiceClient, market: Path, since: datet
 
 @contextmanager
 def _serving(settings: StackSettings, state: LocalState) -> Iterator[CoreServiceClient]:
-    """A primary worker and the prediction sink, running until the block ends."""
+    """A primary worker and the prediction sink, running until the block ends. The market's sessions
+    are months old and replayed at their own times, which the worker's request-age bound would
+    refuse as stale (`bad_requested_at`): the replay widens that one bound."""
     names, project = Names.of(settings), settings.gcp.project
-    worker = build_worker(settings, state, "primary")
+    replay = settings.model_copy(
+        update={"limits": settings.limits.model_copy(update={"max_request_age_seconds": 3650 * 86400})}
+    )
+    worker = build_worker(replay, state, "primary")
     stop_sink = threading.Event()
     sink_sub = clients.subscriber(state.pubsub_host)
     threads = [
