@@ -140,6 +140,7 @@ def interval_chart(items: Sequence[tuple[str, float, float, float]], y_label: st
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{f.y(low):.1f}" y2="{f.y(high):.1f}" stroke="#000" stroke-width="2"/>'
             f'<line x1="{x - 8:.1f}" x2="{x + 8:.1f}" y1="{f.y(low):.1f}" y2="{f.y(low):.1f}" stroke="#000"/>'
             f'<line x1="{x - 8:.1f}" x2="{x + 8:.1f}" y1="{f.y(high):.1f}" y2="{f.y(high):.1f}" stroke="#000"/>'
+            f'<circle cx="{x:.1f}" cy="{f.y(value):.1f}" r="4" fill="#000"/>'  # seen even when the bar is ~0
         )
     zero = (
         f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{f.y(0):.1f}" y2="{f.y(0):.1f}" stroke="#999" stroke-dasharray="4"/>'

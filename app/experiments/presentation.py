@@ -7,9 +7,10 @@ does not exist (an arm with no sessions, an AUC without both outcomes) reads "n/
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
-from app.charts import interval_chart
+from app.charts import Fmt, interval_chart
 
 NA = "n/a"
 
@@ -17,7 +18,10 @@ NA = "n/a"
 def percent(x: float | None, signed: bool = False, digits: int = 1) -> str:
     if x is None:
         return NA
-    return f"{x * 100:+.{digits}f}%" if signed else f"{x * 100:.{digits}f}%"
+    value = x * 100
+    if round(value, digits) == 0:  # "0%", never "+0%" or "-0%"
+        value, signed = 0.0, False
+    return f"{value:+.{digits}f}%" if signed else f"{value:.{digits}f}%"
 
 
 def number(x: float | None, digits: int = 3) -> str:
@@ -30,23 +34,26 @@ def p_value(p: float | None) -> str:
     return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
-def change(d: dict[str, Any] | None, relative: bool = True) -> str:
-    """``+4.2% (95% interval +1.1% to +7.3%)``, or the absolute difference with ``relative=False``."""
-    if not d:
-        return NA
-
-    def show(x: float | None) -> str:
-        if relative:
-            return percent(x, signed=True)
-        return NA if x is None else f"{x:+.3f}"
-
-    keys = ("relative", "relative_ci_low", "relative_ci_high") if relative else ("difference", "ci_low", "ci_high")
-    value, lo, hi = (d[key] for key in keys)
+def with_interval(value: float | None, low: float | None, high: float | None, show: Fmt) -> str:
+    """``+4.2% (95% interval +1.1% to +7.3%)`` with ``show`` = a signed percent."""
     if value is None:
         return NA
-    if lo is None:
+    if low is None or high is None:
         return f"{show(value)} (no interval: too few sessions)"
-    return f"{show(value)} (95% interval {show(lo)} to {show(hi)})"
+    return f"{show(value)} (95% interval {show(low)} to {show(high)})"
+
+
+def signed_percent(x: float | None) -> str:
+    return percent(x, signed=True)
+
+
+def change(d: dict[str, Any] | None, relative: bool = True) -> str:
+    """A ``difference`` (``app/experiments/stats.py``): relative, or absolute with ``relative=False``."""
+    if not d:
+        return NA
+    if relative:
+        return with_interval(d["relative"], d["relative_ci_low"], d["relative_ci_high"], signed_percent)
+    return with_interval(d["difference"], d["ci_low"], d["ci_high"], lambda x: f"{x:+.3f}")
 
 
 def _count(n: int, noun: str) -> str:
@@ -81,7 +88,8 @@ def _shadow_sentence(name: str, v: dict[str, Any], primary: str, k: int) -> str:
         f"on the outcomes of those shown: NDCG@10 {number(s['ndcg_at_10'])} ({primary} {number(p['ndcg_at_10'])}), "
         f"AUC {number(s['auc'])} ({primary} {number(p['auc'])})"
     )
-    return f"shadow {name} against {primary}: {agreement}; {offline}"
+    who = f"shadow variant `{name}` (scores every request, never shown) against the primary `{primary}`"
+    return f"{who}: {agreement}; {offline}"
 
 
 def text(doc: dict[str, Any]) -> str:
@@ -149,18 +157,16 @@ def html_section(doc: dict[str, Any], heading: str = "h2") -> str:
         )
         if d and d["relative_ci_low"] is not None:
             bars.append((name, d["relative"], d["relative_ci_low"], d["relative_ci_high"]))
-    header = ["variant", "kind", "share", "sessions", "matches / session", f"match rate top {k}", "fallback"]
+    header = ["variant", "kind", "share", "sessions", "matches / session", f"match rate in the top {k}", "fallback"]
     header.append(f"matches / session vs {primary}")
-    chart = (
-        interval_chart(
-            bars, f"matches per session vs {primary}", "arm (bar: estimate, whisker: 95% interval)",
+    chart = ""
+    if bars:
+        chart = f"<h3>Matches per session, each arm against {html.escape(primary)}</h3>" + interval_chart(
+            bars, f"change vs {primary}", "arm (bar and dot: estimate, whisker: 95% interval)",
             lambda t: percent(t, signed=True, digits=0),
-        )
-        if bars
-        else ""
-    )  # fmt: skip
+        )  # fmt: skip
     shadows = "".join(
-        f"<p>{html.escape(_shadow_sentence(name, v, primary, k))}.</p>"
+        "<p>" + re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(_shadow_sentence(name, v, primary, k))) + ".</p>"
         for name, v in doc["variants"].items()
         if v["kind"] == "shadow"
     )
@@ -172,7 +178,8 @@ def html_section(doc: dict[str, Any], heading: str = "h2") -> str:
     )
     return (
         f"<{heading}>Experiment readout from served data ({s['total']} sessions)</{heading}>"
-        f"<p>Arms against the primary ({html.escape(primary)}), from the landed prediction records joined with "
+        f"<p>Each arm against the primary variant <code>{html.escape(primary)}</code>, from the landed prediction "
+        "records joined with "
         f"the impressions' outcomes; intervals: {html.escape(doc['interval'])}.</p>"
         f"{_table(rows, header)}{missing}<p>{html.escape(srm_sentence(doc['sample_ratio_mismatch']))}.</p>"
         f"{chart}{shadows}"
