@@ -16,18 +16,18 @@ Fmt = Callable[[float], str]
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi] (steps of 1, 2 or 5 times a power of ten)."""
+    """Round tick values inside [lo, hi], about ``count`` of them (steps of 1, 2 or 5 times a power of ten)."""
     if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
         return [lo]
-    raw = (hi - lo) / max(count - 1, 1)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.ceil(lo / step - 1e-9) * step
-    ticks, t = [], first
-    while t <= hi + step * 1e-9:
-        ticks.append(round(t, 12))
-        t += step
-    return ticks
+    power = math.floor(math.log10((hi - lo) / count))
+
+    def ticks(step: float) -> list[float]:
+        first = math.ceil(lo / step - 1e-9)
+        return [round(i * step, 12) for i in range(first, math.floor(hi / step + 1e-9) + 1)]
+
+    steps = [m * 10.0**p for p in (power, power + 1) for m in (1, 2, 5)]
+    # the step whose tick count is nearest ``count``; the larger step on a tie
+    return min((ticks(step) for step in reversed(steps)), key=lambda t: abs(len(t) - count)) or [lo]
 
 
 @dataclass(frozen=True)
