@@ -19,7 +19,7 @@ from app.experiments.readout import ServedData, local_data, readout
 from app.ranking.impressions import contract_table
 from app.serving.messages import Prediction
 from app.serving.sink import write_predictions
-from app.settings import VariantConfig, load_stack
+from app.settings import load_stack
 from app.trigger.served import OUTCOMES, read_predictions, served_outcomes_sql
 from tests.unit.test_served_outcomes import to_duckdb
 
@@ -27,8 +27,9 @@ T0 = datetime(2026, 3, 10, 12, tzinfo=UTC)
 START, END = T0 - timedelta(days=1), T0 + timedelta(days=1)
 # The local stack's variants; "c" is an arm that got no traffic.
 VARIANTS = [v for v in load_stack("local").serving.variants]
-WITH_EMPTY_ARM = [VariantConfig(name=v.name, kind=v.kind, traffic_share=v.traffic_share * 0.9) for v in VARIANTS] + [
-    VariantConfig(name="c", kind="arm", traffic_share=0.1)
+# (copies of the stack's own variants, so whatever else a variant declares stays valid)
+WITH_EMPTY_ARM = [v.model_copy(update={"traffic_share": v.traffic_share * 0.9}) for v in VARIANTS] + [
+    next(v for v in VARIANTS if v.kind == "arm").model_copy(update={"name": "c", "traffic_share": 0.1})
 ]
 ARMS = [v.name for v in VARIANTS if v.kind != "shadow"]
 PRIMARY = next(v.name for v in VARIANTS if v.kind == "primary")
@@ -144,6 +145,7 @@ def test_the_readout_finds_the_lift_the_split_and_the_shadows_agreement(landed: 
     assert lift["relative_ci_low"] > 0 and lift["relative_ci_low"] < 1.0 < lift["relative_ci_high"]  # truly +100%
     assert v[PRIMARY]["match_rate_at_k"] == pytest.approx(0.05, abs=0.01)
     assert v["c"] == {"kind": "arm", "traffic_share": 0.1, "sessions": 0, "status": "no sessions", "models": []}
+    assert "matches_per_session" not in v["c"], "no sessions is not zero matches"
     assert doc["sample_ratio_mismatch"]["detected"] is True, "an arm configured for 10% got nothing"
     shadow = v[SHADOW]["agreement_with_primary"]
     assert shadow["requests"] == v[PRIMARY]["sessions"]
