@@ -97,7 +97,9 @@ def _arm(v: VariantConfig, rows: pd.DataFrame, primary: dict[str, Ratio] | None)
 
 
 def _offline(outcomes: pa.Table, requests: set[str] | None = None) -> dict[str, Any]:
-    """NDCG@10 and AUC of a variant's served scores against the outcomes of the candidates shown."""
+    """NDCG@10 and AUC of a variant's scores against the outcomes of the candidates shown. The top of
+    the list was chosen by the variant that served it, so this favours that variant: compare a shadow
+    with the primary on the same requests (``offline_on_requests_the_primary_scored``)."""
     from sklearn.metrics import roc_auc_score
 
     from app.ranking.metrics import ndcg_at_k
