@@ -86,7 +86,8 @@ the market's true match probabilities, known only because this is a simulation).
 <p>The same readout from the command line: <code>{html.escape(summary["experiment"]["command"])}</code></p>
 <h2>Each arm against no re-ranking (simulation only)</h2>
 <p>The market knows every pair's true match probability, so each replayed session is also scored as if the viewer
-had seen the core service's default order: expected matches in the top {summary["top_k"]} per session.</p>
+had seen the core service's default order: expected matches in the top {summary["top_k"]} per session. Expected
+matches are far less noisy than the matches that happened, which is all a real readout (above) can count.</p>
 {_table(ab_rows, ["arm", "sessions", "expected matches", "default order", "change (95% interval)", "fallback"])}
 <h2>Serving</h2>
 <p>{s["sessions"]} sessions replayed at {s["requests_per_s"]:.1f} requests/s; latency from publish to result written:
