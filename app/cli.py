@@ -95,6 +95,12 @@ def _models(args: argparse.Namespace) -> int:
     return models.run(args, state_dir(args))
 
 
+def _experiment(args: argparse.Namespace) -> int:
+    from app.commands import experiment
+
+    return experiment.run(args, state_dir(args))
+
+
 def _infra(args: argparse.Namespace) -> int:
     from app.commands import infra
 
@@ -218,6 +224,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("model_id", nargs="?", help="show: the model's id")
     p.add_argument("--registry", default=None, help="a registry folder (default: the local stack's)")
+
+    p = command("experiment", _experiment, "the A/B and shadow readout from served predictions joined with outcomes")
+    p.add_argument("action", choices=["report"])
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--impressions", help="contract impressions (the outcomes): a Parquet file or a folder of them")
+    data.add_argument("--market", help="folder written by `rerank market` (its impressions/)")
+    p.add_argument(
+        "--offline",
+        default=None,
+        help="where prediction records landed: a folder holding predictions/ (default: the local stack's offline "
+        "store) or bq://PROJECT.DATASET",
+    )
+    p.add_argument("--since", default=None, help="only sessions shown at or after this date or RFC 3339 time")
+    p.add_argument("--top-k", type=int, default=None, help="the top of the list a viewer looks at (default 10)")
+    p.add_argument("--html", default=None, help="also write the readout as an HTML page here")
 
     p = command("demo", _demo, "the main job: the whole loop on the local stack, with a report")
     p.add_argument("--users", type=int, default=1200)

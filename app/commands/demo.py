@@ -48,7 +48,13 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     return 0
 
 
+def _indented(block: str) -> list[str]:
+    return [f"  {line}" for line in block.splitlines()]
+
+
 def _text(s: dict[str, Any]) -> str:
+    from app.experiments.presentation import signed_percent, text, with_interval
+
     m = s["training"]["primary"]["metrics"]
     lines = ["", f"{'offline (test days)':22} {'NDCG@10':>8} {'MAP@10':>8} {'AUC':>7}"]
     for who in ("model", "baseline", "oracle"):
@@ -56,15 +62,15 @@ def _text(s: dict[str, Any]) -> str:
     lines.append(f"model / oracle NDCG@10 {m['model_vs_oracle_ndcg_at_10']:.3f} (the oracle: the market's own file)")
     for variant in ("primary", "b"):
         lines.append(f"{variant}: {s['training'][variant]['deploy_reason']}")
-    lines.append("")
-    lines.append(f"A/B replay (expected matches in the top {s['top_k']} per session, vs the default order):")
+    lines += ["", "experiment readout from what was served:", *_indented(text(s["experiment"]))]
+    lines.append(f"  (again: {s['experiment']['command']})")
+    lines.append(f"each arm against the default order (simulation: expected matches in the top {s['top_k']}):")
     for arm, v in s["ab"].items():
         if v.get("sessions"):
             lines.append(
                 f"  {arm:8} {v['sessions']:5} sessions  {v['expected_matches_per_session']:.3f} vs "
-                f"{v['default_expected_matches_per_session']:.3f}  lift {v['lift']:+.1%} "
-                f"[{v['lift_ci_low']:+.1%}, {v['lift_ci_high']:+.1%}]  drawn matches "
-                f"{v['matches_per_session']:.2f} vs {v['default_matches_per_session']:.2f}"
+                f"{v['default_expected_matches_per_session']:.3f}: "
+                f"{with_interval(v['lift'], v['lift_ci_low'], v['lift_ci_high'], signed_percent)}"
             )
     sv = s["serving"]
     lines += [

@@ -2,9 +2,11 @@
 
 Each replayed session is a viewer and the candidates the core service would show, in its own
 (default) order. The client publishes a re-rank request; on the next access it gets the served
-order or falls back to the default. The viewer then looks at the top ``TOP_K`` and each pair
-matches with its true probability, drawn for the served order and, paired, for the default
-order: the difference is the A/B result.
+order or falls back to the default. The viewer then looks at the top ``TOP_K``: each side likes
+the other with its true probability, and a pair matches when both do. What was shown and what
+happened is delivered as contract impressions (``impressions``), as a core service would: that is
+what the experiment readout reads. Matches are also drawn, paired, for the default order, and the
+expected matches of both orders are kept: the simulation's own view of each arm against no re-ranking.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
+import pyarrow as pa
 
+from app.experiments.readout import TOP_K
 from app.market.population import Population
 from app.market.preferences import match_probability
+from app.ranking.impressions import TIMESTAMP, contract_table
 from app.serving.client import CoreServiceClient, Ordering
 from app.serving.messages import RerankRequest
-
-TOP_K = 10
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,15 @@ class Session:
 @dataclass(frozen=True)
 class SessionOutcome:
     viewer: str
-    arm: str
+    arm: str  # the variant the client assigned (its request's ``arm`` attribute)
     fell_back: bool
+    request_id: str  # the session id of its impressions
+    surface: str
+    shown_at: datetime
+    shown: tuple[str, ...]  # the top ``TOP_K`` of the order seen
+    viewer_likes: tuple[bool, ...]
+    candidate_likes: tuple[bool, ...]
+    served_model_id: str | None
     latency_ms: float | None  # publish to result written, when a fresh result was served
     matches: int  # drawn, in the order the user saw
     default_matches: int  # drawn, had the user seen the default order
@@ -41,14 +52,14 @@ class SessionOutcome:
     default_expected: float
 
 
-def _expected_and_drawn(
+def _likes(
     pop: Population, index: dict[str, int], viewer: str, order: Sequence[str], rng: np.random.Generator
-) -> tuple[float, int]:
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Expected matches in the top ``TOP_K`` of ``order``, and who liked whom there (drawn)."""
     top = [index[c] for c in order[:TOP_K]]
     v = np.full(len(top), index[viewer])
     p_vc, p_cv = match_probability(pop, v, np.array(top))
-    p = p_vc * p_cv
-    return float(p.sum()), int((rng.random(len(p)) < p).sum())
+    return float((p_vc * p_cv).sum()), rng.random(len(top)) < p_vc, rng.random(len(top)) < p_cv
 
 
 def replay(
@@ -85,14 +96,49 @@ def replay(
             latency = None
             if not o.fell_back and o.result is not None and o.result.written_at is not None:
                 latency = (o.result.written_at - r.requested_at).total_seconds() * 1000
-            expected, drawn = _expected_and_drawn(pop, index, s.viewer, o.ids, rng)
-            d_expected, d_drawn = _expected_and_drawn(pop, index, s.viewer, s.candidates, rng)
+            expected, v_likes, c_likes = _likes(pop, index, s.viewer, o.ids, rng)
+            d_expected, d_v, d_c = _likes(pop, index, s.viewer, s.candidates, rng)
             outcomes.append(
                 SessionOutcome(
-                    s.viewer, client.arm(s.viewer), o.fell_back, latency, drawn, d_drawn, expected, d_expected
+                    viewer=s.viewer,
+                    arm=client.arm(s.viewer),
+                    fell_back=o.fell_back,
+                    request_id=r.request_id,
+                    surface=r.surface,
+                    shown_at=datetime.now(UTC),
+                    shown=tuple(o.ids[:TOP_K]),
+                    viewer_likes=tuple(bool(x) for x in v_likes),
+                    candidate_likes=tuple(bool(x) for x in c_likes),
+                    served_model_id=None if o.fell_back or o.result is None else o.result.model_id,
+                    latency_ms=latency,
+                    matches=int((v_likes & c_likes).sum()),
+                    default_matches=int((d_v & d_c).sum()),
+                    expected=expected,
+                    default_expected=d_expected,
                 )
             )
     return outcomes, time.perf_counter() - started
+
+
+def impressions(outcomes: Sequence[SessionOutcome]) -> pa.Table:
+    """What was shown and what happened, as contract impressions (docs/specs/impressions.md); the
+    served variant is the arm whose order was shown, null with the fallback."""
+    rows = [(o, pos) for o in outcomes for pos in range(len(o.shown))]
+    return contract_table(
+        {
+            "session_id": [o.request_id for o, _ in rows],
+            "viewer_id": [o.viewer for o, _ in rows],
+            "candidate_id": [o.shown[p] for o, p in rows],
+            "position": pa.array([p for _, p in rows], pa.int32()),
+            "surface": [o.surface for o, _ in rows],
+            "served_variant": pa.array([None if o.fell_back else o.arm for o, _ in rows], pa.string()),
+            "served_model_id": pa.array([o.served_model_id for o, _ in rows], pa.string()),
+            "impression_time": pa.array([o.shown_at for o, _ in rows], TIMESTAMP),
+            "viewer_like": [o.viewer_likes[p] for o, p in rows],
+            "candidate_like": [o.candidate_likes[p] for o, p in rows],
+            "match": [o.viewer_likes[p] and o.candidate_likes[p] for o, p in rows],
+        }
+    )
 
 
 def lift(outcomes: Sequence[SessionOutcome], arm: str, seed: int = 0) -> dict[str, float]:

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ import numpy as np
 import pyarrow as pa
 
 from app.deadletters import drain_by_reason
-from app.demo.replay import TOP_K, Session, lift, replay
+from app.demo.replay import Session, impressions, lift, replay
 from app.demo.report import render
+from app.experiments.readout import TOP_K, local_data, readout
 from app.featurestore.events import event_attributes
 from app.featurestore.samples import bad_events
 from app.local import clients
@@ -143,6 +145,51 @@ def _sessions(market: Market, limit: int) -> list[Session]:
     return out
 
 
+def _landed(offline_dir: Path) -> int:
+    import pyarrow.parquet as pq
+
+    from app.serving.sink import PREDICTIONS_TABLE
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in (offline_dir / PREDICTIONS_TABLE).glob("*/*.parquet"))
+
+
+def _wait_for_landing(offline_dir: Path, expected: int, quiet_s: float = 3.0, limit_s: float = 30.0) -> None:
+    """Until ``expected`` prediction records landed, or none came for ``quiet_s`` (some requests may
+    never be scored: the readout counts those sessions as unattributed)."""
+    deadline, seen, since = time.monotonic() + limit_s, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = _landed(offline_dir)
+        if now >= expected:
+            return
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since > quiet_s:
+            return
+        time.sleep(0.3)
+
+
+def _readout(settings: StackSettings, state: LocalState, outcomes: list[Any], served: Path) -> dict[str, Any]:
+    """The experiment readout from what was served: the replayed sessions delivered as impressions,
+    joined with the landed prediction records; both are kept under ``served`` (the local services'
+    offline store goes when they stop), so `rerank experiment report` can be run on them afterwards."""
+    import pyarrow.parquet as pq
+
+    from app.ranking.impressions import read_impressions
+    from app.serving.sink import PREDICTIONS_TABLE
+    from app.trigger.served import read_predictions
+
+    shutil.rmtree(served, ignore_errors=True)
+    (served / "impressions").mkdir(parents=True)
+    pq.write_table(impressions(outcomes), served / "impressions" / "replay.parquet")
+    if (state.offline_dir / PREDICTIONS_TABLE).is_dir():
+        shutil.copytree(state.offline_dir / PREDICTIONS_TABLE, served / PREDICTIONS_TABLE)
+    data = local_data(read_predictions(served), read_impressions(served / "impressions").table)
+    start = min(o.shown_at for o in outcomes) - timedelta(minutes=1)
+    doc = readout(settings.serving.variants, data, start, datetime.now(UTC) + timedelta(days=1), TOP_K)
+    command = f"rerank experiment report --offline {served} --impressions {served / 'impressions'}"
+    return {**doc, "command": command}
+
+
 def run_demo(
     settings: StackSettings, state: LocalState, opts: DemoOptions, progress: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -221,6 +268,7 @@ def run_demo(
             raise RuntimeError(f"no model could be deployed to {missing}: {primary['deploy_reason']}")
 
     workers: dict[str, tuple[Any, int]] = {}
+    outcomes: list[Any] = []
     stop_sink = threading.Event()
     try:
         with step(progress, 4, total, "starting a worker per variant and the prediction sink"):
@@ -252,6 +300,9 @@ def run_demo(
             outcomes, seconds = replay(client, sessions, market.population, opts.seed)
     finally:
         _stop_workers(workers)
+        if outcomes:  # every request is scored by its arm and by each shadow: let the sink land them
+            shadows = sum(v.kind == "shadow" for v in settings.serving.variants)
+            _wait_for_landing(state.offline_dir, len(outcomes) * (1 + shadows))
         stop_sink.set()
 
     with step(progress, 6, total, "summary and report"):
@@ -276,6 +327,7 @@ def run_demo(
             "feature_events": {"total": ingest.rejected_total, "by_reason": dict(sorted(ingest.rejected.items()))},
             "requests": {"total": sum(requests_dead.values()), "by_reason": requests_dead},
         }
+        summary["experiment"] = _readout(settings, state, outcomes, work / "served")
         summary["total_s"] = round(time.perf_counter() - started, 1)
         report = opts.report or work / "report.html"
         report.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ in Arrow; in the cloud they are the BigQuery table ``<dataset>.predictions`` and
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,24 +32,34 @@ OUTCOMES = pa.schema(
 )
 
 
-def _literal(text: str) -> str:
+def sql_literal(text: str) -> str:
     # BigQuery and DuckDB escape quotes differently; ids and times never need one, so refuse them.
     if "'" in text or "\\" in text:
         raise ValueError(f"{text!r}: quotes and backslashes are not allowed in a query value")
     return f"'{text}'"
 
 
-def served_outcomes_sql(
-    predictions: str, impressions: str, variant: str, model_id: str, start: datetime, end: datetime
+def latest_sql(
+    predictions: str, variants: Sequence[str], start: datetime, end: datetime, model_id: str | None = None
 ) -> str:
-    """BigQuery: one row per (request, candidate) ``model_id`` scored for ``variant`` with
-    ``requested_at`` in [start, end) and the impression's ``match``."""
-    return f"""WITH latest AS (
-  SELECT request_id, candidate_ids, scores
+    """BigQuery: the latest record per (request, variant) of ``variants`` (of ``model_id``, when given)
+    with ``requested_at`` in [start, end): a redelivery scored again counts once."""
+    model = f" AND model_id = {sql_literal(model_id)}" if model_id is not None else ""
+    return f"""SELECT request_id, variant, model_id, candidate_ids, scores, scored_at
   FROM {predictions}
-  WHERE variant = {_literal(variant)} AND model_id = {_literal(model_id)}
-    AND requested_at >= TIMESTAMP {_literal(start.isoformat())} AND requested_at < TIMESTAMP {_literal(end.isoformat())}
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY scored_at DESC) = 1
+  WHERE variant IN ({", ".join(sql_literal(v) for v in variants)}){model}
+    AND requested_at >= TIMESTAMP {sql_literal(start.isoformat())}
+    AND requested_at < TIMESTAMP {sql_literal(end.isoformat())}
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY request_id, variant ORDER BY scored_at DESC) = 1"""
+
+
+def served_outcomes_sql(
+    predictions: str, impressions: str, variant: str, model_id: str | None, start: datetime, end: datetime
+) -> str:
+    """BigQuery: one row per (request, candidate) ``model_id`` (any model when None) scored for
+    ``variant`` with ``requested_at`` in [start, end) and the impression's ``match``."""
+    return f"""WITH latest AS (
+  {latest_sql(predictions, [variant], start, end, model_id)}
 ),
 scored AS (
   SELECT p.request_id, p.candidate_ids[OFFSET(i)] AS candidate_id, p.scores[OFFSET(i)] AS score
@@ -69,22 +81,38 @@ def read_predictions(offline_dir: Path) -> pa.Table:
     return dataset.to_table(columns=PREDICTION_SCHEMA.names).cast(PREDICTION_SCHEMA)
 
 
-def served_outcomes(
-    predictions: pa.Table, impressions: pa.Table, variant: str, model_id: str, start: datetime, end: datetime
+def latest_predictions(
+    predictions: pa.Table, variants: Sequence[str], start: datetime, end: datetime, model_id: str | None = None
 ) -> pa.Table:
-    """The same join as ``served_outcomes_sql``, in Arrow and pandas (the local offline store)."""
+    """The same selection as ``latest_sql``, in Arrow (the local offline store)."""
     t = predictions.column("requested_at")
     keep = pc.and_(
-        pc.and_(pc.equal(predictions.column("variant"), variant), pc.equal(predictions.column("model_id"), model_id)),
+        pc.is_in(predictions.column("variant"), pa.array(list(variants), pa.string())),
         pc.and_(pc.greater_equal(t, pa.scalar(start, t.type)), pc.less(t, pa.scalar(end, t.type))),
     )
+    if model_id is not None:
+        keep = pc.and_(keep, pc.equal(predictions.column("model_id"), model_id))
     chosen = predictions.filter(keep)
-    if chosen.num_rows == 0:
-        return OUTCOMES.empty_table()
-    order = pc.sort_indices(chosen, sort_keys=[("request_id", "ascending"), ("scored_at", "descending")])
+    order = pc.sort_indices(
+        chosen, sort_keys=[("request_id", "ascending"), ("variant", "ascending"), ("scored_at", "descending")]
+    )
     chosen = chosen.take(order)
-    first = pd.Series(chosen.column("request_id").to_pylist()).duplicated(keep="first").to_numpy()
-    latest = chosen.filter(pa.array(~first))
+    keys = pd.DataFrame({k: chosen.column(k).to_pylist() for k in ("request_id", "variant")})
+    return chosen.filter(pa.array(~keys.duplicated(keep="first").to_numpy(dtype=bool)))
+
+
+def served_outcomes(
+    predictions: pa.Table,
+    impressions: pa.Table,
+    variant: str,
+    model_id: str | None,
+    start: datetime,
+    end: datetime,
+) -> pa.Table:
+    """The same join as ``served_outcomes_sql``, in Arrow and pandas (the local offline store)."""
+    latest = latest_predictions(predictions, [variant], start, end, model_id)
+    if latest.num_rows == 0:
+        return OUTCOMES.empty_table()
     ids = latest.column("candidate_ids").combine_chunks()
     scored = pd.DataFrame(
         {
@@ -105,27 +133,34 @@ def served_outcomes(
     return pa.Table.from_pandas(joined, schema=OUTCOMES, preserve_index=False)
 
 
+@contextmanager
+def staged_impressions(
+    client: Any, project: str, dataset: str, impressions: pa.Table, columns: Sequence[str]
+) -> Iterator[str]:
+    """The impressions' ``columns`` loaded into a scratch table beside ``<dataset>.predictions``
+    for the length of a query; yields its quoted name."""
+    import uuid
+
+    staging = f"{project}.{dataset}._impressions_{uuid.uuid4().hex[:12]}"
+    client.load_table_from_dataframe(impressions.select(list(columns)).to_pandas(), staging).result()
+    try:
+        yield f"`{staging}`"
+    finally:
+        client.delete_table(staging, not_found_ok=True)
+
+
 def served_outcomes_bigquery(
     client: Any,
     project: str,
     dataset: str,
     impressions: pa.Table,
     variant: str,
-    model_id: str,
+    model_id: str | None,
     start: datetime,
     end: datetime,
 ) -> pa.Table:
     """The cloud: the recent impressions staged next to ``<dataset>.predictions``, joined there.
     (Not exercised here: no BigQuery on this machine; the SQL is tested on DuckDB.)"""
-    import uuid
-
-    staging = f"{project}.{dataset}._impressions_{uuid.uuid4().hex[:12]}"
-    cols = impressions.select(["session_id", "candidate_id", "match"])
-    client.load_table_from_dataframe(cols.to_pandas(), staging).result()
-    try:
-        sql = served_outcomes_sql(
-            f"`{project}.{dataset}.{PREDICTIONS_TABLE}`", f"`{staging}`", variant, model_id, start, end
-        )
+    with staged_impressions(client, project, dataset, impressions, ["session_id", "candidate_id", "match"]) as imp:
+        sql = served_outcomes_sql(f"`{project}.{dataset}.{PREDICTIONS_TABLE}`", imp, variant, model_id, start, end)
         return client.query(sql).to_arrow().cast(OUTCOMES)
-    finally:
-        client.delete_table(staging, not_found_ok=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
 from app.featurestore.samples import bad_events
 from app.local.services import LocalState
+from app.settings import load_stack
 from tests.integration.conftest import rerank
 
 
@@ -45,7 +47,7 @@ def test_demo_runs_the_whole_loop_reports_and_stops_what_it_started(tmp_path: Pa
     assert arms["primary"]["sessions"] > 0 and arms["primary"]["lift_ci_low"] <= arms["primary"]["lift"]
     assert arms["primary"]["lift"] <= arms["primary"]["lift_ci_high"]
     text = report.read_text()
-    assert "<svg" in text and "NDCG@10" in text and "A/B" in text and "latency" in text
+    assert "<svg" in text and "NDCG@10" in text and "against the primary variant" in text and "latency" in text
     assert res["kept_running"] is False
     models = json.loads(rerank("models", "list", "--json", state_dir=state_dir).stdout)
     serving = {v: d["model_id"] for v, d in models["serving"].items()}
@@ -55,6 +57,26 @@ def test_demo_runs_the_whole_loop_reports_and_stops_what_it_started(tmp_path: Pa
         "shadow": res["training"]["b"]["model_id"],
     }
     assert all(m["approved"] and m["model_ndcg_at_10"] > m["baseline_ndcg_at_10"] for m in models["models"])
+    # The readout from what was served, after the stack stopped: the command the demo printed.
+    command = shlex.split(res["experiment"]["command"])
+    assert command[:3] == ["rerank", "experiment", "report"]
+    out = rerank(*command[1:], "--json", "--html", str(tmp_path / "readout.html"), state_dir=state_dir)
+    assert out.returncode == 0, out.stderr[-2000:]
+    readout = json.loads(out.stdout)
+    variants = load_stack("local").serving.variants
+    assert set(readout["variants"]) == {v.name for v in variants}
+    assert readout["primary"] == next(v.name for v in variants if v.kind == "primary")
+    assert readout["sessions"]["total"] == 40
+    arms = [readout["variants"][v.name] for v in variants if v.kind != "shadow"]
+    assert sum(a["sessions"] for a in arms) + readout["sessions"]["unattributed"] == 40
+    fallbacks = round(res["serving"]["fallback_rate"] * 40)
+    assert readout["sessions"]["unattributed"] <= fallbacks, "a session shown in a served order has its arm"
+    for v in variants:
+        if v.kind == "shadow":
+            assert readout["variants"][v.name]["agreement_with_primary"]["requests"] > 0
+    assert readout["sample_ratio_mismatch"]["p_value"] is not None
+    assert readout["variants"] == res["experiment"]["variants"], "the demo's report shows the same readout"
+    assert "Experiment readout from served data" in text and "np.float64" not in text
     assert LocalState.load(state_dir / "local") is None, "the demo stopped the services it started"
     leftover = subprocess.run(["pgrep", "-f", f"--state-dir {state_dir}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "no worker process is left behind"

@@ -1,0 +1,1 @@
+"""Experiments: the A/B and shadow readout from what was served (``rerank experiment report``)."""
