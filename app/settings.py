@@ -189,12 +189,22 @@ class VariantTrainingConfig(_Strict):
     features: Literal["all"] | list[str] = "all"
     # Train on the impressions of this many days up to the newest one; 0: on all of them.
     window_days: int = Field(default=0, ge=0, le=3650)
-    schedules: Literal["follows primary"] | list[ScheduleConfig] = FOLLOWS_PRIMARY
+    # Its own schedules, or None ("follows primary" in a stack file): when the primary retrains.
+    schedules: list[ScheduleConfig] | None = None
+
+    @field_validator("schedules", mode="before")
+    @classmethod
+    def _follows_primary(cls, schedules: Any) -> Any:
+        if schedules == FOLLOWS_PRIMARY:
+            return None
+        if isinstance(schedules, str):
+            raise ValueError(f"a list of schedules, or {FOLLOWS_PRIMARY!r}")
+        return schedules
 
     @field_validator("schedules")
     @classmethod
-    def _unique(cls, schedules: Any) -> Any:
-        return schedules if isinstance(schedules, str) else _unique_schedule_names(schedules)
+    def _unique(cls, schedules: list[ScheduleConfig] | None) -> list[ScheduleConfig] | None:
+        return schedules if schedules is None else _unique_schedule_names(schedules)
 
     @property
     def feature_list(self) -> list[str]:

@@ -23,7 +23,10 @@ from infra.images import Images
 # The trigger function's source: a ``main.py`` shim over ``app/trigger`` and what it imports.
 FUNCTION_FILES = (
     "app/__init__.py",
+    "app/bounds.py",
     "app/contracts.py",
+    "app/naming.py",
+    "app/settings.py",
     "app/trigger/__init__.py",
     "app/trigger/main.py",
     "app/trigger/payload.py",

@@ -44,18 +44,18 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     except (DemoStepFailed, LocalServiceError) as exc:
         raise RunFailed(str(exc)) from None
     summary["kept_running"] = args.keep
-    emit(args, summary, lambda: _text(summary))
+    emit(args, summary, lambda: _text(summary, settings.serving.primary.name))
     return 0
 
 
-def _text(s: dict[str, Any]) -> str:
-    m = s["training"]["primary"]["metrics"]
+def _text(s: dict[str, Any], primary: str) -> str:
+    m = s["training"][primary]["metrics"]
     lines = ["", f"{'offline (test days)':22} {'NDCG@10':>8} {'MAP@10':>8} {'AUC':>7}"]
     for who in ("model", "baseline", "oracle"):
         lines.append(f"{who:22} {m[f'{who}_ndcg_at_10']:8.4f} {m[f'{who}_map_at_10']:8.4f} {m[f'{who}_auc']:7.4f}")
     lines.append(f"model / oracle NDCG@10 {m['model_vs_oracle_ndcg_at_10']:.3f} (the oracle: the market's own file)")
-    for variant in ("primary", "b"):
-        lines.append(f"{variant}: {s['training'][variant]['deploy_reason']}")
+    for variant, t in s["training"].items():
+        lines.append(f"{variant}: {t.get('deploy_reason') or t['reason']}")
     lines.append("")
     lines.append(f"A/B replay (expected matches in the top {s['top_k']} per session, vs the default order):")
     for arm, v in s["ab"].items():
