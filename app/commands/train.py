@@ -40,6 +40,11 @@ def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
     from app.ranking.model import split_params
     from app.ranking.variant_training import training_parameters
 
+    if args.variant is not None and args.variant not in {v.name for v in settings.serving.variants}:
+        raise UsageError(
+            f"variant {args.variant!r} is not in stack {settings.stack} "
+            f"(variants: {', '.join(v.name for v in settings.serving.variants)})"
+        )
     try:
         stack = training_parameters(settings, args.variant)
     except ValueError as exc:

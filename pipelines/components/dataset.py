@@ -8,7 +8,6 @@ def make_dataset(
     impressions_uri: str,
     window_start: str,
     window_end: str,
-    window_days: int,
     valid_days: int,
     test_days: int,
     entities: str,
@@ -16,6 +15,7 @@ def make_dataset(
     valid: Output[Dataset],
     test: Output[Dataset],
     rejected: Output[Dataset],
+    window_days: int = 0,
 ) -> str:
     """Read the impressions (docs/specs/impressions.md: bad rows are set aside with their reason in
     ``rejected``), join those in [window_start, window_end) (without a start and with

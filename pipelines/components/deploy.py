@@ -13,8 +13,8 @@ def deploy_model(
     registry_uri: str,
     variant: str,
     worker_deployment: str,
-    followers: str,
     manifest: Output[Artifact],
+    followers: str = "{}",
 ) -> NamedTuple("Deployment", [("deployed", bool), ("reason", str)]):
     """Deploy a model the evaluation approved against ``serving_model_id``, if the variant still serves
     that one (another run may have deployed in between: then the comparison is stale).

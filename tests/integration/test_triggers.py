@@ -104,7 +104,10 @@ def _serve_recent_sessions(client: CoreServiceClient, market: Path, since: datet
 def _serving(settings: StackSettings, state: LocalState) -> Iterator[CoreServiceClient]:
     """A primary worker and the prediction sink, running until the block ends."""
     names, project = Names.of(settings), settings.gcp.project
-    worker = build_worker(settings, state, "primary")
+    # The sessions replayed are the simulated market's (March 2026), requested at the time they were
+    # shown: the worker must admit requests that old, which a live stack's limits would dead-letter.
+    history = settings.limits.model_copy(update={"max_request_age_seconds": 10 * 365 * 86400})
+    worker = build_worker(settings, state, settings.serving.primary.name, limits=history)
     stop_sink = threading.Event()
     sink_sub = clients.subscriber(state.pubsub_host)
     threads = [

@@ -186,3 +186,28 @@ def test_a_cycle_through_two_variants_is_named_once_per_variant(tmp_path: Path) 
         "rerank-platform:serving.variants[2].training.follows: a cycle (shadow -> b -> shadow); one of them must train"
         in problems
     )
+
+
+def test_a_variants_window_is_its_last_days_up_to_the_newest_impression() -> None:
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from app.ranking.dataset import DatasetError, last_days
+
+    times = [datetime(2026, 3, d, 15, tzinfo=UTC) for d in (1, 5, 9, 10)]
+    table = pa.table({"impression_time": pa.array(times, pa.timestamp("us", tz="UTC"))})
+    # 3 whole days ending with the 10th: the 8th, 9th and 10th.
+    assert last_days(table, 3) == datetime(2026, 3, 8, tzinfo=UTC)
+    # Up to an end: the newest impression before it is on the 5th.
+    assert last_days(table, 2, datetime(2026, 3, 9, tzinfo=UTC)) == datetime(2026, 3, 4, tzinfo=UTC)
+    with pytest.raises(DatasetError, match="no impressions before"):
+        last_days(table, 2, datetime(2026, 3, 1, tzinfo=UTC))
+
+
+def test_follows_primary_may_be_spelled_out(tmp_path: Path) -> None:
+    def spelled(serving: dict[str, Any]) -> None:
+        serving["variants"][1]["training"] = {"schedules": "follows primary", "window_days": 7}
+
+    dev = load_stack("dev", stack_with(tmp_path, "dev", spelled))
+    assert dev.schedules_of("b") == dev.training.schedules and dev.serving.variant("b").training.window_days == 7
