@@ -164,7 +164,8 @@ def test_deploy_refuses_when_the_variant_changed_since_evaluation(world: dict, t
 
 def test_a_deploy_reaches_the_variants_that_follow_the_trained_one(world: dict, tmp_path: Path) -> None:
     registry = ModelRegistry(world["registry"])
-    candidate = registry.register(next(registry.root.glob("models/*/model.txt")), {"task": "t", "env": "local"})
+    (tmp_path / "model.txt").write_text("a model file: the deploy step reads only the registry's records")
+    candidate = registry.register(tmp_path / "model.txt", {"task": "t", "env": "local"})
     manifest = tmp_path / "manifest.yaml"
     result = deploy_model(
         candidate,
