@@ -197,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
     )
 
     p = command("serve", _serve, "run a re-rank worker of one variant until SIGTERM")
-    p.add_argument("--variant", required=True)
+    p.add_argument("--variant", default=None, help="the variant to serve (default: the stack's primary)")
     p.add_argument("--max-batch", type=int, default=32, help="requests scored together")
     p.add_argument("--http-port", type=int, default=0, help="serve /healthz and /metrics on this port")
     p.add_argument("--http-host", default="127.0.0.1", help="address for /healthz and /metrics (0.0.0.0 in a pod)")
