@@ -8,8 +8,18 @@ stacks sharing a project (ephemeral ``pr-<n>`` stacks beside ``dev``) never coll
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from app.settings import StackSettings
+
+class Named(Protocol):
+    """What names derive from (``app.settings.StackSettings`` is one): naming imports no settings,
+    so settings can check its names' limits here."""
+
+    @property
+    def name_prefix(self) -> str: ...
+
+    @property
+    def stack(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -18,7 +28,7 @@ class Names:
     stack: str
 
     @classmethod
-    def of(cls, settings: StackSettings) -> Names:
+    def of(cls, settings: Named) -> Names:
         return cls(prefix=settings.name_prefix, stack=settings.stack)
 
     @property
@@ -94,8 +104,8 @@ class Names:
     def training_triggers_subscription(self) -> str:
         return f"{self.base}-training-triggers-function"
 
-    def schedule_job(self, schedule: str) -> str:
-        return f"{self.base}-train-{schedule}"
+    def schedule_job(self, variant: str, schedule: str) -> str:
+        return f"{self.base}-train-{variant}-{schedule}"
 
     def worker_deployment(self, variant: str) -> str:
         return f"{self.base}-worker-{variant}"
@@ -149,9 +159,8 @@ class Names:
     def worker_k8s_account(self, variant: str) -> str:
         return f"worker-{variant}"
 
-    @property
-    def drift_job(self) -> str:
-        return f"{self.base}-drift-check"
+    def drift_job(self, variant: str) -> str:
+        return f"{self.base}-drift-{variant}"
 
     def pipeline_bucket(self, project: str) -> str:
         return f"{project}-{self.base}-pipelines"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.naming import CLOUD_BASE_MAX
 
 PROJECT = "rerank-platform"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,12 +24,18 @@ DEFAULT_STACK = "local"
 
 _NAME = r"^[a-z][a-z0-9_]*$"
 _VERSION = r"^v[1-9][0-9]*$"
-_CRON = r"^\s*\S+(\s+\S+){4}\s*$"  # five fields
+# Five fields of digits, names (MON, JAN), *, ranges, steps and lists.
+_CRON = r"^\s*[0-9A-Za-z*/,-]+(\s+[0-9A-Za-z*/,-]+){4}\s*$"
 _CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"
 _LABEL_KEY = r"^[a-z][a-z0-9_-]{0,62}$"
 _LABEL_VALUE = r"^[a-z0-9_-]{0,63}$"
 EPHEMERAL_STACK = re.compile(r"^pr-[0-9]{1,6}$")
 EPHEMERAL_BASE = "dev"
+
+
+# What a variant is for; readouts use these as role labels (never as variant names).
+VariantKind = Literal["primary", "arm", "shadow"]
+PRIMARY_KIND, ARM_KIND, SHADOW_KIND = get_args(VariantKind)
 
 
 class StackConfigError(ValueError):
@@ -145,10 +153,75 @@ class FeatureStoreConfig(_Strict):
         raise KeyError(name)
 
 
+class ScheduleConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,29}$")
+    every: Literal["daily", "weekly", "cron"]
+    cron: str | None = None  # with every: cron, five fields; daily and weekly run at 03:00 (Monday)
+    time_zone: str = "Etc/UTC"
+
+    @model_validator(mode="after")
+    def _cron_given_when_needed(self) -> ScheduleConfig:
+        if self.every == "cron" and not re.match(_CRON, self.cron or ""):
+            raise ValueError(f"schedule {self.name!r}: every: cron needs a five-field cron, got {self.cron!r}")
+        if self.every != "cron" and self.cron:
+            raise ValueError(f"schedule {self.name!r}: cron is only for every: cron")
+        return self
+
+    @property
+    def cron_expression(self) -> str:
+        return {"daily": "0 3 * * *", "weekly": "0 3 * * 1"}.get(self.every) or str(self.cron)
+
+
+def _unique_schedule_names(schedules: list[ScheduleConfig]) -> list[ScheduleConfig]:
+    names = [s.name for s in schedules]
+    if len(set(names)) != len(names):
+        raise ValueError(f"schedule names repeat: {names}")
+    return schedules
+
+
+FOLLOWS_PRIMARY = "follows primary"
+
+
+class VariantTrainingConfig(_Strict):
+    """How a variant's model is trained. The defaults train it like the pipeline's defaults, on
+    every impression, whenever the stack's ``training.schedules`` fire ("follows primary")."""
+
+    # A variant that serves the model another variant trains (a shadow trying an arm's model on all
+    # traffic) trains nothing itself: the other variant's deploy step deploys to it too.
+    follows: str | None = None
+    # LightGBM parameters of the pointwise model (app/ranking/model.py DEFAULT_PARAMS names them).
+    parameters: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    features: Literal["all"] | list[str] = "all"
+    # Train on the impressions of this many days up to the newest one; 0: on all of them.
+    window_days: int = Field(default=0, ge=0, le=3650)
+    # Its own schedules, or None ("follows primary" in a stack file): when the primary retrains.
+    schedules: list[ScheduleConfig] | None = None
+
+    @field_validator("schedules", mode="before")
+    @classmethod
+    def _follows_primary(cls, schedules: Any) -> Any:
+        if schedules == FOLLOWS_PRIMARY:
+            return None
+        if isinstance(schedules, str):
+            raise ValueError(f"a list of schedules, or {FOLLOWS_PRIMARY!r}")
+        return schedules
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique(cls, schedules: list[ScheduleConfig] | None) -> list[ScheduleConfig] | None:
+        return schedules if schedules is None else _unique_schedule_names(schedules)
+
+    @property
+    def feature_list(self) -> list[str]:
+        """The features as the pipeline takes them: empty for all."""
+        return [] if self.features == "all" else list(self.features)
+
+
 class VariantConfig(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")
-    kind: Literal["primary", "arm", "shadow"]
+    kind: VariantKind
     traffic_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    training: VariantTrainingConfig = VariantTrainingConfig()
 
 
 def _low_not_above_high(model: _M, low: str, high: str) -> _M:
@@ -209,24 +282,34 @@ class ServingConfig(_Strict):
             raise ValueError(f"traffic_share of primary and arm variants must add up to 1, got {served:g}")
         return self
 
+    @property
+    def primary(self) -> VariantConfig:
+        """The default variant: the one of kind primary (every command's and pipeline's default)."""
+        return next(v for v in self.variants if v.kind == "primary")
 
-class ScheduleConfig(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,29}$")
-    every: Literal["daily", "weekly", "cron"]
-    cron: str | None = None  # with every: cron, five fields; daily and weekly run at 03:00 (Monday)
-    time_zone: str = "Etc/UTC"
+    def variant(self, name: str) -> VariantConfig:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        known = ", ".join(v.name for v in self.variants)
+        raise ValueError(f"variant {name!r} is not in this stack (variants: {known})")
 
-    @model_validator(mode="after")
-    def _cron_given_when_needed(self) -> ScheduleConfig:
-        if self.every == "cron" and not re.match(_CRON, self.cron or ""):
-            raise ValueError(f"schedule {self.name!r}: every: cron needs a five-field cron, got {self.cron!r}")
-        if self.every != "cron" and self.cron:
-            raise ValueError(f"schedule {self.name!r}: cron is only for every: cron")
-        return self
+    def trainer_of(self, name: str) -> VariantConfig:
+        """The variant whose training deploys ``name``'s model: itself, or the end of its ``follows``."""
+        v, seen = self.variant(name), {name}
+        while v.training.follows is not None and v.training.follows not in seen:
+            seen.add(v.training.follows)
+            v = self.variant(v.training.follows)
+        return v
 
     @property
-    def cron_expression(self) -> str:
-        return {"daily": "0 3 * * *", "weekly": "0 3 * * 1"}.get(self.every) or str(self.cron)
+    def trained(self) -> list[VariantConfig]:
+        """The variants that train a model of their own (each has its own scheduled payloads)."""
+        return [v for v in self.variants if v.training.follows is None]
+
+    def followers_of(self, name: str) -> list[VariantConfig]:
+        """The variants that serve ``name``'s model without training one."""
+        return [v for v in self.variants if v.training.follows and self.trainer_of(v.name).name == name != v.name]
 
 
 class DriftConfig(_Strict):
@@ -255,10 +338,7 @@ class TrainingConfig(_Strict):
     @field_validator("schedules")
     @classmethod
     def _unique_schedules(cls, schedules: list[ScheduleConfig]) -> list[ScheduleConfig]:
-        names = [s.name for s in schedules]
-        if len(set(names)) != len(names):
-            raise ValueError(f"schedule names repeat: {names}")
-        return schedules
+        return _unique_schedule_names(schedules)
 
 
 class CrossCloudConfig(_Strict):
@@ -395,6 +475,19 @@ class StackSettings(_Strict):
         """Deletion protection, retain-on-delete and longer retention: prod only."""
         return self.env == "prod"
 
+    def schedules_of(self, variant: str) -> list[ScheduleConfig]:
+        """When ``variant`` retrains: its own schedules, or ("follows primary") the primary's, whose
+        default is the stack's ``training.schedules``; none for a variant that follows another's model."""
+        v = self.serving.variant(variant)
+        if v.training.follows is not None:
+            return []
+        if isinstance(v.training.schedules, list):
+            return v.training.schedules
+        primary = self.serving.primary
+        if v.name != primary.name and isinstance(primary.training.schedules, list):
+            return primary.training.schedules
+        return self.training.schedules
+
     def label_set(self) -> dict[str, str]:
         """Labels every cloud resource carries (the policy pack requires them)."""
         return {**self.labels, "app": "rerank-platform", "stack": self.stack, "env": self.env}
@@ -404,8 +497,6 @@ def cloud_problems(s: StackSettings) -> list[str]:
     """What a cloud stack (dev, prod, ephemeral) needs beyond a valid local one; one line each."""
     if s.env == "local":
         return []
-    from app.naming import CLOUD_BASE_MAX
-
     problems = []
     base = f"{s.name_prefix}-{s.stack}"
     if len(base) > CLOUD_BASE_MAX:
@@ -428,6 +519,52 @@ def cloud_problems(s: StackSettings) -> list[str]:
         if not s.monitoring.notification_emails:
             problems.append("monitoring.notification_emails: prod alerts need someone to notify")
     return [f"{PROJECT}:{p}" for p in problems]
+
+
+def variant_problems(s: StackSettings) -> list[str]:
+    """How the variants train: ``follows`` names a variant of the stack and ends at one that trains
+    (no cycle), and a follower sets nothing it would not use; one line per problem, naming the key."""
+    names = [v.name for v in s.serving.variants]
+    problems = []
+    for i, v in enumerate(s.serving.variants):
+        key, t = f"{PROJECT}:serving.variants[{i}].training", v.training
+        if t.follows is None:
+            continue
+        if t.follows not in names:
+            problems.append(f"{key}.follows: unknown variant {t.follows!r} (variants: {', '.join(names)})")
+            continue
+        chain, at = [v.name], s.serving.variant(t.follows)
+        while at.training.follows is not None and at.name not in chain and at.training.follows in names:
+            chain.append(at.name)
+            at = s.serving.variant(at.training.follows)
+        if at.name in chain:
+            problems.append(f"{key}.follows: a cycle ({' -> '.join([*chain, at.name])}); one of them must train")
+        own = [k for k in ("parameters", "features", "window_days", "schedules") if k in t.model_fields_set]
+        if own:
+            problems.append(
+                f"{key}: {', '.join(own)} do not apply to a variant that follows {t.follows!r} (it trains nothing)"
+            )
+    return problems
+
+
+def training_input_problems(s: StackSettings) -> list[str]:
+    """Each variant's LightGBM parameters and features are ones the training step knows."""
+    from app.featurestore.registry import default_registry
+    from app.ranking.features import UnknownFeatureError, check_features, model_entities
+    from app.ranking.model import split_params
+
+    problems = []
+    for i, v in enumerate(s.serving.variants):
+        key = f"{PROJECT}:serving.variants[{i}].training"
+        try:
+            split_params(v.training.parameters)
+        except ValueError as exc:
+            problems.append(f"{key}.parameters: {exc}")
+        try:
+            check_features(v.training.feature_list, default_registry(), model_entities(s))
+        except UnknownFeatureError as exc:
+            problems.append(f"{key}.features: {exc}")
+    return problems
 
 
 def schema_problems(s: StackSettings) -> list[str]:
@@ -483,7 +620,9 @@ def settings_from_mapping(config: dict[str, Any], stack: str, source: str) -> St
     except ValidationError as exc:
         problems += [_describe_error(e) for e in exc.errors()]
         raise StackConfigError(source, problems) from None
-    problems += cloud_problems(settings) + schema_problems(settings)
+    problems += variant_problems(settings) + cloud_problems(settings) + schema_problems(settings)
+    if not problems:  # the features are checked against the schemas the stack names
+        problems += training_input_problems(settings)
     if problems:
         raise StackConfigError(source, problems)
     return settings
@@ -514,6 +653,12 @@ def ephemeral_settings(base: StackSettings, stack: str) -> StackSettings:
                 update={
                     "node_pool": sv.node_pool.model_copy(update={"min_nodes": 0, "max_nodes": 2}),
                     "worker": sv.worker.model_copy(update={"min_replicas": 0, "max_replicas": 2}),
+                    "variants": [
+                        v.model_copy(update={"training": v.training.model_copy(update={"schedules": []})})
+                        if isinstance(v.training.schedules, list)
+                        else v
+                        for v in sv.variants
+                    ],
                 }
             ),
             "training": base.training.model_copy(update={"schedules": []}),

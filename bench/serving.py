@@ -28,18 +28,18 @@ import numpy as np
 
 from app.featurestore.registry import Registry, default_registry
 from app.local.services import LocalState, free_port
-from app.market.serving_setup import ServedMarket, prepare_served_market
 from app.market.simulate import MarketConfig
 from app.serving.messages import RerankRequest
 from app.serving.runtime import build_worker, result_store
 from app.serving.scoring import Scorer
 from app.settings import REPO_ROOT, StackSettings
+from bench.served_market import ServedMarket, prepare_served_market
 
 CANDIDATES = 100
 
 
 def _requests(world: ServedMarket, n: int) -> list[tuple[str, list[str]]]:
-    users = world.users_in("primary", len(world.users))
+    users = world.users_in(world.settings.serving.primary.name, len(world.users))
     rng = np.random.default_rng(1)
     out = []
     for i in range(n):
@@ -69,7 +69,7 @@ def _run_load(
         "app.cli",
         "serve",
         "--variant",
-        "primary",
+        world.settings.serving.primary.name,
         "--http-port",
         str(port),
         "--state-dir",
@@ -124,7 +124,7 @@ def _run_load(
 
 
 def _scoring_only(world: ServedMarket, registry: Registry, pairs: list[tuple[str, list[str]]]) -> float:
-    worker = build_worker(world.settings, world.state, "primary")
+    worker = build_worker(world.settings, world.state, world.settings.serving.primary.name)
     scorer: Scorer = worker.handler.scorer
     current = worker.handler.model.current()
     assert current is not None

@@ -1,6 +1,8 @@
-"""The drift and ground-truth check on a schedule: a CronJob in the serving cluster that runs
-``rerank drift check --endpoints env`` with the same pipeline parameters the scheduled triggers
-carry, and publishes a retraining trigger when a threshold is crossed."""
+"""The drift and ground-truth check on a schedule: per trained variant, a CronJob in the serving
+cluster that runs ``rerank drift check --variant V --endpoints env`` with the pipeline parameters
+the variant's scheduled triggers carry, and publishes a retraining trigger when a threshold is
+crossed. A variant that follows another's model is covered by that variant's check: it serves
+the same model, and a retrain deploys to both."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from app.contracts import DriftEnv, k8s_env
 from infra.common import (
     CONTAINER_SECURITY,
     GCS_FUSE_ANNOTATION,
@@ -42,13 +45,13 @@ class DriftCheckArgs:
     pipeline_bucket: pulumi.Input[str]
     triggers_topic: gcp.pubsub.Topic
     template_uri: pulumi.Input[str]
-    pipeline_parameters: dict[str, Any]
+    pipeline_parameters: dict[str, dict[str, Any]]  # per trained variant
 
 
 class DriftCheck(pulumi.ComponentResource):
     def __init__(self, name: str, args: DriftCheckArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rerank:drift:DriftCheck", name, None, opts)
-        ctx, n, s = args.context, args.context.names, args.context.settings
+        ctx, n = args.context, args.context.names
         who, p = member(args.drift_account), ctx.project
         grants = [
             # Reads the offline store (the point-in-time join stages impressions in the dataset).
@@ -92,10 +95,28 @@ class DriftCheck(pulumi.ComponentResource):
         account = pod_identity(
             ctx, f"{name}-account", args.drift_account, DRIFT_K8S_ACCOUNT, self, on_k8s, args.cluster
         )
-        parameters = pulumi.Output.from_input(args.pipeline_parameters).apply(lambda d: json.dumps(d, sort_keys=True))
-        self.cron_job = k8s.batch.v1.CronJob(
-            f"{name}-cron",
-            metadata={"name": n.drift_job, "namespace": n.k8s_namespace, "labels": ctx.labels},
+        self.cron_jobs = {
+            variant: self._cron_job(name, args, variant, parameters, [account, *grants])
+            for variant, parameters in args.pipeline_parameters.items()
+        }
+        self.register_outputs({"cron_jobs": {v: n.drift_job(v) for v in self.cron_jobs}})
+
+    def _cron_job(
+        self,
+        name: str,
+        args: DriftCheckArgs,
+        variant: str,
+        parameters: dict[str, Any],
+        after: list[pulumi.Resource],
+    ) -> k8s.batch.v1.CronJob:
+        ctx, n, s = args.context, args.context.names, args.context.settings
+        env = DriftEnv(
+            pipeline_parameters=pulumi.Output.from_input(parameters).apply(lambda d: json.dumps(d, sort_keys=True)),
+            pipeline_template=args.template_uri,
+        )
+        return k8s.batch.v1.CronJob(
+            f"{name}-cron-{variant}",
+            metadata={"name": n.drift_job(variant), "namespace": n.k8s_namespace, "labels": ctx.labels},
             spec={
                 "schedule": s.training.drift.schedule,
                 "timeZone": "Etc/UTC",
@@ -118,12 +139,18 @@ class DriftCheck(pulumi.ComponentResource):
                                     {
                                         "name": "drift",
                                         "image": args.images.ref("app"),
-                                        "args": ["drift", "check", "--stack", s.stack, "--endpoints", "env", "--json"],
-                                        "env": [
-                                            {"name": "GOOGLE_CLOUD_PROJECT", "value": p},
-                                            {"name": "PIPELINE_PARAMETERS", "value": parameters},
-                                            {"name": "PIPELINE_TEMPLATE", "value": args.template_uri},
+                                        "args": [
+                                            "drift",
+                                            "check",
+                                            "--stack",
+                                            s.stack,
+                                            "--variant",
+                                            variant,
+                                            "--endpoints",
+                                            "env",
+                                            "--json",
                                         ],
+                                        "env": k8s_env(env.to_env()),
                                         "resources": {
                                             "requests": {"cpu": "1", "memory": "2Gi"},
                                             "limits": {"memory": "2Gi"},
@@ -141,8 +168,5 @@ class DriftCheck(pulumi.ComponentResource):
                     }
                 },
             },
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[args.namespace, account, *grants]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.namespace, *after]),
         )
-        self.register_outputs({"cron_job": n.drift_job})

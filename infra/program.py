@@ -119,7 +119,6 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
             redis_url=features.redis_url,
             redis_ca=features.redis_ca,
             pipeline_bucket=training.bucket.name,
-            results_table=n.results_table,
             results_role_arn=n.results_writer_role_arn(settings.cross_cloud.aws_account_id),
             images=images,
         ),
@@ -197,8 +196,10 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "image_tag": images.tag,
         "training_triggers_topic": training.triggers_topic.id,
         "trigger_function": training.function.name,
-        "schedules": {name: job.name for name, job in training.schedules.items()},
-        "drift_check": n.drift_job,
+        "schedules": {
+            variant: {name: job.name for name, job in jobs.items()} for variant, jobs in training.schedules.items()
+        },
+        "drift_checks": {v: n.drift_job(v) for v in training.pipeline_parameters},
         "results_table": cross.table.name,
         "results_table_arn": cross.table.arn,
         "results_writer_role_arn": cross.writer_role.arn,

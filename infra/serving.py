@@ -13,6 +13,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from app.contracts import WorkerEnv, k8s_env
 from app.featurestore.offline_schema import bigquery_schema_of
 from app.serving.sink import SCHEMA as PREDICTION_SCHEMA
 from infra.common import (
@@ -65,7 +66,6 @@ class ServingArgs:
     redis_url: pulumi.Input[str]
     redis_ca: pulumi.Input[str]
     pipeline_bucket: pulumi.Input[str]
-    results_table: pulumi.Input[str]
     results_role_arn: pulumi.Input[str]
     images: Images
 
@@ -435,19 +435,16 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
     No ``replicas``: KEDA's ScaledObject owns the count, and a declared one would fight it."""
     s, n = ctx.settings, ctx.names
     app = n.worker_deployment(variant)
-    env = [
-        {"name": "GOOGLE_CLOUD_PROJECT", "value": ctx.project},
+    env = WorkerEnv(
         # The URL holds the AUTH string: a file from the secret, never an environment variable.
-        {"name": "REDIS_URL_FILE", "value": "/etc/online-store/url"},
-        {"name": "REDIS_CA_FILE", "value": "/etc/online-store/ca.pem"},
+        redis_url_file="/etc/online-store/url",
+        redis_ca_file="/etc/online-store/ca.pem",
         # The registry is plain files: the pipeline bucket through Cloud Storage FUSE, at the same
         # /gcs/<bucket> path Vertex AI gives the pipeline that writes it.
-        {"name": "MODEL_REGISTRY", "value": pulumi.Output.concat("/gcs/", args.pipeline_bucket, "/registry")},
-        {"name": "AWS_REGION", "value": s.aws.region},
-        {"name": "AWS_ROLE_ARN", "value": args.results_role_arn},
-    ]
-    if kind == "shadow":
-        env = [e for e in env if e["name"] != "AWS_ROLE_ARN"]
+        model_registry=pulumi.Output.concat("/gcs/", args.pipeline_bucket, "/registry"),
+        # Shadows never write served results, so they get no way to.
+        aws_role_arn=None if kind == "shadow" else args.results_role_arn,
+    )
     return {
         "selector": {"matchLabels": {"app": app}},
         "template": {
@@ -482,7 +479,7 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
                             "--http-port",
                             str(WORKER_PORT),
                         ],
-                        "env": env,
+                        "env": k8s_env(env.to_env()),
                         "ports": [{"name": "http", "containerPort": WORKER_PORT}],
                         "readinessProbe": {"httpGet": {"path": "/healthz", "port": WORKER_PORT}, "periodSeconds": 5},
                         "livenessProbe": {

@@ -1,6 +1,6 @@
 """Training: the pipeline root bucket (artifacts, model registry, trigger ledger), the image
 registry, the compiled pipeline, the trigger function (gen2, on the training-triggers topic) and
-one Cloud Scheduler job per configured schedule."""
+one Cloud Scheduler job per (trained variant, schedule), each payload deploying to its variant."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
 
-from app.ranking.features import format_entities, model_entities
+from app.contracts import TriggerEnv
+from app.ranking.variant_training import training_parameters
 from app.settings import REPO_ROOT
 from infra.common import StackContext, content_digest, grant, member, private_bucket, topic
 from infra.images import Images
@@ -21,6 +23,10 @@ from infra.images import Images
 # The trigger function's source: a ``main.py`` shim over ``app/trigger`` and what it imports.
 FUNCTION_FILES = (
     "app/__init__.py",
+    "app/bounds.py",
+    "app/contracts.py",
+    "app/naming.py",
+    "app/settings.py",
     "app/trigger/__init__.py",
     "app/trigger/main.py",
     "app/trigger/payload.py",
@@ -126,13 +132,13 @@ class Training(pulumi.ComponentResource):
                 timeout_seconds=300,
                 ingress_settings="ALLOW_INTERNAL_ONLY",
                 service_account_email=trigger_sa.email,
-                environment_variables={
-                    "PROJECT": ctx.project,
-                    "REGION": ctx.region,
-                    "PIPELINE_SERVICE_ACCOUNT": pipeline_sa.email,
-                    "PIPELINE_ROOT": self.pipeline_root,
-                    "LEDGER_BUCKET": self.bucket.name,
-                },
+                environment_variables=TriggerEnv(
+                    project=ctx.project,
+                    region=ctx.region,
+                    pipeline_service_account=pipeline_sa.email,
+                    pipeline_root=self.pipeline_root,
+                    ledger_bucket=self.bucket.name,
+                ).to_env(),
             ),
             event_trigger=gcp.cloudfunctionsv2.FunctionEventTriggerArgs(
                 trigger_region=ctx.region,
@@ -157,39 +163,42 @@ class Training(pulumi.ComponentResource):
             name=self.function.name,
         )
 
-        self.pipeline_parameters = parameters = {
+        stores = {
             "offline_uri": pulumi.Output.concat("bq://", ctx.project, ".", args.offline_dataset),
             # Ground truth: the core service drops impressions as Parquet under impressions/ in this
             # bucket (infra/cross_cloud.py lets its role create objects there and nowhere else).
             "impressions_uri": pulumi.Output.concat("/gcs/", self.bucket.name, "/", IMPRESSIONS_PREFIX),
             "registry_uri": pulumi.Output.concat("/gcs/", self.bucket.name, "/registry"),
-            "env": s.env,
-            "worker_deployment": n.worker_deployment("primary"),
-            # What the dataset and train steps read: each entity at the version the stack serves.
-            "entities": format_entities(model_entities(s)),
-            "gate_margin": s.training.gate.margin,
         }
-        self.schedules = {
-            sched.name: gcp.cloudscheduler.Job(
-                f"{name}-schedule-{sched.name}",
-                name=n.schedule_job(sched.name),
-                project=ctx.project,
-                region=ctx.region,
-                description=f"Retrain ({sched.every}) through the trigger function",
-                schedule=sched.cron_expression,
-                time_zone=sched.time_zone,
-                pubsub_target=gcp.cloudscheduler.JobPubsubTargetArgs(
-                    topic_name=self.triggers_topic.id,
-                    data=pulumi.Output.all(self.template_uri, pulumi.Output.from_input(parameters)).apply(
-                        lambda a, sched=sched: schedule_payload(s.stack, sched.name, a[0], a[1])
+        # Per trained variant: where its run deploys, its parameters, features and window, the
+        # entities at the versions the stack serves and the gate margin (app/ranking/variant_training.py).
+        self.pipeline_parameters: dict[str, dict[str, pulumi.Input[Any]]] = {
+            v.name: {**stores, **training_parameters(s, v.name)} for v in s.serving.trained
+        }
+        self.schedules: dict[str, dict[str, gcp.cloudscheduler.Job]] = {}
+        for v in s.serving.trained:
+            parameters = self.pipeline_parameters[v.name]
+            self.schedules[v.name] = {
+                sched.name: gcp.cloudscheduler.Job(
+                    f"{name}-schedule-{v.name}-{sched.name}",
+                    name=n.schedule_job(v.name, sched.name),
+                    project=ctx.project,
+                    region=ctx.region,
+                    description=f"Retrain variant {v.name} ({sched.every}) through the trigger function",
+                    schedule=sched.cron_expression,
+                    time_zone=sched.time_zone,
+                    pubsub_target=gcp.cloudscheduler.JobPubsubTargetArgs(
+                        topic_name=self.triggers_topic.id,
+                        data=pulumi.Output.all(self.template_uri, pulumi.Output.from_input(parameters)).apply(
+                            lambda a, sched=sched, v=v: schedule_payload(s.stack, v.name, sched.name, a[0], a[1])
+                        ),
+                        attributes={"schedule": sched.name, "variant": v.name},
                     ),
-                    attributes={"schedule": sched.name},
-                ),
-                retry_config=gcp.cloudscheduler.JobRetryConfigArgs(retry_count=3),
-                opts=child,
-            )
-            for sched in s.training.schedules
-        }
+                    retry_config=gcp.cloudscheduler.JobRetryConfigArgs(retry_count=3),
+                    opts=child,
+                )
+                for sched in s.schedules_of(v.name)
+            }
         self.register_outputs(
             {"bucket": self.bucket.name, "template_uri": self.template_uri, "function": self.function.name}
         )
@@ -313,13 +322,14 @@ class Training(pulumi.ComponentResource):
         ]
 
 
-def schedule_payload(stack: str, schedule: str, template_uri: str, parameters: dict[str, str]) -> str:
+def schedule_payload(stack: str, variant: str, schedule: str, template_uri: str, parameters: dict[str, Any]) -> str:
     """The Pub/Sub data Cloud Scheduler sends (base64): a trigger payload without an id, which the
-    function derives from the publish time (``app.trigger.payload.with_schedule_id``)."""
+    function derives from the schedule and the publish time (``app.trigger.payload.with_schedule_id``).
+    ``schedule`` is ``<variant>-<schedule>``, so two variants firing at the same hour get two ids."""
     doc = {
-        "reason": f"schedule: {schedule}",
+        "reason": f"schedule: {schedule} ({variant})",
         "stack": stack,
-        "schedule": schedule,
+        "schedule": f"{variant}-{schedule}",
         "template_uri": template_uri,
         "parameters": parameters,
     }

@@ -23,8 +23,8 @@ class TrainingRequest:
     registry_uri: str
     pipeline_root: str
     env: str
+    variant: str
     worker_deployment: str
-    variant: str = "primary"
     arguments: dict[str, Any] = field(default_factory=dict)  # the pipeline's optional parameters
 
 

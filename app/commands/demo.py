@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     except (DemoStepFailed, LocalServiceError) as exc:
         raise RunFailed(str(exc)) from None
     summary["kept_running"] = args.keep
-    emit(args, summary, lambda: _text(summary))
+    emit(args, summary, lambda: _text(summary, settings.serving.primary.name))
     return 0
 
 
@@ -52,16 +52,16 @@ def _indented(block: str) -> list[str]:
     return [f"  {line}" for line in block.splitlines()]
 
 
-def _text(s: dict[str, Any]) -> str:
+def _text(s: dict[str, Any], primary: str) -> str:
     from app.experiments.presentation import signed_percent, text, with_interval
 
-    m = s["training"]["primary"]["metrics"]
+    m = s["training"][primary]["metrics"]
     lines = ["", f"{'offline (test days)':22} {'NDCG@10':>8} {'MAP@10':>8} {'AUC':>7}"]
     for who in ("model", "baseline", "oracle"):
         lines.append(f"{who:22} {m[f'{who}_ndcg_at_10']:8.4f} {m[f'{who}_map_at_10']:8.4f} {m[f'{who}_auc']:7.4f}")
     lines.append(f"model / oracle NDCG@10 {m['model_vs_oracle_ndcg_at_10']:.3f} (the oracle: the market's own file)")
-    for variant in ("primary", "b"):
-        lines.append(f"{variant}: {s['training'][variant]['deploy_reason']}")
+    for variant, t in s["training"].items():
+        lines.append(f"{variant}: {t.get('deploy_reason') or t['reason']}")
     lines += ["", "experiment readout from what was served:", *_indented(text(s["experiment"]))]
     lines.append(f"  (again: {s['experiment']['command']})")
     lines.append(f"each arm against the default order (simulation: expected matches in the top {s['top_k']}):")

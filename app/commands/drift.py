@@ -3,15 +3,15 @@ threshold is crossed, publish a retraining trigger with the reason and the figur
 
 Locally (`--market DIR`) it reads the local stack's offline store, registry and emulator. In the
 cloud (`--endpoints env`, the CronJob `infra/drift.py` declares) everything comes from the
-environment: ``PIPELINE_PARAMETERS`` (the JSON the scheduled triggers carry: offline store URI,
-impressions, registry) and ``PIPELINE_TEMPLATE``; Pub/Sub is reached with the pod's identity.
+environment (``app.contracts.DriftEnv``): ``PIPELINE_PARAMETERS`` (the JSON the variant's scheduled
+triggers carry: offline store URI, impressions, registry) and ``PIPELINE_TEMPLATE``; Pub/Sub is
+reached with the pod's identity.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,8 +23,6 @@ import pyarrow as pa
 
 from app.commands.base import UsageError, emit
 from app.settings import StackSettings, load_stack
-
-CLOUD_ENV = ("PIPELINE_PARAMETERS", "PIPELINE_TEMPLATE")
 
 
 @dataclass
@@ -65,6 +63,13 @@ def served_from(offline_uri: str, impressions: pa.Table) -> Callable[[str, str, 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
     settings = load_stack(args.stack)
+    if args.variant is None:
+        args.variant = settings.serving.primary.name
+    elif args.variant not in {v.name for v in settings.serving.variants}:
+        raise UsageError(
+            f"variant {args.variant!r} is not in stack {settings.stack} "
+            f"(variants: {', '.join(v.name for v in settings.serving.variants)})"
+        )
     inputs = env_inputs(settings, args.variant) if args.endpoints == "env" else local_inputs(args, settings, state_dir)
     return check_and_publish(args, settings, inputs)
 
@@ -87,7 +92,7 @@ def local_inputs(args: argparse.Namespace, settings: StackSettings, state_dir: P
         impressions=impressions,
         registry_dir=registry_dir(state),
         template_uri=template_uri(),
-        parameters=local_parameters(settings, state, str(path), args.variant),
+        parameters=local_parameters(settings, state, str(path), settings.serving.trainer_of(args.variant).name),
         publish=lambda topic, data, reason: _publish(pub, settings, topic, data, reason),
         served=served_from(str(state.offline_dir), impressions),
     )
@@ -96,12 +101,14 @@ def local_inputs(args: argparse.Namespace, settings: StackSettings, state_dir: P
 def env_inputs(settings: StackSettings, variant: str, env: Mapping[str, str] | None = None) -> DriftInputs:
     from google.cloud import pubsub_v1
 
-    env = os.environ if env is None else env
-    missing = [k for k in CLOUD_ENV if not env.get(k)]
-    if missing:
-        raise UsageError(f"--endpoints env needs environment variable(s) {', '.join(missing)}")
+    from app.contracts import DriftEnv, EnvContractError
+
     try:
-        parameters = {**json.loads(env["PIPELINE_PARAMETERS"]), "variant": variant}
+        drift_env = DriftEnv.from_env(os.environ if env is None else env)
+        parameters = {**drift_env.parameters(), "variant": settings.serving.trainer_of(variant).name}
+    except EnvContractError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         impressions = _impressions(parameters["impressions_uri"])
         offline_uri, registry = parameters["offline_uri"], Path(parameters["registry_uri"])
     except KeyError as exc:
@@ -113,7 +120,7 @@ def env_inputs(settings: StackSettings, variant: str, env: Mapping[str, str] | N
         offline_uri=offline_uri,
         impressions=impressions,
         registry_dir=registry,
-        template_uri=env["PIPELINE_TEMPLATE"],
+        template_uri=drift_env.pipeline_template,
         parameters=parameters,
         publish=lambda topic, data, reason: _publish(pub, settings, topic, data, reason),
         served=served_from(offline_uri, impressions),
@@ -124,11 +131,12 @@ def _publish(pub: Any, settings: StackSettings, topic: str, data: bytes, reason:
     pub.publish(pub.topic_path(settings.gcp.project, topic), data, reason=reason).result(timeout=30)
 
 
-def _from_stack(settings: StackSettings) -> dict[str, Any]:
-    """Pipeline parameters the stack decides, for triggers whose parameters do not carry them yet."""
-    from app.ranking.features import format_entities, model_entities
+def _from_stack(settings: StackSettings, variant: str) -> dict[str, Any]:
+    """Pipeline parameters the stack decides for the variant whose model is retrained (the one that
+    trains the checked variant's model), for triggers whose parameters do not carry them yet."""
+    from app.ranking.variant_training import training_parameters
 
-    return {"entities": format_entities(model_entities(settings)), "gate_margin": settings.training.gate.margin}
+    return training_parameters(settings, settings.serving.trainer_of(variant).name)
 
 
 def retrain_window(report: Any, cfg: Any) -> dict[str, Any]:
@@ -176,7 +184,7 @@ def check_and_publish(args: argparse.Namespace, settings: StackSettings, inputs:
             template_uri=inputs.template_uri,
             figures=report.to_dict(),
             parameters={
-                **_from_stack(settings),
+                **_from_stack(settings, args.variant),
                 **inputs.parameters,
                 **retrain_window(report, settings.training.drift),
             },

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import time
 from pathlib import Path
 
 from app.commands.base import RunFailed, UsageError, emit
 from app.featurestore.pipeline import IngestConfigError, IngestSummary, stack_args
-from app.local.services import LocalState
 from app.local.session import running_state
-from app.naming import Names
-from app.settings import StackSettings, load_stack
-
-POLL_S = 0.5
+from app.settings import load_stack
 
 
 def _text(summary: IngestSummary) -> str:
@@ -27,45 +21,6 @@ def _text(summary: IngestSummary) -> str:
     if summary.dead_letter_path:
         lines.append(f"dead letters: {summary.dead_letter_path}")
     return "\n".join(lines)
-
-
-def stream_until_idle(argv: list[str], idle_exit: float | None) -> IngestSummary:
-    """Run the streaming job; stop once nothing new was processed for ``idle_exit`` seconds."""
-    from app.featurestore.pipeline import run_streaming, stop_streaming, summary_of
-
-    result, run_id = run_streaming(argv)
-    seen, last_change = -1, time.monotonic()
-    try:
-        while True:
-            try:
-                time.sleep(POLL_S)
-            except KeyboardInterrupt:
-                break  # Ctrl-C ends a long-running local ingest; the summary still prints
-            summary = summary_of(run_id)
-            count = summary.accepted + summary.rejected_total
-            if count != seen:
-                seen, last_change = count, time.monotonic()
-            elif idle_exit is not None and time.monotonic() - last_change >= idle_exit:
-                break
-    finally:
-        stop_streaming(result)
-    return summary_of(run_id)
-
-
-def streaming_args(settings: StackSettings, state: LocalState, subscription: str) -> list[str]:
-    names, project = Names.of(settings), settings.gcp.project
-    sub = subscription or names.feature_ingest_subscription
-    return [
-        "--subscription",
-        sub if sub.startswith("projects/") else f"projects/{project}/subscriptions/{sub}",
-        "--dead_letter_topic",
-        f"projects/{project}/topics/{names.feature_dead_letter_topic}",
-        "--redis_url",
-        state.redis_url,
-        "--offline_path",
-        str(state.offline_dir),
-        *stack_args(settings),
-    ]
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
@@ -90,9 +45,9 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
                 argv += ["--dead_letter_path", args.dead_letter]
             summary = run_bounded(argv)
         else:
-            # Beam's ReadFromPubSub finds the emulator only through this variable.
-            os.environ["PUBSUB_EMULATOR_HOST"] = state.pubsub_host
-            summary = stream_until_idle(streaming_args(settings, state, args.subscription), args.idle_exit)
+            from app.featurestore.local_stream import stream_local
+
+            summary = stream_local(settings, state, args.subscription, args.idle_exit)
     except IngestConfigError as exc:
         raise UsageError(str(exc)) from None
     emit(args, summary.to_dict(), lambda: _text(summary))

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
             if args.endpoints == "env"
             else LocalEndpoints(running_state(args.stack, state_dir))
         )
-        worker = build_worker(settings, endpoints, args.variant, max_batch=args.max_batch)
+        variant = args.variant or settings.serving.primary.name
+        worker = build_worker(settings, endpoints, variant, max_batch=args.max_batch)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.naive_scoring:

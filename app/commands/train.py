@@ -33,20 +33,33 @@ def _json_object(text: str, flag: str) -> dict[str, Any]:
 
 
 def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
-    """Refuse bad parameters before anything runs (the components check them again)."""
+    """Refuse bad parameters before anything runs (the components check them again). What a flag
+    leaves out comes from the variant's ``training`` in the stack."""
     from app.featurestore.registry import default_registry
-    from app.ranking.features import UnknownFeatureError, check_features, format_entities, model_entities
+    from app.ranking.features import UnknownFeatureError, check_features, model_entities
     from app.ranking.model import split_params
+    from app.ranking.variant_training import training_parameters
 
+    if args.variant is not None and args.variant not in {v.name for v in settings.serving.variants}:
+        raise UsageError(
+            f"variant {args.variant!r} is not in stack {settings.stack} "
+            f"(variants: {', '.join(v.name for v in settings.serving.variants)})"
+        )
+    try:
+        stack = training_parameters(settings, args.variant)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    hyperparameters = stack["hyperparameters"] if args.hyperparameters is None else args.hyperparameters
     for flag, text in (
-        ("--hyperparameters", args.hyperparameters),
+        ("--hyperparameters", hyperparameters),
         ("--baseline-hyperparameters", args.baseline_hyperparameters),
     ):
         try:
             split_params(_json_object(text, flag))
         except ValueError as exc:
             raise UsageError(f"{flag}: {exc}") from None
-    features = [f.strip() for f in args.features.split(",") if f.strip()]
+    given = stack["features"] if args.features is None else args.features
+    features = [f.strip() for f in given.split(",") if f.strip()]
     try:
         check_features(features, default_registry(), model_entities(settings))
     except UnknownFeatureError as exc:
@@ -58,20 +71,15 @@ def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
                     raise ValueError("no time zone")
             except ValueError as exc:
                 raise UsageError(f"{flag} {text!r} is not an RFC 3339 time: {exc}") from None
-    if args.variant not in {v.name for v in settings.serving.variants}:
-        raise UsageError(
-            f"variant {args.variant!r} is not in stack {settings.stack} "
-            f"(variants: {', '.join(v.name for v in settings.serving.variants)})"
-        )
     return {
+        **stack,
         "window_start": args.window_start,
         "window_end": args.window_end,
         "valid_days": args.valid_days,
         "test_days": args.test_days,
-        "hyperparameters": args.hyperparameters,
+        "hyperparameters": hyperparameters,
         "baseline_hyperparameters": args.baseline_hyperparameters,
         "features": ",".join(features),
-        "entities": format_entities(model_entities(settings)),
         "gate_margin": settings.training.gate.margin if args.gate_margin is None else args.gate_margin,
         "oracle_uri": _oracle(args.oracle, args.min_oracle_ratio),
         "min_oracle_ratio": args.min_oracle_ratio,
@@ -105,7 +113,6 @@ def _code_version() -> str:
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
     from app.local.session import running_state
-    from app.naming import Names
     from pipelines.local_run import TrainingFailed, TrainingRequest, run_training
 
     settings = load_stack(args.stack)
@@ -122,14 +129,13 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
             "ingest the feature events first: rerank ingest --input FILE"
         )
     stack_dir = Path(state.dir)
+    fixed = {k: arguments.pop(k) for k in ("env", "variant", "worker_deployment")}
     request = TrainingRequest(
         offline_uri=str(state.offline_dir),
         impressions_uri=str(impressions),
         registry_uri=str(stack_dir / "registry"),
         pipeline_root=str(stack_dir / "pipeline-root"),
-        env=settings.env,
-        worker_deployment=Names.of(settings).worker_deployment(args.variant),
-        variant=args.variant,
+        **fixed,
         arguments=arguments,
     )
     try:

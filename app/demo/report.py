@@ -8,6 +8,7 @@ from typing import Any
 
 from app.charts import histogram, interval_chart, line_chart
 from app.experiments.presentation import html_section, number, percent, signed_percent, with_interval
+from app.settings import PRIMARY_KIND
 
 
 def roc_svg(fpr: Sequence[float], tpr: Sequence[float], auc: float) -> str:
@@ -51,7 +52,7 @@ def _ms(x: float | None) -> str:
 
 
 def render(summary: dict[str, Any], roc: dict[str, list[float]], latencies_ms: Sequence[float]) -> str:
-    m = summary["training"]["primary"]["metrics"]
+    m = summary["training"][summary["experiment"][PRIMARY_KIND]]["metrics"]
     metric_rows = [
         [who, number(m[f"{who}_ndcg_at_10"], 4), number(m[f"{who}_map_at_10"], 4), number(m[f"{who}_auc"], 4)]
         for who in ("model", "baseline", "oracle")

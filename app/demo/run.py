@@ -1,14 +1,14 @@
 """The main job: the whole loop on the local stack, step by step.
 
-market -> streaming ingest (Beam on the emulator) -> training pipeline (kfp.local) for the primary
-and, with other parameters, for the B arm and the shadow -> workers -> sessions replayed through
+market -> streaming ingest (Beam on the emulator) -> training pipeline (kfp.local) for each variant
+that trains, with the parameters its stack declares (a variant that follows another's model gets it
+from that one's deploy step) -> workers -> sessions replayed through
 the core-service client -> summary and HTML report.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -37,13 +37,11 @@ from app.local.services import LocalState, free_port
 from app.market.simulate import Market, MarketConfig, simulate
 from app.market.writer import IMPRESSIONS_DIR, ORACLE_FILE, write_market
 from app.naming import Names
-from app.ranking.features import format_entities, model_entities
 from app.ranking.registry import ModelRegistry
+from app.ranking.variant_training import training_parameters
 from app.serving.client import CoreServiceClient
 from app.serving.runtime import registry_dir, result_store
 from app.settings import REPO_ROOT, StackSettings
-
-B_ARM_PARAMS = {"num_leaves": 15, "learning_rate": 0.05, "num_boost_round": 150}
 
 
 class DemoStepFailed(RuntimeError):
@@ -190,10 +188,20 @@ def _readout(settings: StackSettings, state: LocalState, outcomes: list[Any], se
     return {**doc, "command": command}
 
 
+def _roc(pipeline_root: Path) -> dict[str, list[float]]:
+    """The ROC curve of the latest run's evaluation (what the report plots)."""
+    evaluation = max(pipeline_root.glob("*/evaluate-models/executor_output.json"), key=lambda p: p.stat().st_mtime)
+    meta = json.loads(evaluation.read_text())["artifacts"]["roc"]["artifacts"][0]["metadata"]
+    return {
+        "fpr": [p["falsePositiveRate"] for p in meta["confidenceMetrics"]],
+        "tpr": [p["recall"] for p in meta["confidenceMetrics"]],
+    }
+
+
 def run_demo(
     settings: StackSettings, state: LocalState, opts: DemoOptions, progress: Callable[[str], None]
 ) -> dict[str, Any]:
-    from app.commands.ingest import stream_until_idle, streaming_args
+    from app.featurestore.local_stream import stream_local
     from pipelines.local_run import TrainingRequest, run_training
 
     total, names, project = 6, Names.of(settings), settings.gcp.project
@@ -209,63 +217,51 @@ def run_demo(
 
     with step(progress, 2, total, f"streaming {len(market.events)} feature events through the Beam ingest"):
         published = _publish_events(state, settings, market)
-        os.environ["PUBSUB_EMULATOR_HOST"] = state.pubsub_host  # Beam's ReadFromPubSub reads only this
-        ingest = stream_until_idle(streaming_args(settings, state, ""), idle_exit=3.0)
+        ingest = stream_local(settings, state, idle_exit=3.0)
         summary["ingest"] = ingest.to_dict()
         if ingest.accepted + ingest.rejected_total < published:
             raise RuntimeError(f"the ingest saw {ingest.accepted + ingest.rejected_total} of {published} events")
 
     registry = ModelRegistry(registry_dir(state))
-    with step(progress, 3, total, "training: primary model, then the B arm's (other parameters)"):
+    sv = settings.serving
+    # The primary first: the report's ROC curve is its evaluation's.
+    trained = sorted(sv.trained, key=lambda v: v.name != sv.primary.name)
+    with step(progress, 3, total, f"training {', '.join(v.name for v in trained)}, each as the stack declares"):
         # A simulation: the oracle file adds the ceiling's figures to the evaluation (it gates nothing).
         held_out = {
             "valid_days": max(1, opts.days // 5),
             "test_days": max(1, opts.days // 5),
-            "gate_margin": settings.training.gate.margin,
-            "entities": format_entities(model_entities(settings)),
             "oracle_uri": str(work / "market" / ORACLE_FILE),
         }
-        base = {
+        stores = {
             "offline_uri": str(state.offline_dir),
             "impressions_uri": str(work / "market" / IMPRESSIONS_DIR),
             "registry_uri": str(registry.root),
             "pipeline_root": str(work / "pipeline-root"),
-            "env": settings.env,
         }
-        primary = run_training(
-            TrainingRequest(
-                **base,
-                worker_deployment=names.worker_deployment("primary"),
-                variant="primary",
-                arguments=held_out,
-            )
-        )
-        evaluation = max(
-            Path(base["pipeline_root"]).glob("*/evaluate-models/executor_output.json"), key=lambda p: p.stat().st_mtime
-        )
-        roc_meta = json.loads(evaluation.read_text())["artifacts"]["roc"]["artifacts"][0]["metadata"]
-        roc = {
-            "fpr": [p["falsePositiveRate"] for p in roc_meta["confidenceMetrics"]],
-            "tpr": [p["recall"] for p in roc_meta["confidenceMetrics"]],
-        }
-        b_arm = run_training(
-            TrainingRequest(
-                **base,
-                worker_deployment=names.worker_deployment("b"),
-                variant="b",
-                arguments={**held_out, "hyperparameters": json.dumps(B_ARM_PARAMS)},
-            )
-        )
-        # The shadow scores every request with the B arm's model: how it would order everyone's lists.
-        shadow = {"deployed": bool(b_arm["deployed"]), "reason": "mirrors the B arm's model"}
-        if b_arm["deployed"]:
-            registry.deploy("shadow", b_arm["model_id"], "mirrors the B arm's model")
-        else:
-            shadow["reason"] = f"the B arm's model was not deployed: {b_arm['deploy_reason']}"
-        summary["training"] = {"primary": primary, "b": b_arm, "shadow": shadow}
-        missing = [v.name for v in settings.serving.variants if registry.deployment(v.name) is None]
+        training: dict[str, dict[str, Any]] = {}
+        roc: dict[str, list[float]] = {}
+        for v in trained:
+            params = training_parameters(settings, v.name)
+            fixed = {k: params.pop(k) for k in ("env", "variant", "worker_deployment")}
+            training[v.name] = run_training(TrainingRequest(**stores, **fixed, arguments={**params, **held_out}))
+            if v.name == sv.primary.name:
+                roc = _roc(Path(stores["pipeline_root"]))
+        # A variant that follows another's model got it from that variant's deploy step.
+        for v in sv.variants:
+            if v.training.follows is not None:
+                name = sv.trainer_of(v.name).name
+                lead = training[name]
+                training[v.name] = {
+                    "deployed": bool(lead["deployed"]),
+                    "reason": f"follows {name}"
+                    + ("" if lead["deployed"] else f", whose model was not deployed: {lead['deploy_reason']}"),
+                }
+        summary["training"] = training
+        missing = [v.name for v in sv.variants if registry.deployment(v.name) is None]
         if missing:
-            raise RuntimeError(f"no model could be deployed to {missing}: {primary['deploy_reason']}")
+            why = "; ".join(f"{m}: {training[sv.trainer_of(m).name]['deploy_reason']}" for m in missing)
+            raise RuntimeError(f"no model could be deployed to {missing} ({why})")
 
     workers: dict[str, tuple[Any, int]] = {}
     outcomes: list[Any] = []

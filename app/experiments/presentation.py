@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from app.charts import Fmt, interval_chart
+from app.settings import PRIMARY_KIND, SHADOW_KIND
 
 NA = "n/a"
 
@@ -83,7 +84,7 @@ def _shadow_sentence(name: str, v: dict[str, Any], primary: str, k: int) -> str:
             f"on {a['requests']} requests both scored, overlap@{k} {number(a[f'overlap_at_{k}'], 2)}, "
             f"Kendall tau {number(a['kendall_tau'], 2)}, Spearman {number(a['spearman'], 2)}"
         )
-    s, p = same["shadow"], same["primary"]
+    s, p = same[SHADOW_KIND], same[PRIMARY_KIND]
     offline = (
         f"on the outcomes of those shown: NDCG@10 {number(s['ndcg_at_10'])} ({primary} {number(p['ndcg_at_10'])}), "
         f"AUC {number(s['auc'])} ({primary} {number(p['auc'])})"
@@ -93,7 +94,7 @@ def _shadow_sentence(name: str, v: dict[str, Any], primary: str, k: int) -> str:
 
 
 def text(doc: dict[str, Any]) -> str:
-    k, primary = doc["top_k"], doc["primary"]
+    k, primary = doc["top_k"], doc[PRIMARY_KIND]
     s = doc["sessions"]
     since = doc["window"]["since"]
     when = f"since {since[:19].replace('T', ' ')} UTC" if since else "in all the impressions given"
@@ -103,13 +104,13 @@ def text(doc: dict[str, Any]) -> str:
         f"{f'match rate@{k}':>14} {'fallback':>9}  matches per session vs {primary}",
     ]
     for name, v in doc["variants"].items():
-        if v["kind"] == "shadow":
+        if v["kind"] == SHADOW_KIND:
             continue
         head = f"{name:10} {v['kind']:8} {percent(v['traffic_share'], digits=0):>6} {v['sessions']:>8} "
         if v["status"] == "no sessions":
             lines.append(head + "no sessions")
             continue
-        vs = "-" if v["kind"] == "primary" else change(v["vs_primary"] and v["vs_primary"]["matches_per_session"])
+        vs = "-" if v["kind"] == PRIMARY_KIND else change(v["vs_primary"] and v["vs_primary"]["matches_per_session"])
         lines.append(
             head + f"{number(v['matches_per_session']):>16} {percent(v['match_rate_at_k']):>14} "
             f"{percent(v['fallback_rate']):>9}  {vs}"
@@ -121,7 +122,7 @@ def text(doc: dict[str, Any]) -> str:
         )
     lines.append(srm_sentence(doc["sample_ratio_mismatch"]))
     for name, v in doc["variants"].items():
-        if v["kind"] == "shadow":
+        if v["kind"] == SHADOW_KIND:
             lines.append(_shadow_sentence(name, v, primary, k))
     return "\n".join(lines)
 
@@ -134,10 +135,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def html_section(doc: dict[str, Any], heading: str = "h2") -> str:
     """The readout as HTML: the arms' table, the difference chart, the SRM test and the shadows."""
-    k, primary = doc["top_k"], doc["primary"]
+    k, primary = doc["top_k"], doc[PRIMARY_KIND]
     rows, bars = [], []
     for name, v in doc["variants"].items():
-        if v["kind"] == "shadow":
+        if v["kind"] == SHADOW_KIND:
             continue
         if v["status"] == "no sessions":
             rows.append([name, v["kind"], percent(v["traffic_share"], digits=0), "0", "no sessions", "", "", ""])
@@ -152,7 +153,7 @@ def html_section(doc: dict[str, Any], heading: str = "h2") -> str:
                 number(v["matches_per_session"]),
                 percent(v["match_rate_at_k"]),
                 percent(v["fallback_rate"]),
-                "reference" if v["kind"] == "primary" else change(d),
+                "reference" if v["kind"] == PRIMARY_KIND else change(d),
             ]
         )
         if d and d["relative_ci_low"] is not None:
@@ -168,7 +169,7 @@ def html_section(doc: dict[str, Any], heading: str = "h2") -> str:
     shadows = "".join(
         "<p>" + re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(_shadow_sentence(name, v, primary, k))) + ".</p>"
         for name, v in doc["variants"].items()
-        if v["kind"] == "shadow"
+        if v["kind"] == SHADOW_KIND
     )
     s = doc["sessions"]
     missing = (

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from app.experiments import sessions as served
 from app.experiments.stats import Ratio, difference, order_agreement, ratio, sample_ratio_mismatch
-from app.settings import VariantConfig
+from app.settings import PRIMARY_KIND, SHADOW_KIND, VariantConfig
 
 TOP_K = 10  # what a viewer looks at: the match rate and overlap are over the top k
 INTERVAL = "95%, delta method over sessions"
@@ -91,7 +91,7 @@ def _arm(v: VariantConfig, rows: pd.DataFrame, primary: dict[str, Ratio] | None)
         match_rate_at_k=_figure(r["match_rate_at_k"].value),
         fallback_rate=float(rows["fell_back"].mean()),
     )
-    if v.kind != "primary":
+    if v.kind != PRIMARY_KIND:
         doc["vs_primary"] = None if primary is None else {name: difference(r[name], primary[name]) for name in r}
     return doc
 
@@ -134,8 +134,8 @@ def _shadow(data: ServedData, primary: str, shadow: str, start: datetime, end: d
         "agreement_with_primary": agreement,
         "offline": _offline(mine),
         "offline_on_requests_the_primary_scored": {
-            "shadow": _offline(mine, both),
-            "primary": _offline(data.outcomes(primary, start, end), both),
+            SHADOW_KIND: _offline(mine, both),
+            PRIMARY_KIND: _offline(data.outcomes(primary, start, end), both),
         },
     }
 
@@ -144,8 +144,8 @@ def readout(
     variants: Sequence[VariantConfig], data: ServedData, start: datetime, end: datetime, top_k: int = TOP_K
 ) -> dict[str, Any]:
     """The readout of every variant of a stack over sessions shown in [start, end)."""
-    primary = next(v for v in variants if v.kind == "primary")
-    arms = [v for v in variants if v.kind != "shadow"]
+    primary = next(v for v in variants if v.kind == PRIMARY_KIND)
+    arms = [v for v in variants if v.kind != SHADOW_KIND]
     table = data.sessions([v.name for v in arms], start, end, top_k)
     df = table.to_pandas()
     by_arm = {v.name: df[df["arm"] == v.name] for v in arms}
@@ -156,7 +156,7 @@ def readout(
         "window": {"since": start.isoformat(), "until": end.isoformat()},
         "top_k": top_k,
         "interval": INTERVAL,
-        "primary": primary.name,
+        PRIMARY_KIND: primary.name,
         "sessions": {
             "total": len(df),
             "unattributed": int(df["arm"].isna().sum()),  # neither served nor scored by an arm
@@ -165,7 +165,7 @@ def readout(
         "variants": {},
     }
     for v in variants:
-        if v.kind == "shadow":
+        if v.kind == SHADOW_KIND:
             doc["variants"][v.name] = {"kind": v.kind, **_shadow(data, primary.name, v.name, start, end, top_k)}
         else:
             doc["variants"][v.name] = _arm(v, by_arm[v.name], None if v.name == primary.name else base)

@@ -58,6 +58,17 @@ def time_windows(impressions: pa.Table, valid_days: int, test_days: int) -> Wind
     return Windows(first, train_end, valid_end, last)
 
 
+def last_days(impressions: pa.Table, days: int, end: datetime | None = None) -> datetime:
+    """The start of the ``days`` whole days that end with the newest impression before ``end``."""
+    t = impressions.column("impression_time")
+    if end is not None:
+        t = pc.filter(t, pc.less(t, pa.scalar(end, t.type)))
+    newest = pc.max(t).as_py()
+    if newest is None:
+        raise DatasetError(f"no impressions before {end}")
+    return _day(newest) + timedelta(days=1) - timedelta(days=days)
+
+
 def select_window(impressions: pa.Table, start: datetime | None, end: datetime | None) -> pa.Table:
     missing = [c for c in REQUIRED if c not in impressions.column_names]
     if missing:

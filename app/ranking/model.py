@@ -8,10 +8,12 @@ viewer's own likes grouped per session, orders by what the viewer wants only; it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
+
+if TYPE_CHECKING:  # imported where a model is trained: checking parameters (a stack's load) needs no LightGBM
+    import lightgbm as lgb
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "num_leaves": 63,
@@ -41,6 +43,8 @@ def group_sizes(groups: np.ndarray) -> np.ndarray:
 
 
 def _fit(objective: dict[str, Any], train: lgb.Dataset, valid: lgb.Dataset, params: Mapping[str, Any]) -> lgb.Booster:
+    import lightgbm as lgb
+
     booster_params, rounds, patience = split_params(params)
     return lgb.train(
         {**booster_params, **objective, "verbosity": -1, "num_threads": 0, "seed": 7, "deterministic": True},
@@ -54,6 +58,8 @@ def _fit(objective: dict[str, Any], train: lgb.Dataset, valid: lgb.Dataset, para
 def train_pointwise(
     x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, names: Sequence[str], params: Mapping[str, Any]
 ) -> lgb.Booster:
+    import lightgbm as lgb
+
     train = lgb.Dataset(x, y, feature_name=list(names), free_raw_data=False)
     valid = lgb.Dataset(xv, yv, reference=train)
     return _fit({"objective": "binary", "metric": "binary_logloss"}, train, valid, params)
@@ -69,6 +75,8 @@ def train_lambdarank(
     names: Sequence[str],
     params: Mapping[str, Any],
 ) -> lgb.Booster:
+    import lightgbm as lgb
+
     train = lgb.Dataset(x, y, group=group_sizes(groups), feature_name=list(names), free_raw_data=False)
     valid = lgb.Dataset(xv, yv, group=group_sizes(gv), reference=train)
     return _fit({"objective": "lambdarank", "metric": "ndcg", "eval_at": [10]}, train, valid, params)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import redis
 from google.cloud import pubsub_v1
 
+from app.contracts import EnvContractError, WorkerEnv
 from app.featurestore.redis_connect import RedisTarget
 from app.local import clients
 from app.local.services import LocalState
@@ -67,31 +68,29 @@ class CloudEndpoints:
     sts_endpoint: str | None = None
     metadata_url: str | None = None
 
-    REQUIRED = ("REDIS_URL_FILE", "MODEL_REGISTRY")
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CloudEndpoints:
-        """The pod's services. The Redis URL carries the AUTH string, so pods get it as a mounted
-        secret file (``REDIS_URL_FILE``); ``REDIS_URL`` itself is accepted for local runs."""
-        env = os.environ if env is None else env
-        missing = [k for k in cls.REQUIRED if not env.get(k) and not (k == "REDIS_URL_FILE" and env.get("REDIS_URL"))]
-        if missing:
-            raise EndpointsConfigError(f"--endpoints env needs environment variable(s) {', '.join(missing)}")
-        redis_url = env.get("REDIS_URL") or ""
+        """The pod's services, from the environment ``infra/serving.py`` declares (``WorkerEnv``)."""
+        try:
+            w = WorkerEnv.from_env(os.environ if env is None else env)
+        except EnvContractError as exc:
+            raise EndpointsConfigError(str(exc)) from None
+        redis_url = w.redis_url or ""
         if not redis_url:
-            path = Path(env["REDIS_URL_FILE"])
+            path = Path(w.redis_url_file)
             try:
                 redis_url = path.read_text().strip()
             except OSError as exc:
                 raise EndpointsConfigError(f"REDIS_URL_FILE {path}: {exc.strerror or exc}") from None
         return cls(
             redis_url=redis_url,
-            registry_dir=Path(env["MODEL_REGISTRY"]),
-            redis_ca_file=env.get("REDIS_CA_FILE") or None,
-            aws_role_arn=env.get("AWS_ROLE_ARN") or None,
-            session_name=(env.get("HOSTNAME") or "rerank-worker")[:64],
-            sts_endpoint=env.get("AWS_STS_ENDPOINT") or None,
-            metadata_url=env.get("GOOGLE_METADATA_IDENTITY_URL") or None,
+            registry_dir=Path(w.model_registry),
+            redis_ca_file=w.redis_ca_file,
+            aws_role_arn=w.aws_role_arn,
+            # Kubernetes sets HOSTNAME to the pod's name: the AWS session names the pod.
+            session_name=((os.environ if env is None else env).get("HOSTNAME") or "rerank-worker")[:64],
+            sts_endpoint=w.aws_sts_endpoint,
+            metadata_url=w.metadata_identity_url,
         )
 
     def publisher(self, batch_settings: pubsub_v1.types.BatchSettings | None = None) -> pubsub_v1.PublisherClient:

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.local.services import LocalState
-from app.naming import Names
-from app.ranking.features import format_entities, model_entities
+from app.ranking.variant_training import training_parameters
 from app.serving.runtime import registry_dir
 from app.settings import StackSettings
 from app.trigger.payload import TriggerPayload
@@ -16,18 +15,15 @@ from app.trigger.submit import LocalSubmitter
 
 
 def local_parameters(
-    settings: StackSettings, state: LocalState, impressions_uri: str, variant: str = "primary", **extra: Any
+    settings: StackSettings, state: LocalState, impressions_uri: str, variant: str | None = None, **extra: Any
 ) -> dict[str, Any]:
-    """The pipeline parameters a local stack's trigger carries (the cloud's come from the stack outputs)."""
+    """The pipeline parameters a local stack's trigger carries for ``variant`` (default: the
+    primary); the cloud's scheduled payloads carry the same from ``infra/training.py``."""
     return {
         "offline_uri": str(state.offline_dir),
         "impressions_uri": impressions_uri,
         "registry_uri": str(registry_dir(state)),
-        "env": settings.env,
-        "variant": variant,
-        "worker_deployment": Names.of(settings).worker_deployment(variant),
-        "entities": format_entities(model_entities(settings)),
-        "gate_margin": settings.training.gate.margin,
+        **training_parameters(settings, variant),
         **extra,
     }
 

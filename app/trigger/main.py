@@ -1,8 +1,8 @@
 """The trigger function: HTTP and Pub/Sub entry points over one plain function.
 
 Deployed as a Cloud Function (gen2) with ``--entry-point http_trigger`` or ``pubsub_trigger``;
-its settings come from the environment, read once by ``get_env`` (PROJECT, REGION,
-PIPELINE_SERVICE_ACCOUNT, PIPELINE_ROOT, LEDGER_BUCKET). Locally ``trigger_pipeline`` is called
+its settings come from the environment ``infra/training.py`` declares (``app.contracts.TriggerEnv``:
+PROJECT, REGION, PIPELINE_SERVICE_ACCOUNT, PIPELINE_ROOT, LEDGER_BUCKET). Locally ``trigger_pipeline`` is called
 with a ``LocalSubmitter`` and a ``FileLedger``.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.bounds import OutOfBounds, load_json
+from app.contracts import TriggerEnv
 from app.settings import LimitsConfig
 from app.trigger.ledger import Claim
 from app.trigger.payload import (
@@ -92,24 +93,16 @@ def event_payload(data: Any) -> Any:
     )
 
 
-def get_env() -> dict[str, str]:
-    required = ("PROJECT", "REGION", "PIPELINE_SERVICE_ACCOUNT", "PIPELINE_ROOT", "LEDGER_BUCKET")
-    missing = [k for k in required if not os.environ.get(k)]
-    if missing:
-        raise RuntimeError(f"the trigger function needs environment variable(s) {missing}")
-    return {k: os.environ[k] for k in required}
-
-
 def _cloud() -> tuple[Submitter, Ledger]:
     from google.cloud import storage
 
     from app.trigger.ledger import GcsLedger
     from app.trigger.submit import VertexSubmitter
 
-    env = get_env()
+    env = TriggerEnv.from_env(os.environ)
     return (
-        VertexSubmitter(env["PROJECT"], env["REGION"], env["PIPELINE_SERVICE_ACCOUNT"], env["PIPELINE_ROOT"]),
-        GcsLedger(storage.Client(project=env["PROJECT"]).bucket(env["LEDGER_BUCKET"])),
+        VertexSubmitter(env.project, env.region, env.pipeline_service_account, env.pipeline_root),
+        GcsLedger(storage.Client(project=env.project).bucket(env.ledger_bucket)),
     )
 
 

@@ -15,10 +15,12 @@ def make_dataset(
     valid: Output[Dataset],
     test: Output[Dataset],
     rejected: Output[Dataset],
+    window_days: int = 0,
 ) -> str:
     """Read the impressions (docs/specs/impressions.md: bad rows are set aside with their reason in
-    ``rejected``), join those in [window_start, window_end) with both sides' features as of each
-    impression; the last ``test_days`` days are the test set, the ``valid_days`` before them
+    ``rejected``), join those in [window_start, window_end) (without a start and with
+    ``window_days``: the ``window_days`` whole days up to the newest impression) with both sides'
+    features as of each impression; the last ``test_days`` days are the test set, the ``valid_days`` before them
     validation. Returns the windows and the rejected counts as JSON."""
     import json
     from datetime import datetime
@@ -28,7 +30,7 @@ def make_dataset(
 
     from app.featurestore.registry import default_registry
     from app.featurestore.stores import offline_store_from_uri
-    from app.ranking.dataset import join_features, known_rows, select_window, split, time_windows
+    from app.ranking.dataset import join_features, known_rows, last_days, select_window, split, time_windows
     from app.ranking.features import parse_entities
     from app.ranking.impressions import read_impressions
 
@@ -37,7 +39,9 @@ def make_dataset(
 
     registry, views = default_registry(), parse_entities(entities)
     read = read_impressions(impressions_uri)
-    impressions = select_window(read.table, when(window_start), when(window_end))
+    end = when(window_end)
+    start = when(window_start) or (last_days(read.table, window_days, end) if window_days else None)
+    impressions = select_window(read.table, start, end)
     windows = time_windows(impressions, valid_days, test_days)
     joined, unknown = known_rows(
         join_features(offline_store_from_uri(offline_uri, registry), impressions, registry, views), registry, views

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app.market.serving_setup import ServedMarket, prepare_served_market
 from app.serving.endpoints import Endpoints
 from app.serving.runtime import build_worker
 from app.serving.worker import Worker
+from bench.served_market import ServedMarket, prepare_served_market
 
 __all__ = ["ServedMarket", "prepare_served_market", "running_worker"]
 

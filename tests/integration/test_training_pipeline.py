@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from kfp.dsl import Artifact, Dataset
 
 from app.featurestore.events import FeatureRow, event_attributes, from_pubsub, process_event
@@ -159,6 +160,29 @@ def test_deploy_refuses_when_the_variant_changed_since_evaluation(world: dict, t
     assert deploy(True, "m-older") == (False, f"not deployed: evaluated against m-older, but c now serves {candidate}")
     assert deploy(True, candidate) == (True, "deployed to c: the evaluation's reason")
     assert "MODEL_ID" in (tmp_path / f"manifest-True-{candidate}.yaml").read_text()
+
+
+def test_a_deploy_reaches_the_variants_that_follow_the_trained_one(world: dict, tmp_path: Path) -> None:
+    registry = ModelRegistry(world["registry"])
+    (tmp_path / "model.txt").write_text("a model file: the deploy step reads only the registry's records")
+    candidate = registry.register(tmp_path / "model.txt", {"task": "t", "env": "local"})
+    manifest = tmp_path / "manifest.yaml"
+    result = deploy_model(
+        candidate,
+        True,
+        "better",
+        "",
+        str(world["registry"]),
+        "d",
+        "rerank-local-worker-d",
+        Artifact(uri=str(manifest)),
+        followers='{"d-shadow": "rerank-local-worker-d-shadow"}',
+    )
+    assert (result.deployed, result.reason) == (True, "deployed to d, d-shadow: better")
+    follower = registry.deployment("d-shadow")
+    assert follower is not None and follower.model_id == candidate
+    patches = list(yaml.safe_load_all(manifest.read_text()))
+    assert [p["metadata"]["name"] for p in patches] == ["rerank-local-worker-d", "rerank-local-worker-d-shadow"]
 
 
 def test_latest_approved_model_reaches_another_pipeline_through_an_importer(world: dict) -> None:

@@ -106,10 +106,10 @@ def _serving(settings: StackSettings, state: LocalState) -> Iterator[CoreService
     are months old and replayed at their own times, which the worker's request-age bound would
     refuse as stale (`bad_requested_at`): the replay widens that one bound."""
     names, project = Names.of(settings), settings.gcp.project
-    replay = settings.model_copy(
-        update={"limits": settings.limits.model_copy(update={"max_request_age_seconds": 3650 * 86400})}
-    )
-    worker = build_worker(replay, state, "primary")
+    # The sessions replayed are the simulated market's (March 2026), requested at the time they were
+    # shown: the worker must admit requests that old, which a live stack's limits would dead-letter.
+    history = settings.limits.model_copy(update={"max_request_age_seconds": 10 * 365 * 86400})
+    worker = build_worker(settings, state, settings.serving.primary.name, limits=history)
     stop_sink = threading.Event()
     sink_sub = clients.subscriber(state.pubsub_host)
     threads = [

@@ -48,7 +48,8 @@ def email(plan: Plan, role: str) -> str:
 # --- inventory -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stack, schedules", [("dev", 1), ("prod", 2), ("pr-7", 0)])
+# Schedules: the trained variants (primary and b; the shadow follows b) times the stack's schedules.
+@pytest.mark.parametrize("stack, schedules", [("dev", 2), ("prod", 4), ("pr-7", 0)])
 def test_each_stack_declares_the_whole_system(stack: str, schedules: int) -> None:
     plan, settings = planned(stack), load_stack(stack)
     n, variants = Names.of(settings), settings.serving.variants
@@ -356,14 +357,28 @@ def test_schedules_publish_a_payload_the_trigger_function_accepts() -> None:
 
     plan = planned("prod")
     jobs = {r.inputs["name"]: r.inputs for r in custom(plan, "gcp:cloudscheduler/job:Job")}
+    # One job per trained variant and schedule; the shadow follows b's model and has none.
     assert {k: v["schedule"] for k, v in jobs.items()} == {
-        "rerank-prod-train-nightly": "0 3 * * *",
-        "rerank-prod-train-weekly-full": "0 3 * * 1",
+        "rerank-prod-train-primary-nightly": "0 3 * * *",
+        "rerank-prod-train-primary-weekly-full": "0 3 * * 1",
+        "rerank-prod-train-b-nightly": "0 3 * * *",
+        "rerank-prod-train-b-weekly-full": "0 3 * * 1",
     }
-    doc = json.loads(base64.b64decode(jobs["rerank-prod-train-nightly"]["pubsubTarget"]["data"]))
+    b = parse_payload(
+        with_schedule_id(
+            json.loads(base64.b64decode(jobs["rerank-prod-train-b-nightly"]["pubsubTarget"]["data"])),
+            "2026-11-27T03:00:02Z",
+        )
+    )
+    # Each payload deploys to its own variant (and to the variants that follow it).
+    assert (b.parameters["variant"], b.parameters["worker_deployment"]) == ("b", "rerank-prod-worker-b")
+    assert json.loads(b.parameters["followers"]) == {"shadow": "rerank-prod-worker-shadow"}
+    assert b.trigger_id == "b-nightly-2026112703"
+    doc = json.loads(base64.b64decode(jobs["rerank-prod-train-primary-nightly"]["pubsubTarget"]["data"]))
     payload = parse_payload(with_schedule_id(doc, "2026-11-27T03:00:02Z"))
     assert payload.template_uri == plan.outputs["pipeline_template"]
-    assert payload.trigger_id == "nightly-2026112703" and payload.parameters["env"] == "prod"
+    assert payload.trigger_id == "primary-nightly-2026112703" and payload.parameters["env"] == "prod"
+    assert (payload.parameters["variant"], json.loads(payload.parameters["followers"])) == ("primary", {})
     # The pipeline reads impressions as Parquet through Vertex's Cloud Storage FUSE mount.
     assert payload.parameters["impressions_uri"] == "/gcs/rerank-prod-123456-rerank-prod-pipelines/impressions"
     # The dataset and train steps refuse to run without the stack's entities at their served versions.
@@ -502,17 +517,22 @@ def test_the_drift_check_runs_daily_with_the_scheduled_triggers_parameters() -> 
     import base64
 
     plan = planned("dev")
-    (cron,) = custom(plan, "kubernetes:batch/v1:CronJob")
-    spec = cron.inputs["spec"]
-    assert spec["schedule"] == "0 6 * * *" and spec["concurrencyPolicy"] == "Forbid"
-    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    assert container["args"][:6] == ["drift", "check", "--stack", "dev", "--endpoints", "env"]
-    env = {e["name"]: e["value"] for e in container["env"]}
-    (job,) = custom(plan, "gcp:cloudscheduler/job:Job")
-    scheduled = json.loads(base64.b64decode(job.inputs["pubsubTarget"]["data"]))
-    assert json.loads(env["PIPELINE_PARAMETERS"]) == scheduled["parameters"]
-    assert env["PIPELINE_TEMPLATE"] == scheduled["template_uri"] == plan.outputs["pipeline_template"]
+    crons = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in custom(plan, "kubernetes:batch/v1:CronJob")}
+    # One per trained variant: the shadow serves b's model, which b's check covers.
+    assert set(crons) == {"rerank-dev-drift-primary", "rerank-dev-drift-b"}
+    jobs = {r.inputs["name"]: r.inputs for r in custom(plan, "gcp:cloudscheduler/job:Job")}
+    for variant in ("primary", "b"):
+        spec = crons[f"rerank-dev-drift-{variant}"]
+        assert spec["schedule"] == "0 6 * * *" and spec["concurrencyPolicy"] == "Forbid"
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["args"][:8] == ["drift", "check", "--stack", "dev", "--variant", variant, "--endpoints", "env"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        job = jobs[f"rerank-dev-train-{variant}-nightly"]
+        scheduled = json.loads(base64.b64decode(job["pubsubTarget"]["data"]))
+        assert json.loads(env["PIPELINE_PARAMETERS"]) == scheduled["parameters"]
+        assert scheduled["parameters"]["variant"] == variant
+        assert env["PIPELINE_TEMPLATE"] == scheduled["template_uri"] == plan.outputs["pipeline_template"]
     assert pod["serviceAccountName"] == "drift"
     drift = email(plan, "drift")
     publishes = [

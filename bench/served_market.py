@@ -1,5 +1,6 @@
 """A market made ready to serve: its features in the online store, a quick model deployed to every
-variant. The serving tests and the serving benchmark start from it."""
+variant. The serving tests and the serving benchmark start from it; it is a test bed, not part of
+the product (``app/``)."""
 
 from __future__ import annotations
 
