@@ -42,6 +42,13 @@ def workloads(settings: StackSettings) -> list[Workload]:
     n, project = Names.of(settings), settings.gcp.project
     repo, pipeline_bucket = n.image_repository, n.pipeline_bucket(project)
     pull = Need("roles/artifactregistry.reader", REPOSITORY, repo)
+    # Queries of the offline store (results through the Storage Read API; the point-in-time join
+    # stages impressions in the dataset).
+    offline = (
+        Need("roles/bigquery.jobUser", PROJECT),
+        Need("roles/bigquery.readSessionUser", PROJECT),
+        Need("roles/bigquery.dataEditor", DATASET, n.bigquery_dataset),
+    )
     table = [
         Workload(
             "the image builds and the trigger function's build (Cloud Build)",
@@ -68,9 +75,7 @@ def workloads(settings: StackSettings) -> list[Workload]:
             (
                 pull,
                 Need("roles/aiplatform.user", PROJECT),
-                Need("roles/bigquery.jobUser", PROJECT),
-                Need("roles/bigquery.readSessionUser", PROJECT),
-                Need("roles/bigquery.dataEditor", DATASET, n.bigquery_dataset),
+                *offline,
                 Need("roles/storage.objectAdmin", BUCKET, pipeline_bucket),
             ),
         ),
@@ -100,9 +105,7 @@ def workloads(settings: StackSettings) -> list[Workload]:
             "the drift check CronJob (workload identity)",
             "drift",
             (
-                Need("roles/bigquery.jobUser", PROJECT),
-                Need("roles/bigquery.readSessionUser", PROJECT),
-                Need("roles/bigquery.dataEditor", DATASET, n.bigquery_dataset),
+                *offline,
                 Need("roles/storage.objectViewer", BUCKET, pipeline_bucket),
                 Need("roles/pubsub.publisher", TOPIC, n.training_triggers_topic),
             ),

@@ -21,7 +21,6 @@ from app.settings import (
     StackConfigError,
     StackSettings,
     ephemeral_settings,
-    load_stack,
     settings_from_mapping,
     stack_file,
 )
@@ -49,7 +48,8 @@ def review_settings(config: dict[str, Any], stack: str, source: str) -> StackSet
     """A review stack (``pr-<n>``) has no stack file of its own: it is dev's file, shrunk. A stack
     file written on one CI runner is gone on the next, so nothing may depend on it; config that
     does reach the program must agree with dev's file, or the run stops naming the keys."""
-    dev = yaml.safe_load(stack_file(EPHEMERAL_BASE).read_text())["config"]
+    path = stack_file(EPHEMERAL_BASE)
+    dev = yaml.safe_load(path.read_text())["config"]
     expected = {k: _decode(v) for k, v in stack_config_mapping(dev).items()}
     ours = {k: v for k, v in config.items() if k.split(":", 1)[0] == PROJECT}
     differ = sorted(k for k, v in ours.items() if expected.get(k) != v)
@@ -61,7 +61,7 @@ def review_settings(config: dict[str, Any], stack: str, source: str) -> StackSet
                 for k in differ
             ],
         )
-    return ephemeral_settings(load_stack(EPHEMERAL_BASE), stack)
+    return ephemeral_settings(settings_from_mapping(dev, stack=EPHEMERAL_BASE, source=str(path)), stack)
 
 
 def pulumi_config_mapping() -> dict[str, Any]:

@@ -201,17 +201,7 @@ class FeatureStore(pulumi.ComponentResource):
         n = f"{name}-ingest"
         return [
             # The flex-template launcher and the workers run the ingest image as this account.
-            grant(
-                ctx,
-                gcp.artifactregistry.RepositoryIamMember,
-                f"{n}-pull",
-                self,
-                who,
-                "roles/artifactregistry.reader",
-                project=p,
-                location=ctx.region,
-                repository=images.repository.name,
-            ),
+            images.pull(f"{n}-pull", self, who),
             grant(ctx, gcp.projects.IAMMember, f"{n}-dataflow-worker", self, who, "roles/dataflow.worker", project=p),
             grant(
                 ctx,

@@ -166,8 +166,22 @@ class Images(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.repository, *grants]),
         )
         self.pinned = s.protected
-        self.names, self.region, self.project = n, ctx.region, ctx.project
+        self.names, self.region, self.project, self.context = n, ctx.region, ctx.project, ctx
         self.register_outputs({"repository": self.repository.name, "tag": self.tag})
+
+    def pull(self, name: str, parent: pulumi.Resource, who: pulumi.Input[str]) -> pulumi.CustomResource:
+        """Let ``who`` pull the stack's images (a grant on the repository, under ``parent``)."""
+        return grant(
+            self.context,
+            gcp.artifactregistry.RepositoryIamMember,
+            name,
+            parent,
+            who,
+            "roles/artifactregistry.reader",
+            project=self.project,
+            location=self.region,
+            repository=self.repository.name,
+        )
 
     def tagged(self, image: str) -> str:
         """``image`` (app or ingest) by its source-digest tag (what the compiled pipeline names)."""

@@ -161,17 +161,7 @@ class Serving(pulumi.ComponentResource):
         for role in NODE_ROLES:
             grant(ctx, gcp.projects.IAMMember, f"{name}-nodes-{role.split('.')[-1]}", self, nodes, role, project=p)
         # The kubelet pulls pod images with the node account.
-        grant(
-            ctx,
-            gcp.artifactregistry.RepositoryIamMember,
-            f"{name}-nodes-pull",
-            self,
-            nodes,
-            "roles/artifactregistry.reader",
-            project=p,
-            location=ctx.region,
-            repository=args.images.repository.name,
-        )
+        args.images.pull(f"{name}-nodes-pull", self, nodes)
         # KEDA reads subscription backlog from Cloud Monitoring (no narrower grant exists).
         grant(
             ctx,

@@ -308,17 +308,7 @@ class Training(pulumi.ComponentResource):
                 project=p,
             ),
             # Pipeline steps run the app image.
-            grant(
-                ctx,
-                gcp.artifactregistry.RepositoryIamMember,
-                f"{name}-pipeline-pull",
-                self,
-                pipeline,
-                "roles/artifactregistry.reader",
-                project=p,
-                location=ctx.region,
-                repository=args.images.repository.name,
-            ),
+            args.images.pull(f"{name}-pipeline-pull", self, pipeline),
         ]
 
 

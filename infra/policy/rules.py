@@ -484,12 +484,16 @@ def runs_as_after_grants(resources: list[StackResource]) -> list[str]:
     graph = {r.urn: r.dependencies for r in resources}
     found = []
     for r in resources:
-        for who in _runs_as(r):
+        accounts = _runs_as(r)
+        if not accounts:
+            continue
+        before = upstream(r.dependencies, graph)
+        for who in accounts:
             missing = [
                 g.name
                 for g in resources
                 if g.props.get("member") == who
-                and g.urn not in upstream(r.dependencies, graph)
+                and g.urn not in before
                 and r.urn not in upstream(g.dependencies, graph)  # grants on the resource itself
             ]
             if missing:
