@@ -20,6 +20,7 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 
 from app.settings import PROJECT, REPO_ROOT, StackSettings
+from infra.common import content_digest
 
 PROJECT_NUMBER = "123456789012"
 rpc_secret_sig = pulumi.runtime.rpc._special_sig_key
@@ -158,10 +159,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, pulumi.FileAsset | pulumi.FileArchive):
         path = Path(value.path)
         shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "?"
+        digest = content_digest(path.read_bytes()) if path.is_file() else "?"
         return f"<{type(value).__name__} {shown} sha256:{digest}>"
     if isinstance(value, pulumi.StringAsset):
-        return f"<StringAsset sha256:{hashlib.sha256(value.text.encode()).hexdigest()[:16]}>"
+        return f"<StringAsset sha256:{content_digest(value.text.encode())}>"
     return repr(value)
 
 
@@ -306,5 +307,5 @@ def _digested(value: Any) -> Any:
     if isinstance(value, list):
         return [_digested(v) for v in value]
     if isinstance(value, str) and len(value) > 300:
-        return f"sha256:{hashlib.sha256(value.encode()).hexdigest()[:16]} ({len(value)} characters)"
+        return f"sha256:{content_digest(value.encode())} ({len(value)} characters)"
     return value
