@@ -84,6 +84,12 @@ class StackPipeline:
             raise EnvContractError(f"VARIANT_PARAMETERS: {exc}") from None
         if not isinstance(parameters, dict) or not all(isinstance(p, dict) for p in parameters.values()):
             raise EnvContractError("VARIANT_PARAMETERS: not a JSON object of variant -> parameters")
+        if not str(env.pipeline_template).startswith(f"gs://{env.ledger_bucket}/pipelines/"):
+            raise EnvContractError(
+                f"PIPELINE_TEMPLATE: not under gs://{env.ledger_bucket}/pipelines/, the stack's bucket"
+            )
+        if len(str(env.pipeline_spec_sha256)) != 64:
+            raise EnvContractError("PIPELINE_SPEC_SHA256: not a SHA-256 hex digest")
         return cls(env.stack, env.pipeline_template, env.pipeline_spec_sha256, parameters)
 
     def admit(self, p: TriggerPayload) -> TriggerPayload:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.contracts import TriggerEnv
+from app.contracts import EnvContractError, TriggerEnv
 from app.settings import REPO_ROOT
 from app.trigger.admission import TUNABLE, SpecDigestMismatch, StackPipeline, verified_spec
 from app.trigger.ledger import FileLedger
@@ -79,6 +79,20 @@ def test_the_function_is_told_its_stack_spec_and_variants_by_the_program() -> No
     assert uploaded == [spec()] and pipeline.spec_sha256 == hashlib.sha256(spec().encode()).hexdigest()
     assert sorted(pipeline.parameters) == ["b", "primary"]  # the trained variants; the shadow follows b
     assert pipeline.parameters["b"]["worker_deployment"] == "rerank-dev-worker-b"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"PIPELINE_TEMPLATE": "gs://attacker-bucket/pipelines/p.yaml"}, "PIPELINE_TEMPLATE: not under gs://"),
+        ({"PIPELINE_SPEC_SHA256": "abc"}, "PIPELINE_SPEC_SHA256"),
+        ({"VARIANT_PARAMETERS": "[]"}, "VARIANT_PARAMETERS: not a JSON object"),
+        ({"VARIANT_PARAMETERS": "{nope"}, "VARIANT_PARAMETERS: Expecting"),
+    ],
+)
+def test_a_function_environment_that_is_not_the_programs_is_refused(change: dict[str, str], message: str) -> None:
+    with pytest.raises(EnvContractError, match=message):
+        StackPipeline.from_env(TriggerEnv.from_env({**function_env(), **change}))
 
 
 def test_the_programs_own_schedules_are_admitted_unchanged(tmp_path: Path) -> None:
