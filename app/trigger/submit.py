@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from app.trigger.admission import StackPipeline, verified_spec
@@ -42,19 +43,21 @@ class VertexSubmitter:
         spec = verified_spec(self.pipeline.template_uri, self.pipeline.spec_sha256, self.read)
         from google.cloud import aiplatform
 
-        with tempfile.NamedTemporaryFile("wb", suffix=".yaml", delete=False) as f:
-            f.write(spec)
-        job = aiplatform.PipelineJob(
-            display_name=f"rerank-training-{p.trigger_id}",
-            template_path=f.name,
-            job_id=f"rerank-{p.trigger_id}",
-            pipeline_root=self.pipeline_root,
-            parameter_values=p.parameters,
-            labels=p.labels(),
-            project=self.project,
-            location=self.region,
-            enable_caching=False,
-        )
+        # The checked bytes, not the URI: the object could be rewritten between check and read.
+        with tempfile.TemporaryDirectory() as tmp:
+            template = Path(tmp) / "rerank-training.yaml"
+            template.write_bytes(spec)
+            job = aiplatform.PipelineJob(
+                display_name=f"rerank-training-{p.trigger_id}",
+                template_path=str(template),
+                job_id=f"rerank-{p.trigger_id}",
+                pipeline_root=self.pipeline_root,
+                parameter_values=p.parameters,
+                labels=p.labels(),
+                project=self.project,
+                location=self.region,
+                enable_caching=False,
+            )
         job.submit(service_account=self.service_account)
         return str(job.resource_name)
 
