@@ -293,22 +293,26 @@ def _guard() -> tuple[int, dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("environment", "github_ref", "checkout", "event", "passes"),
+    ("environment", "stack", "github_ref", "checkout", "event", "refused"),
     [
-        ("dev", "refs/heads/main", "", "push", True),
-        ("prod", "refs/heads/main", "", "workflow_dispatch", True),
-        ("prod-preview", "refs/heads/main", "", "push", True),
-        ("dev", "refs/heads/feature", "", "workflow_dispatch", False),
-        ("prod", "refs/heads/main", "0123abc", "push", False),
-        ("prod-preview", "refs/heads/main", "", "pull_request_target", False),
-        ("dev", "refs/pull/7/merge", "", "pull_request", False),
-        ("dev-preview", "refs/heads/feature", "", "pull_request", False),  # an environment nobody listed
-        ("review-trusted", "refs/heads/main", "0123abc", "pull_request_target", True),
-        ("review", "refs/heads/main", "0123abc", "pull_request_target", True),
+        ("dev", "dev", "refs/heads/main", "", "push", ""),
+        ("prod", "prod", "refs/heads/main", "", "workflow_dispatch", ""),
+        ("prod-preview", "prod", "refs/heads/main", "", "push", ""),
+        ("review-trusted", "pr-7", "refs/heads/main", "0123abc", "pull_request_target", ""),
+        ("review", "pr-7", "refs/heads/main", "0123abc", "pull_request_target", ""),
+        ("review-trusted", "pr-7", "refs/heads/main", "", "schedule", ""),
+        ("dev", "dev", "refs/heads/feature", "", "workflow_dispatch", "runs only main's own commit"),
+        ("prod", "prod", "refs/heads/main", "0123abc", "push", "runs only main's own commit"),
+        ("prod-preview", "prod", "refs/heads/main", "", "pull_request_target", "runs only main's own commit"),
+        ("dev", "dev", "refs/pull/7/merge", "", "pull_request", "runs only main's own commit"),
+        ("dev-preview", "dev", "refs/heads/main", "", "push", "does not run stack dev"),  # nobody listed it
+        ("review-trusted", "dev", "refs/heads/main", "", "pull_request_target", "does not run stack dev"),
+        ("dev", "prod", "refs/heads/main", "", "push", "does not run stack prod"),
+        ("prod-preview", "pr-7", "refs/heads/main", "", "push", "does not run stack pr-7"),
     ],
 )
-def test_the_shared_run_refuses_dev_and_prod_to_anything_but_mains_own_commit(
-    environment: str, github_ref: str, checkout: str, event: str, passes: bool
+def test_the_shared_run_gives_each_environment_its_own_stack_and_dev_and_prod_only_mains_commit(
+    environment: str, stack: str, github_ref: str, checkout: str, event: str, refused: str
 ) -> None:
     index, guard = _guard()
     steps = workflow("pulumi.yml")["jobs"]["pulumi"]["steps"]
@@ -322,14 +326,9 @@ def test_the_shared_run_refuses_dev_and_prod_to_anything_but_mains_own_commit(
         "CHECKOUT_REF": "${{ inputs.ref }}",
         "EVENT": "${{ github.event_name }}",
     }
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "GITHUB_REF": github_ref,
-        "ENVIRONMENT": environment,
-        "CHECKOUT_REF": checkout,
-        "EVENT": event,
-    }
+    env = {"PATH": "/usr/bin:/bin", "GITHUB_REF": github_ref, "STACK": stack, "CHECKOUT_REF": checkout}
+    env |= {"ENVIRONMENT": environment, "EVENT": event}
     done = subprocess.run(["bash", "-e", "-c", guard["run"]], env=env, capture_output=True, text=True, timeout=10)
-    assert (done.returncode == 0) == passes, done.stdout + done.stderr
-    if not passes:
-        assert f"environment {environment} runs only main's own commit" in done.stdout
+    assert (done.returncode == 0) == (refused == ""), done.stdout + done.stderr
+    assert refused in done.stdout and (not refused or f"environment {environment} " in done.stdout)
+    assert workflow("pulumi.yml")["jobs"]["pulumi"]["env"]["STACK"] == "${{ inputs.stack }}"
