@@ -113,7 +113,9 @@ class DriftEnv(_Env):
 
 @dataclass(frozen=True)
 class TriggerEnv(_Env):
-    """The trigger function: where it submits pipelines, as whom, and its ledger's bucket."""
+    """The trigger function: where it submits pipelines, as whom, and its ledger's bucket; and what
+    it agrees to submit (``app.trigger.admission``): its stack, the spec the program uploaded (URI
+    and SHA-256) and each trained variant's pipeline parameters (JSON, variant -> parameters)."""
 
     VARIABLES: ClassVar[dict[str, str]] = {
         "project": "PROJECT",
@@ -121,6 +123,10 @@ class TriggerEnv(_Env):
         "pipeline_service_account": "PIPELINE_SERVICE_ACCOUNT",
         "pipeline_root": "PIPELINE_ROOT",
         "ledger_bucket": "LEDGER_BUCKET",
+        "stack": "STACK",
+        "pipeline_template": "PIPELINE_TEMPLATE",
+        "pipeline_spec_sha256": "PIPELINE_SPEC_SHA256",
+        "variant_parameters": "VARIANT_PARAMETERS",
     }
     REQUIRED: ClassVar[tuple[str, ...]] = tuple(VARIABLES)
     WORKLOAD: ClassVar[str] = "the trigger function"
@@ -130,3 +136,7 @@ class TriggerEnv(_Env):
     pipeline_service_account: Any = None
     pipeline_root: Any = None
     ledger_bucket: Any = None
+    stack: Any = None
+    pipeline_template: Any = None
+    pipeline_spec_sha256: Any = None
+    variant_parameters: Any = None

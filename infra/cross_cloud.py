@@ -13,6 +13,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
+from app.settings import StackSettings
 from infra.common import StackContext, grant
 from infra.training import IMPRESSIONS_PREFIX
 
@@ -72,6 +73,8 @@ class CrossCloud(pulumi.ComponentResource):
                 lambda uid: google_trust_policy(uid, n.results_writer_role_arn(s.cross_cloud.aws_account_id))
             ),
             max_session_duration=3600,
+            # Whatever the deployer writes into this role, it can do no more than the boundary.
+            permissions_boundary=role_boundary_arn(s),
             tags=tags,
             opts=on_aws,
         )
@@ -152,6 +155,20 @@ class CrossCloud(pulumi.ComponentResource):
                 ),
             )
         self.register_outputs({"results_table": self.table.name, "writer_role": self.writer_role.arn})
+
+
+def deployer_of(settings: StackSettings) -> str:
+    """Which deployer's AWS identity runs the stack (infra/aws/deployer-<name>.json): review stacks
+    share one, limited to ``<prefix>-pr-*``; dev and prod have their own."""
+    return "review" if settings.env == "ephemeral" else settings.stack
+
+
+def role_boundary_arn(settings: StackSettings) -> str:
+    """The permissions boundary of every role the stack makes: made once by an admin from
+    infra/aws/boundary-<deployer>.json (README), and one the deployer may neither change nor remove."""
+    assert settings.cross_cloud is not None
+    account, name = settings.cross_cloud.aws_account_id, f"{settings.name_prefix}-boundary-{deployer_of(settings)}"
+    return f"arn:aws:iam::{account}:policy/{name}"
 
 
 def google_trust_policy(service_account_unique_id: str, audience: str) -> str:

@@ -5,6 +5,7 @@ one Cloud Scheduler job per (trained variant, schedule), each payload deploying 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ FUNCTION_FILES = (
     "app/naming.py",
     "app/settings.py",
     "app/trigger/__init__.py",
+    "app/trigger/admission.py",
     "app/trigger/main.py",
     "app/trigger/payload.py",
     "app/trigger/ledger.py",
@@ -94,6 +96,18 @@ class Training(pulumi.ComponentResource):
         self.template_uri = pulumi.Output.concat("gs://", self.bucket.name, "/", spec.name)
         self.pipeline_root = pulumi.Output.concat("gs://", self.bucket.name, "/root")
 
+        stores = {
+            "offline_uri": pulumi.Output.concat("bq://", ctx.project, ".", args.offline_dataset),
+            # Ground truth: the core service drops impressions as Parquet under impressions/ in this
+            # bucket (infra/cross_cloud.py lets its role create objects there and nowhere else).
+            "impressions_uri": pulumi.Output.concat("/gcs/", self.bucket.name, "/", IMPRESSIONS_PREFIX),
+            "registry_uri": pulumi.Output.concat("/gcs/", self.bucket.name, "/registry"),
+        }
+        # Per trained variant: where its run deploys, its parameters, features and window, the
+        # entities at the versions the stack serves and the gate margin (app/ranking/variant_training.py).
+        self.pipeline_parameters: dict[str, dict[str, pulumi.Input[Any]]] = {
+            v.name: {**stores, **training_parameters(s, v.name)} for v in s.serving.trained
+        }
         grants = [*self._grant(name, ctx, args), *args.images.build_grants, *self._eventarc(name, ctx, args)]
         self.triggers_topic = topic(ctx, ctx.topic_spec(n.training_triggers_topic), self)
         # The function's Eventarc trigger makes its own push subscription on this topic, so the
@@ -138,6 +152,14 @@ class Training(pulumi.ComponentResource):
                     pipeline_service_account=pipeline_sa.email,
                     pipeline_root=self.pipeline_root,
                     ledger_bucket=self.bucket.name,
+                    # What it agrees to submit (app/trigger/admission.py): this stack's spec, by
+                    # its bytes' digest, and each trained variant's parameters as published here.
+                    stack=s.stack,
+                    pipeline_template=self.template_uri,
+                    pipeline_spec_sha256=hashlib.sha256(args.pipeline_spec.encode()).hexdigest(),
+                    variant_parameters=pulumi.Output.from_input(self.pipeline_parameters).apply(
+                        lambda p: json.dumps(p, sort_keys=True)
+                    ),
                 ).to_env(),
             ),
             event_trigger=gcp.cloudfunctionsv2.FunctionEventTriggerArgs(
@@ -163,18 +185,6 @@ class Training(pulumi.ComponentResource):
             name=self.function.name,
         )
 
-        stores = {
-            "offline_uri": pulumi.Output.concat("bq://", ctx.project, ".", args.offline_dataset),
-            # Ground truth: the core service drops impressions as Parquet under impressions/ in this
-            # bucket (infra/cross_cloud.py lets its role create objects there and nowhere else).
-            "impressions_uri": pulumi.Output.concat("/gcs/", self.bucket.name, "/", IMPRESSIONS_PREFIX),
-            "registry_uri": pulumi.Output.concat("/gcs/", self.bucket.name, "/registry"),
-        }
-        # Per trained variant: where its run deploys, its parameters, features and window, the
-        # entities at the versions the stack serves and the gate margin (app/ranking/variant_training.py).
-        self.pipeline_parameters: dict[str, dict[str, pulumi.Input[Any]]] = {
-            v.name: {**stores, **training_parameters(s, v.name)} for v in s.serving.trained
-        }
         self.schedules: dict[str, dict[str, gcp.cloudscheduler.Job]] = {}
         for v in s.serving.trained:
             parameters = self.pipeline_parameters[v.name]

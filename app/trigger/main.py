@@ -1,21 +1,23 @@
 """The trigger function: HTTP and Pub/Sub entry points over one plain function.
 
 Deployed as a Cloud Function (gen2) with ``--entry-point http_trigger`` or ``pubsub_trigger``;
-its settings come from the environment ``infra/training.py`` declares (``app.contracts.TriggerEnv``:
-PROJECT, REGION, PIPELINE_SERVICE_ACCOUNT, PIPELINE_ROOT, LEDGER_BUCKET). Locally ``trigger_pipeline`` is called
-with a ``LocalSubmitter`` and a ``FileLedger``.
+its settings come from the environment ``infra/training.py`` declares (``app.contracts.TriggerEnv``),
+and it submits only what ``app.trigger.admission`` admits: the stack's own spec and parameters.
+Locally ``trigger_pipeline`` is called with a ``LocalSubmitter`` and a ``FileLedger``, no admission.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.bounds import OutOfBounds, load_json
 from app.contracts import TriggerEnv
 from app.settings import LimitsConfig
+from app.trigger.admission import StackPipeline
 from app.trigger.ledger import Claim
 from app.trigger.payload import (
     PayloadError,
@@ -25,7 +27,7 @@ from app.trigger.payload import (
     with_schedule_id,
 )
 
-MAX_BODY_BYTES = 256 * 1024  # a payload is a few kB; an inline pipeline_spec some 100 kB
+MAX_BODY_BYTES = 256 * 1024  # a payload is a few kB
 TRIGGER_LIMITS = LimitsConfig(max_message_bytes=MAX_BODY_BYTES)
 
 
@@ -47,9 +49,14 @@ class TriggerResult:
     body: dict[str, Any]
 
 
-def trigger_pipeline(doc: Any, submitter: Submitter, ledger: Ledger) -> TriggerResult:
+def trigger_pipeline(
+    doc: Any, submitter: Submitter, ledger: Ledger, admit: Callable[[TriggerPayload], TriggerPayload] | None = None
+) -> TriggerResult:
+    """Parse, admit (the cloud's ``StackPipeline.admit``; locally nothing), claim the id, submit."""
     try:
         payload = parse_payload(doc)
+        if admit is not None:
+            payload = admit(payload)
     except PayloadError as exc:
         return TriggerResult(400, {"error": str(exc)})
     record = {"reason": payload.reason, "stack": payload.stack, "schedule": payload.schedule}
@@ -93,17 +100,22 @@ def event_payload(data: Any) -> Any:
     )
 
 
-def _cloud() -> tuple[Submitter, Ledger]:
+def _admission() -> StackPipeline:
+    return StackPipeline.from_env(TriggerEnv.from_env(os.environ))
+
+
+def _cloud(admission: StackPipeline) -> tuple[Submitter, Ledger, Callable[[TriggerPayload], TriggerPayload]]:
     from google.cloud import storage
 
     from app.trigger.ledger import GcsLedger
-    from app.trigger.submit import VertexSubmitter
+    from app.trigger.submit import VertexSubmitter, gcs_reader
 
     env = TriggerEnv.from_env(os.environ)
-    return (
-        VertexSubmitter(env.project, env.region, env.pipeline_service_account, env.pipeline_root),
-        GcsLedger(storage.Client(project=env.project).bucket(env.ledger_bucket)),
+    client = storage.Client(project=env.project)
+    submitter = VertexSubmitter(
+        env.project, env.region, env.pipeline_service_account, env.pipeline_root, admission, gcs_reader(client)
     )
+    return submitter, GcsLedger(client.bucket(env.ledger_bucket)), admission.admit
 
 
 try:
@@ -119,10 +131,12 @@ def http_trigger(request: Any) -> tuple[str, int, dict[str, str]]:
         if (request.content_length or 0) > MAX_BODY_BYTES:
             raise PayloadError(f"the body of {request.content_length} bytes; at most {MAX_BODY_BYTES}", 413)
         doc = read_body(request.stream.read(MAX_BODY_BYTES + 1))
-        parse_payload(doc)  # refuse before touching any cloud client
+        payload = parse_payload(doc)
+        admission = _admission()
+        admission.admit(payload)  # refuse before touching any cloud client
     except PayloadError as exc:
         return json.dumps({"error": str(exc)}), exc.status, headers
-    result = trigger_pipeline(doc, *_cloud())
+    result = trigger_pipeline(doc, *_cloud(admission))
     return json.dumps(result.body), result.status, headers
 
 
@@ -131,12 +145,14 @@ def pubsub_trigger(cloud_event: Any) -> None:
     is logged and answered 4xx: a retry could not fix it. A failed submit answers 5xx (retried)."""
     try:
         doc = event_payload(cloud_event.data)
-        parse_payload(doc)
+        payload = parse_payload(doc)
+        admission = _admission()
+        admission.admit(payload)
     except PayloadError as exc:
         print(json.dumps({"severity": "ERROR", "error": str(exc)}))
         _answer(exc.status, str(exc))
         return
-    result = trigger_pipeline(doc, *_cloud())
+    result = trigger_pipeline(doc, *_cloud(admission))
     print(json.dumps({"severity": "INFO" if result.status == 200 else "ERROR", **result.body}))
     if result.status != 200:
         _answer(result.status, str(result.body.get("error")))

@@ -4,8 +4,11 @@ Pub/Sub message data (JSON) or HTTP body::
 
     {"trigger_id": "drift-2026-03-12", "reason": "feature_drift: ...", "stack": "dev",
      "schedule": "nightly",                       # optional: which schedule fired
-     "template_uri": "gs://bucket/pipelines/rerank-training.yaml",  # or "pipeline_spec": {...}
+     "template_uri": "gs://bucket/pipelines/rerank-training.yaml",  # or "pipeline_spec": {...} (local only)
      "parameters": {"offline_uri": "bq://p.d", ...}, "figures": {...}}   # figures: optional evidence
+
+This is the shape; what a cloud stack's function agrees to submit is narrower
+(``app.trigger.admission``: its own stack, spec and published parameters).
 """
 
 from __future__ import annotations

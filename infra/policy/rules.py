@@ -263,6 +263,27 @@ def federated_trust_pinned(t: str, props: Props) -> list[str]:
     return found
 
 
+# The boundary an admin made once per deployer (infra/aws/boundary-<deployer>.json): review stacks
+# share `review`, every other stack has its own.
+ROLE_BOUNDARY = re.compile(r"^arn:aws:iam::[0-9]{12}:policy/[a-z][a-z0-9]*-boundary-(?P<deployer>[a-z0-9-]+)$")
+
+
+def roles_bounded(t: str, props: Props) -> list[str]:
+    """Every AWS role carries its deployer's permissions boundary, so what the deployer may write
+    into a role (its policies, its trust) never reaches past the boundary: no role it makes is admin."""
+    if t != "aws:iam/role:Role":
+        return []
+    env, stack = _env(props, "tags"), (props.get("tags") or {}).get("stack")
+    deployer = "review" if env == "ephemeral" else stack
+    found = ROLE_BOUNDARY.match(str(props.get("permissionsBoundary") or ""))
+    if found is None or found["deployer"] != deployer:
+        return [
+            f"roles need permissionsBoundary = the {deployer} deployer's boundary "
+            f"(arn:aws:iam::<account>:policy/<prefix>-boundary-{deployer}), not {props.get('permissionsBoundary')!r}"
+        ]
+    return []
+
+
 def review_stack_destroyable(t: str, props: Props) -> list[str]:
     """A review stack destroys to nothing: no deletion protection, buckets and datasets emptied."""
     if _env(props) != "ephemeral":
@@ -313,6 +334,7 @@ RULES = (
     Rule("pods-restricted", "Pod templates meet PSS restricted; secrets as files; prod by digest.", pods_restricted),
     Rule("alert-condition-limit", "Alert policies have at most 6 conditions.", alert_condition_limit),
     Rule("federated-trust-pinned", "Trusts in Google ID tokens pin aud, oaud and sub.", federated_trust_pinned),
+    Rule("roles-bounded", "AWS roles carry their deployer's permissions boundary.", roles_bounded),
     Rule("review-stack-destroyable", "Review stacks destroy to nothing.", review_stack_destroyable),
     Rule(
         "service-networking-removable",

@@ -3,6 +3,7 @@ back by the class the app reads it with, and nothing else is set."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -79,6 +80,10 @@ def test_the_trigger_function_gets_exactly_what_it_reads(stack: str) -> None:
     assert read.to_env() == env
     assert read.project == load_stack(stack).gcp.project
     assert read.pipeline_root == planned(stack).outputs["pipeline_root"]
+    # What it agrees to submit: its own stack's spec and the parameters its schedules publish.
+    assert read.stack == stack and read.pipeline_template == planned(stack).outputs["pipeline_template"]
+    trained = {v.name for v in load_stack(stack).serving.trained}
+    assert set(json.loads(read.variant_parameters)) == trained
 
 
 def test_to_env_passes_values_through_untouched_and_leaves_out_the_unset() -> None:

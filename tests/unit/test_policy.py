@@ -198,6 +198,7 @@ POD = {
         }
     ],
 }
+BOUNDARY = "arn:aws:iam::111111111111:policy/rerank-boundary-dev"
 TRUST = {
     "Statement": [
         {
@@ -286,7 +287,21 @@ CASES += [
             ),
         },
         "oaud",
+        {"tags": LABELS, "assumeRolePolicy": json.dumps(TRUST), "permissionsBoundary": BOUNDARY},
+    ),
+    (
+        "roles-bounded",
+        "aws:iam/role:Role",
         {"tags": LABELS, "assumeRolePolicy": json.dumps(TRUST)},
+        "the dev deployer's boundary",
+        {"tags": LABELS, "assumeRolePolicy": json.dumps(TRUST), "permissionsBoundary": BOUNDARY},
+    ),
+    (
+        "roles-bounded",
+        "aws:iam/role:Role",
+        {"tags": {**LABELS, "env": "ephemeral"}, "permissionsBoundary": BOUNDARY},
+        "the review deployer's boundary",
+        {"tags": {**LABELS, "env": "ephemeral"}, "permissionsBoundary": BOUNDARY.replace("-dev", "-review")},
     ),
     (
         "review-stack-destroyable",
