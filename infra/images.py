@@ -22,7 +22,7 @@ import pulumi_command as command
 import pulumi_gcp as gcp
 
 from app.settings import REPO_ROOT
-from infra.common import StackContext, grant, member, private_bucket
+from infra.common import StackContext, grant, member, private_bucket, settle
 
 # What the two Dockerfiles copy (./Dockerfile, app/featurestore/flex_template/Dockerfile).
 BUILD_INPUTS = (
@@ -37,6 +37,8 @@ BUILD_INPUTS = (
     "stacks",
 )
 SKIP_PARTS = {"__pycache__", "build", "node_modules"}
+# Versions older than this go unless they are among the 20 newest of their image (the KEEP policy).
+IMAGE_RETENTION_DAYS = 30
 # Written by `pulumi stack select --create` on a runner; never part of an image's identity.
 REVIEW_STACK_FILE = re.compile(r"^stacks/Pulumi\.pr-[0-9]+\.yaml$")
 
@@ -101,11 +103,13 @@ class Images(pulumi.ComponentResource):
                         keep_count=20
                     ),
                 ),
+                # Every build is tagged, and a KEEP policy only exempts what it matches: without
+                # deleting tagged versions too, the repository grows by a build per change for ever.
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                    id="drop-untagged",
+                    id="drop-old",
                     action="DELETE",
                     condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
-                        tag_state="UNTAGGED", older_than="2592000s"
+                        tag_state="ANY", older_than=f"{IMAGE_RETENTION_DAYS * 86400}s"
                     ),
                 ),
             ],
@@ -163,7 +167,10 @@ class Images(pulumi.ComponentResource):
                 )
             ),
             triggers=[self.tag],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.repository, *grants]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.repository, settle(f"{name}-build-settled", grants, ctx.opts(self))],
+            ),
         )
         self.pinned = s.protected
         self.names, self.region, self.project, self.context = n, ctx.region, ctx.project, ctx

@@ -41,6 +41,9 @@ class PlannedResource:
     # an input. A parent component's dependencies are not implied for its children.
     dependencies: tuple[str, ...] = ()
     parent: str | None = None
+    # Engine options a guard reads: input properties a diff skips, and resources a destroy leaves.
+    ignore_changes: tuple[str, ...] = ()
+    retain_on_delete: bool = False
 
     @property
     def key(self) -> str:
@@ -53,6 +56,8 @@ class PlannedResource:
             "protect": self.protect,
             "dependencies": sorted({urn_key(u) for u in self.dependencies}),
             "parent": urn_key(self.parent) if self.parent else None,
+            "ignore_changes": sorted(self.ignore_changes),
+            "retain_on_delete": self.retain_on_delete,
             "settings": key_settings(self),
             "inputs": _digested(self.inputs),
         }
@@ -134,6 +139,8 @@ class _Recorder(pulumi_mocks.MockMonitor):
                     protect=bool(request.protect),
                     dependencies=tuple(request.dependencies),
                     parent=request.parent or None,
+                    ignore_changes=tuple(request.ignoreChanges),
+                    retain_on_delete=bool(request.retainOnDelete),
                 )
             )
         return response
@@ -207,6 +214,9 @@ class StackMocks(pulumi.runtime.Mocks):
                     "dnsEndpointConfig": {"allowExternalTraffic": True, "endpoint": f"gke-mock.{self.region}.gke.goog"}
                 }
             }
+        elif t == "gcp:compute/network:Network":
+            rid = f"projects/{p}/global/networks/{inputs['name']}"
+            outputs = {"selfLink": f"https://www.googleapis.com/compute/v1/{rid}"}
         elif t == "gcp:compute/subnetwork:Subnetwork":
             outputs = {
                 "selfLink": f"https://www.googleapis.com/compute/v1/projects/{p}/regions/{self.region}/subnetworks/{inputs['name']}"
