@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +117,7 @@ def diff_inventories(base: dict[str, Any], current: dict[str, Any]) -> dict[str,
     changed = []
     for key in sorted(before.keys() & after.keys()):
         old, new = before[key], after[key]
-        fields = {
-            k: {"before": old["inputs"].get(k), "after": new["inputs"].get(k)}
-            for k in sorted(old["inputs"].keys() | new["inputs"].keys())
-            if old["inputs"].get(k) != new["inputs"].get(k)
-        }
+        fields = dict(leaf_changes(old["inputs"], new["inputs"]))
         if old["protect"] != new["protect"]:
             fields["(protect)"] = {"before": old["protect"], "after": new["protect"]}
         # A base from before dependencies were listed has none to compare. Each side shows only
@@ -134,6 +132,31 @@ def diff_inventories(base: dict[str, Any], current: dict[str, Any]) -> dict[str,
         "removed": [{"type": t, "name": n} for t, n in sorted(before.keys() - after.keys())],
         "changed": changed,
     }
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def leaf_path(path: str, key: str | int) -> str:
+    """``path`` extended by a key (``."accounts.google.com:oaud"`` when it needs quotes) or an index."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    part = key if _PLAIN_KEY.match(key) else json.dumps(key)
+    return f"{path}.{part}" if path else part
+
+
+def leaf_changes(before: Any, after: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each leaf that differs between two inputs, by its path (``assumeRolePolicy.Statement[0]
+    .Condition.StringEquals."accounts.google.com:oaud"``): mappings key by key, lists of one length
+    item by item; anything else that differs is shown whole."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        for k in sorted(before.keys() | after.keys()):
+            yield from leaf_changes(before.get(k), after.get(k), leaf_path(path, k))
+    elif isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            yield from leaf_changes(b, a, leaf_path(path, i))
+    elif before != after:
+        yield path, {"before": before, "after": after}
 
 
 def _short(value: Any) -> str:
