@@ -67,6 +67,9 @@ class ReviewConfig(_Strict):
     touch dev's project-level state (grants, service agents, quotas). Read from dev's file."""
 
     gcp_project: str = Field(pattern=_PROJECT_ID)
+    # How many review stacks may be up at once: the review project's quotas are sized for this
+    # many (``rerank infra plan --stack pr-<n>`` prints the increases to request).
+    concurrent_stacks: int = Field(default=4, ge=1, le=50)
 
 
 class AwsConfig(_Strict):

@@ -195,7 +195,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "pipeline_root": training.pipeline_root,
         "pipeline_template": training.template_uri,
         "image_repository": images.prefix,
-        "image_tag": images.tag,
+        "image_tags": images.tags,
         "training_triggers_topic": training.triggers_topic.id,
         "trigger_function": training.function.name,
         "schedules": {

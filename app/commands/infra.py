@@ -37,21 +37,26 @@ def run(args: argparse.Namespace) -> int:
         return cost(args, settings)
     from infra.plan import plan_stack
     from infra.policy.rules import violations
+    from infra.quotas import increases
 
     plan = plan_stack(settings)
     current = plan.to_json()
     # The policy pack's rules over the same inventory: guardrails a PR can see without credentials.
     found = violations([r for r in plan.resources if r.custom])
+    dev = load_stack(EPHEMERAL_BASE) if settings.env == "ephemeral" else None
+    quotas = increases(current["inventory"], settings, dev)
     if args.diff:
         result = {
             **diff_inventories(plan_at(args.diff, args.stack), current),
             "stack": args.stack,
             "base": args.diff,
             "violations": found,
+            "quota_increases": quotas,
         }
         emit(args, result, lambda: diff_text(result))
     else:
         current["violations"] = found
+        current["quota_increases"] = quotas
         emit(args, current, lambda: inventory_text(current))
     if found:
         raise RunFailed(f"{len(found)} policy violation(s); see above")
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 def inventory_text(plan: dict[str, Any]) -> str:
     lines = [f"stack {plan['stack']}: {plan['resources']} resources, {len(plan['violations'])} policy violations"]
     lines += violation_lines(plan["violations"])
+    lines += quota_lines(plan["quota_increases"])
     lines += [f"  {count:3d}  {t}" for t, count in plan["by_type"].items()]
     lines.append("")
     for r in plan["inventory"]:
@@ -72,6 +78,20 @@ def inventory_text(plan: dict[str, Any]) -> str:
 
 def violation_lines(found: list[str]) -> list[str]:
     return [f"  ! {v}" for v in found]
+
+
+def quota_lines(increases: list[dict[str, Any]]) -> list[str]:
+    """The quota increases to request before the first deploy (infra/quotas.py)."""
+    if not increases:
+        return []
+    lines = ["quota increases to request before the first deploy (at the stack's maxima):"]
+    for q in increases:
+        stacks = f", {q['stacks']} review stacks at once" if q["stacks"] > 1 else ""
+        lines.append(
+            f"  ^ {q['metric']} in {q['project']} ({q['region']}): {q['needed']} needed{stacks}, "
+            f"default {q['default']} ({q['source']})"
+        )
+    return lines
 
 
 def plan_at(ref: str, stack: str) -> dict[str, Any]:
@@ -170,6 +190,7 @@ def diff_text(d: dict[str, Any]) -> str:
         f"{len(d['added'])} to add, {len(d['removed'])} to remove, {len(d['changed'])} to change"
     ]
     lines += violation_lines(d["violations"])
+    lines += quota_lines(d.get("quota_increases", []))
     lines += [f"+ {r['type']}  {r['name']}" for r in d["added"]]
     lines += [f"- {r['type']}  {r['name']}" for r in d["removed"]]
     for r in d["changed"]:

@@ -566,14 +566,40 @@ def test_the_image_tag_follows_tracked_sources_only(tmp_path: Any) -> None:
 
     (tmp_path / "app").mkdir()
     (tmp_path / "stacks").mkdir()
-    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\nCOPY app ./app\nCOPY stacks ./stacks\n")
+    (tmp_path / "cloudbuild.yaml").write_text("steps: []\n")
     (tmp_path / "app/worker.py").write_text("print('v1')\n")
     (tmp_path / "stacks/Pulumi.dev.yaml").write_text("config: {}\n")
     git("init", "-q")
     git("add", ".")
-    clean = source_digest(tmp_path)
+    clean = source_digest("app", tmp_path)
     (tmp_path / "stacks/Pulumi.pr-3.yaml").write_text("encryptionsalt: v1:abc\n")
     (tmp_path / "app/worker.py~").write_text("backup\n")
-    assert source_digest(tmp_path) == clean
+    assert source_digest("app", tmp_path) == clean
     (tmp_path / "app/worker.py").write_text("print('v2')\n")
-    assert source_digest(tmp_path) != clean
+    assert source_digest("app", tmp_path) != clean
+
+
+def test_each_image_tag_follows_only_what_goes_into_that_image() -> None:
+    """The inputs are read from each Dockerfile's COPY lines; a change to the program (infra/) or a
+    stack's alert threshold rebuilds no ingest image, so the Dataflow job is left alone."""
+    from infra import images
+
+    assert images.image_inputs("ingest") == (
+        "app/featurestore/flex_template/Dockerfile",
+        "cloudbuild.yaml",
+        "app/featurestore/flex_template/requirements.txt",
+        "pyproject.toml",
+        "README.md",
+        "app",
+        "bench",
+    )
+    app_inputs = images.image_inputs("app")
+    assert "infra" not in app_inputs and "stacks" in app_inputs  # workers read their stack's file
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert all(f"COPY {i}" in dockerfile or f" {i} " in dockerfile for i in app_inputs[2:])
+    plan = planned("dev")
+    tags = plan.outputs["image_tags"]
+    assert set(tags) == set(images.IMAGES) and tags["app"] != tags["ingest"]
+    (build,) = [r for r in custom(plan, "command:local:Command") if "build-images.sh" in r.inputs["create"]]
+    assert all(f"--image {i}={images.IMAGES[i]}={t}" in build.inputs["create"] for i, t in tags.items())
