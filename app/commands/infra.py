@@ -138,8 +138,10 @@ def diff_inventories(base: dict[str, Any], current: dict[str, Any]) -> dict[str,
     for key in sorted(before.keys() & after.keys()):
         old, new = before[key], after[key]
         fields = dict(leaf_changes(old["inputs"], new["inputs"]))
-        if old["protect"] != new["protect"]:
-            fields["(protect)"] = {"before": old["protect"], "after": new["protect"]}
+        for option in ("protect", "retain_on_delete", "ignore_changes"):
+            # Engine options a destroy or an update obeys; a base from before they were listed has none.
+            if option in old and option in new and old[option] != new[option]:
+                fields[f"({option})"] = {"before": old[option], "after": new[option]}
         # A base from before dependencies were listed has none to compare. Each side shows only
         # what it alone has, so a dropped depends_on is readable in one line.
         if {"dependencies"} <= old.keys() & new.keys() and old["dependencies"] != new["dependencies"]:

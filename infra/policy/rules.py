@@ -290,9 +290,7 @@ def service_networking_removable(t: str, props: Props) -> list[str]:
 
 # Accounts Google makes per project; whatever runs as one runs with far more than it needs, and an
 # org policy may disable them (terraform-provider-google#4435).
-DEFAULT_ACCOUNT = re.compile(
-    r"(-compute@developer|@appspot|@cloudbuild)\.gserviceaccount\.com|^default$|^serviceAccount:default$"
-)
+DEFAULT_ACCOUNT = re.compile(r"(-compute@developer|@appspot|@cloudbuild)\.gserviceaccount\.com")
 # Where a resource says what it runs as; unset means a default account.
 RUNNER_FIELDS = {
     "gcp:container/cluster:Cluster": (("nodeConfig", "serviceAccount"),),
@@ -311,9 +309,9 @@ def no_default_accounts(t: str, props: Props) -> list[str]:
     if t == "gcp:container/cluster:Cluster" and props.get("enableAutopilot"):
         return []
     found = [
-        f"{'.'.join(path)} is unset: it would run as a default account; name the stack's account"
+        f"{'.'.join(path)} is {_dig(props, path) or 'unset'}: that runs as a default account; name the stack's"
         for path in RUNNER_FIELDS.get(t, ())
-        if not _dig(props, path)
+        if _dig(props, path) in (None, "", "default")
     ]
     if t == "gcp:cloudfunctionsv2/function:Function" and props.get("eventTrigger"):
         if not _dig(props, ("eventTrigger", "serviceAccountEmail")):

@@ -338,7 +338,7 @@ def test_each_variant_runs_its_own_workers_scaled_on_its_backlog() -> None:
         assert env_values["MODEL_REGISTRY"] == "/gcs/rerank-dev-123456-rerank-dev-pipelines/registry"
         models = next(vol for vol in pod["volumes"] if vol["name"] == "models")["csi"]
         assert models["volumeAttributes"]["bucketName"] == "rerank-dev-123456-rerank-dev-pipelines"
-        assert container["image"] == f"{plan.outputs['image_repository']}/app:{plan.outputs['image_tag']}"
+        assert container["image"] == f"{plan.outputs['image_repository']}/app:{plan.outputs['image_tags']['app']}"
         assert pod["serviceAccountName"] == f"worker-{v.name}"
         env = {e["name"] for e in container["env"]}
         assert ("AWS_ROLE_ARN" in env) == (v.kind != "shadow")  # shadows never write served results
@@ -417,7 +417,7 @@ def test_the_ingest_job_gets_the_stacks_parameters_and_no_password() -> None:
     )
     assert (
         json.loads(template.inputs["content"])["image"]
-        == f"{plan.outputs['image_repository']}/ingest:{plan.outputs['image_tag']}"
+        == f"{plan.outputs['image_repository']}/ingest:{plan.outputs['image_tags']['ingest']}"
     )
 
 
