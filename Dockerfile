@@ -10,7 +10,7 @@ WORKDIR /srv/rerank
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY bench ./bench
-COPY infra ./infra
+# No infra/: the Pulumi program never runs in a pod, and an image's tag follows what it copies.
 COPY pipelines ./pipelines
 # Workers read their stack's settings (names, variants, TTLs) from the same files as everyone.
 COPY stacks ./stacks

@@ -54,9 +54,22 @@ class _Strict(BaseModel):
 _M = TypeVar("_M", bound=_Strict)
 
 
+_PROJECT_ID = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"
+
+
 class GcpConfig(_Strict):
-    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+    project: str = Field(pattern=_PROJECT_ID)
     region: str = Field(pattern=r"^[a-z]+-[a-z]+[0-9]$")
+
+
+class ReviewConfig(_Strict):
+    """Where review stacks (``pr-<n>``) live: a GCP project of their own, so destroying one can never
+    touch dev's project-level state (grants, service agents, quotas). Read from dev's file."""
+
+    gcp_project: str = Field(pattern=_PROJECT_ID)
+    # How many review stacks may be up at once: the review project's quotas are sized for this
+    # many (``rerank infra plan --stack pr-<n>`` prints the increases to request).
+    concurrent_stacks: int = Field(default=4, ge=1, le=50)
 
 
 class AwsConfig(_Strict):
@@ -237,6 +250,9 @@ class NodePoolConfig(_Strict):
     min_nodes: int = Field(default=0, ge=0, le=1000)
     max_nodes: int = Field(default=5, ge=1, le=1000)
     provisioning: Literal["spot", "preemptible"] = "spot"
+    # Stated, never GKE's default (100 GB pd-balanced, which counts against the regional SSD quota).
+    disk_type: Literal["pd-standard", "pd-balanced", "pd-ssd"] = "pd-balanced"
+    disk_size_gb: int = Field(default=50, ge=10, le=65536)
 
     @model_validator(mode="after")
     def _bounds(self) -> NodePoolConfig:
@@ -262,6 +278,7 @@ class ServingConfig(_Strict):
     node_pool: NodePoolConfig = NodePoolConfig()
     worker: WorkerConfig = WorkerConfig()
     result_ttl_hours: int = Field(default=24, gt=0)
+    predictions_partition_expiration_days: int | None = Field(default=None, gt=0)
     max_delivery_attempts: int = Field(default=5, ge=5, le=100)
     ack_deadline_seconds: int = Field(default=30, ge=10, le=600)
     pull_mode: Literal["streaming", "unary"] = "streaming"
@@ -455,6 +472,8 @@ class StackSettings(_Strict):
     image_tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
     network: NetworkConfig = NetworkConfig()
     cross_cloud: CrossCloudConfig | None = None
+    # dev's file only: the project review stacks plan into (ephemeral_settings).
+    review: ReviewConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()
     cost: CostConfig = CostConfig()
 
@@ -508,6 +527,12 @@ def cloud_problems(s: StackSettings) -> list[str]:
         problems.append("image_tag: missing; a cloud stack runs the images of this tag (ingest, worker, training)")
     if s.cross_cloud is None:
         problems.append("cross_cloud: missing; a cloud stack needs aws_account_id and core_service_role")
+    if s.review is not None and s.review.gcp_project == s.gcp.project:
+        problems.append(
+            f"review.gcp_project: review stacks need a project of their own, not the stack's {s.gcp.project!r}"
+        )
+    if s.review is not None and s.env != EPHEMERAL_BASE:
+        problems.append(f"review: only {EPHEMERAL_BASE}'s file says where review stacks live")
     if s.serving.pull_mode != "streaming":
         problems.append("serving.pull_mode: unary pulls are a local workaround; cloud stacks use streaming")
     if s.env == "prod":
@@ -634,11 +659,19 @@ def ephemeral_settings(base: StackSettings, stack: str) -> StackSettings:
     trains when someone asks it to)."""
     if not EPHEMERAL_STACK.match(stack):
         raise StackConfigError(stack, [f"ephemeral stacks are named pr-<number>, got {stack!r}"])
+    if base.review is None:
+        raise StackConfigError(
+            f"stacks/Pulumi.{EPHEMERAL_BASE}.yaml",
+            [f"{PROJECT}:review.gcp_project: missing; review stacks ({stack}) live in a GCP project of their own"],
+        )
     fs, sv = base.feature_store, base.serving
     return base.model_copy(
         update={
             "stack": stack,
             "env": "ephemeral",
+            # Review stacks share one review project, never dev's (README "Review stacks").
+            "gcp": base.gcp.model_copy(update={"project": base.review.gcp_project}),
+            "review": None,
             "feature_store": fs.model_copy(
                 update={
                     "message_retention_days": 1,
@@ -653,6 +686,7 @@ def ephemeral_settings(base: StackSettings, stack: str) -> StackSettings:
                 update={
                     "node_pool": sv.node_pool.model_copy(update={"min_nodes": 0, "max_nodes": 2}),
                     "worker": sv.worker.model_copy(update={"min_replicas": 0, "max_replicas": 2}),
+                    "predictions_partition_expiration_days": 7,
                     "variants": [
                         v.model_copy(update={"training": v.training.model_copy(update={"schedules": []})})
                         if isinstance(v.training.schedules, list)

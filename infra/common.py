@@ -9,12 +9,14 @@ from functools import cached_property
 from typing import Any
 
 import pulumi
+import pulumi_command as command
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from app.naming import Names
 from app.settings import StackSettings
 from app.topology import SubscriptionSpec, TopicSpec, Topology, build_topology
+from infra.policy.rules import PERMA_DIFFS
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,40 @@ class StackContext:
         return pulumi.ResourceOptions.merge(
             self.opts(parent, depends_on), pulumi.ResourceOptions(protect=self.settings.protected)
         )
+
+
+# Ordering is not propagation: a grant or an API is "created" before Google's backends all see it
+# (Functions gen2 with an Eventarc trigger fails a fresh project's first apply even with its
+# grants in place, terraform-provider-google#25294; the provider's own Cloud Functions builder
+# example waits 60 s for builder permissions). Whatever consumes a fresh grant or API waits for a
+# settle step after it: twice that example's wait. The ordering rules (policy/rules.py) check it.
+SETTLE_SECONDS = 120
+
+
+def settle(
+    name: str, after: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None
+) -> command.local.Command:
+    """A step that waits SETTLE_SECONDS once ``after`` exist, and again only when one of them is
+    replaced (its id is a trigger), so a second `up` waits for nothing."""
+    ids = [r.id for r in after if isinstance(r, pulumi.CustomResource)]
+    return command.local.Command(
+        name,
+        create=f"sleep {SETTLE_SECONDS}",
+        triggers=ids,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=after)),
+    )
+
+
+def perma_diffs(type_token: str) -> list[str]:
+    """The input properties of ``type_token`` to list in ``ignore_changes``: the provider reports
+    them back differently from what was declared (``policy/rules.py`` PERMA_DIFFS, with the
+    provider issues). A change to one of them needs ``pulumi up --replace`` on the resource."""
+    return sorted(PERMA_DIFFS.get(type_token, {}))
+
+
+def days_ms(days: int | None) -> int | None:
+    """A retention in days as BigQuery's milliseconds (None: kept for ever)."""
+    return days * 86_400_000 if days else None
 
 
 def content_digest(data: bytes) -> str:
@@ -188,16 +224,23 @@ def private_bucket(
     """A bucket in the stack's region that can never be public; in prod protected (and versioned,
     unless it is scratch space), elsewhere emptied on destroy. Objects under ``temp_prefix`` go
     after a week."""
-    expire = (
-        [
+    versioned = ctx.settings.protected and temp_prefix is None
+    expire = []
+    if temp_prefix:
+        expire.append(
             gcp.storage.BucketLifecycleRuleArgs(
                 action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                 condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=7, matches_prefixes=[temp_prefix]),
             )
-        ]
-        if temp_prefix
-        else None
-    )
+        )
+    if versioned:
+        # Versions guard against a bad overwrite or delete; a month is long enough to notice one.
+        expire.append(
+            gcp.storage.BucketLifecycleRuleArgs(
+                action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                condition=gcp.storage.BucketLifecycleRuleConditionArgs(days_since_noncurrent_time=30),
+            )
+        )
     return gcp.storage.Bucket(
         resource_name,
         name=bucket_name,
@@ -205,9 +248,9 @@ def private_bucket(
         location=ctx.region,
         uniform_bucket_level_access=True,
         public_access_prevention="enforced",
-        versioning=gcp.storage.BucketVersioningArgs(enabled=ctx.settings.protected and temp_prefix is None),
+        versioning=gcp.storage.BucketVersioningArgs(enabled=versioned),
         force_destroy=not ctx.settings.protected,
-        lifecycle_rules=expire,
+        lifecycle_rules=expire or None,
         labels=ctx.labels,
         opts=ctx.protect(parent),
     )

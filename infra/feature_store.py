@@ -13,11 +13,20 @@ from app.featurestore.bigquery_store import bigquery_tables
 from app.featurestore.redis_connect import secret_payload
 from app.featurestore.registry import default_registry
 from app.featurestore.template_spec import render_spec, stack_parameters
-from infra.common import StackContext, content_digest, grant, member, private_bucket, subscription, topic
+from infra.common import (
+    StackContext,
+    content_digest,
+    days_ms,
+    grant,
+    member,
+    perma_diffs,
+    private_bucket,
+    settle,
+    subscription,
+    topic,
+)
 from infra.images import Images
 from infra.network import DATAFLOW_TAG, Network
-
-DAY_MS = 86_400_000
 
 
 @dataclass
@@ -50,7 +59,7 @@ class FeatureStore(pulumi.ComponentResource):
         self.dead_letter_subscription = subs[n.feature_dead_letter_subscription]
 
         # Offline store: one partitioned table per entity version the stack lists.
-        partition_ms = fs.offline_partition_expiration_days * DAY_MS if fs.offline_partition_expiration_days else None
+        partition_ms = days_ms(fs.offline_partition_expiration_days)
         self.dataset = gcp.bigquery.Dataset(
             f"{name}-offline",
             dataset_id=n.bigquery_dataset,
@@ -191,7 +200,11 @@ class FeatureStore(pulumi.ComponentResource):
             # review stack's job is cancelled: its events are test data and a drain can take hours.
             on_delete="cancel" if ctx.settings.env == "ephemeral" else "drain",
             labels=ctx.labels,
-            opts=ctx.opts(self, depends_on=grants),
+            # The spec (named by its content) carries what changes; these fields only perma-diff.
+            opts=pulumi.ResourceOptions.merge(
+                ctx.opts(self, depends_on=[settle(f"{name}-ingest-settled", grants, ctx.opts(self))]),
+                pulumi.ResourceOptions(ignore_changes=perma_diffs("gcp:dataflow/flexTemplateJob:FlexTemplateJob")),
+            ),
         )
 
     def _grant_ingest(

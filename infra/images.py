@@ -22,31 +22,36 @@ import pulumi_command as command
 import pulumi_gcp as gcp
 
 from app.settings import REPO_ROOT
-from infra.common import StackContext, grant, member, private_bucket
+from infra.common import StackContext, grant, member, private_bucket, settle
 
-# What the two Dockerfiles copy (./Dockerfile, app/featurestore/flex_template/Dockerfile).
-BUILD_INPUTS = (
-    "Dockerfile",
-    "cloudbuild.yaml",
-    "pyproject.toml",
-    "README.md",
-    "app",
-    "bench",
-    "infra",
-    "pipelines",
-    "stacks",
-)
+# Each image and the Dockerfile it is built from (cloudbuild.yaml builds one per submission).
+IMAGES = {"app": "Dockerfile", "ingest": "app/featurestore/flex_template/Dockerfile"}
+BUILD_CONFIG = "cloudbuild.yaml"
 SKIP_PARTS = {"__pycache__", "build", "node_modules"}
+# Versions older than this go unless they are among the 20 newest of their image (the KEEP policy).
+IMAGE_RETENTION_DAYS = 30
 # Written by `pulumi stack select --create` on a runner; never part of an image's identity.
 REVIEW_STACK_FILE = re.compile(r"^stacks/Pulumi\.pr-[0-9]+\.yaml$")
 
 
-def build_files(root: Path = REPO_ROOT) -> list[str]:
-    """The files the images are built from: the tracked ones under BUILD_INPUTS (so an editor's
-    backup or a runner's stack file cannot change a tag), or, outside a git checkout, every file."""
+def image_inputs(image: str, root: Path = REPO_ROOT) -> tuple[str, ...]:
+    """What goes into ``image``: its Dockerfile, the build config and what the Dockerfile COPYs
+    from the checkout (not ``--from`` another stage), so its tag follows exactly those."""
+    dockerfile = IMAGES[image]
+    sources = [dockerfile, BUILD_CONFIG]
+    for line in (root / dockerfile).read_text().splitlines():
+        parts = line.split()
+        if parts[:1] == ["COPY"] and not any(p.startswith("--from") for p in parts):
+            sources += [p for p in parts[1:] if not p.startswith("--")][:-1]
+    return tuple(dict.fromkeys(s.rstrip("/") for s in sources))
+
+
+def build_files(inputs: tuple[str, ...], root: Path = REPO_ROOT) -> list[str]:
+    """The files under ``inputs``: the tracked ones (so an editor's backup or a runner's stack file
+    cannot change a tag), or, outside a git checkout, every file."""
     try:
         listed = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "-z", "--", *BUILD_INPUTS],
+            ["git", "-C", str(root), "ls-files", "-z", "--", *inputs],
             capture_output=True,
             check=True,
             timeout=30,
@@ -55,7 +60,7 @@ def build_files(root: Path = REPO_ROOT) -> list[str]:
     except (OSError, subprocess.SubprocessError):
         files = [
             str(p.relative_to(root))
-            for top in BUILD_INPUTS
+            for top in inputs
             for p in ([root / top] if (root / top).is_file() else (root / top).rglob("*"))
             if p.is_file()
         ]
@@ -66,10 +71,10 @@ def build_files(root: Path = REPO_ROOT) -> list[str]:
     )
 
 
-def source_digest(root: Path = REPO_ROOT) -> str:
-    """One digest over every file the images are built from (paths and working-tree contents)."""
+def source_digest(image: str, root: Path = REPO_ROOT) -> str:
+    """One digest over every file ``image`` is built from (paths and working-tree contents)."""
     h = hashlib.sha256()
-    for rel in build_files(root):
+    for rel in build_files(image_inputs(image, root), root):
         path = root / rel
         if path.is_file():  # a tracked file deleted in the working tree is not in the image
             h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -101,11 +106,13 @@ class Images(pulumi.ComponentResource):
                         keep_count=20
                     ),
                 ),
+                # Every build is tagged, and a KEEP policy only exempts what it matches: without
+                # deleting tagged versions too, the repository grows by a build per change for ever.
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                    id="drop-untagged",
+                    id="drop-old",
                     action="DELETE",
                     condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
-                        tag_state="UNTAGGED", older_than="2592000s"
+                        tag_state="ANY", older_than=f"{IMAGE_RETENTION_DAYS * 86400}s"
                     ),
                 ),
             ],
@@ -141,7 +148,8 @@ class Images(pulumi.ComponentResource):
                 ctx, gcp.projects.IAMMember, f"{name}-build-logs", self, builder, "roles/logging.logWriter", project=p
             ),
         ]
-        self.tag = f"{s.image_tag}-{source_digest()[:12]}"
+        # Per image: a change to what goes into one image rebuilds (and rolls out) that one only.
+        self.tags = {image: f"{s.image_tag}-{source_digest(image)[:12]}" for image in IMAGES}
         self.prefix = n.image_prefix(ctx.region, ctx.project)
         # The build runs where `pulumi up` runs (gcloud, authenticated as the deployer, who may act
         # as the build account); it skips images that already exist and prints their digests. It
@@ -156,18 +164,21 @@ class Images(pulumi.ComponentResource):
                         "scripts/build-images.sh",
                         f"--project {p}",
                         f"--prefix {self.prefix}",
-                        f"--tag {self.tag}",
+                        *(f"--image {image}={IMAGES[image]}={tag}" for image, tag in self.tags.items()),
                         f"--service-account {a[0]}",
                         f"--staging gs://{a[1]}/source",
                     ]
                 )
             ),
-            triggers=[self.tag],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.repository, *grants]),
+            triggers=sorted(self.tags.values()),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.repository, settle(f"{name}-build-settled", grants, ctx.opts(self))],
+            ),
         )
         self.pinned = s.protected
         self.names, self.region, self.project, self.context = n, ctx.region, ctx.project, ctx
-        self.register_outputs({"repository": self.repository.name, "tag": self.tag})
+        self.register_outputs({"repository": self.repository.name, "tags": self.tags})
 
     def pull(self, name: str, parent: pulumi.Resource, who: pulumi.Input[str]) -> pulumi.CustomResource:
         """Let ``who`` pull the stack's images (a grant on the repository, under ``parent``)."""
@@ -185,7 +196,7 @@ class Images(pulumi.ComponentResource):
 
     def tagged(self, image: str) -> str:
         """``image`` (app or ingest) by its source-digest tag (what the compiled pipeline names)."""
-        return self.names.image(self.region, self.project, image, self.tag)
+        return self.names.image(self.region, self.project, image, self.tags[image])
 
     def ref(self, image: str) -> pulumi.Output[str]:
         """Where ``image`` is pulled from: by tag, and in prod by registry digest too."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 
 from app.settings import PROJECT, REPO_ROOT, StackSettings
@@ -41,6 +42,9 @@ class PlannedResource:
     # an input. A parent component's dependencies are not implied for its children.
     dependencies: tuple[str, ...] = ()
     parent: str | None = None
+    # Engine options a guard reads: input properties a diff skips, and resources a destroy leaves.
+    ignore_changes: tuple[str, ...] = ()
+    retain_on_delete: bool = False
 
     @property
     def key(self) -> str:
@@ -53,6 +57,8 @@ class PlannedResource:
             "protect": self.protect,
             "dependencies": sorted({urn_key(u) for u in self.dependencies}),
             "parent": urn_key(self.parent) if self.parent else None,
+            "ignore_changes": sorted(self.ignore_changes),
+            "retain_on_delete": self.retain_on_delete,
             "settings": key_settings(self),
             "inputs": _digested(self.inputs),
         }
@@ -134,6 +140,8 @@ class _Recorder(pulumi_mocks.MockMonitor):
                     protect=bool(request.protect),
                     dependencies=tuple(request.dependencies),
                     parent=request.parent or None,
+                    ignore_changes=tuple(request.ignoreChanges),
+                    retain_on_delete=bool(request.retainOnDelete),
                 )
             )
         return response
@@ -207,6 +215,9 @@ class StackMocks(pulumi.runtime.Mocks):
                     "dnsEndpointConfig": {"allowExternalTraffic": True, "endpoint": f"gke-mock.{self.region}.gke.goog"}
                 }
             }
+        elif t == "gcp:compute/network:Network":
+            rid = f"projects/{p}/global/networks/{inputs['name']}"
+            outputs = {"selfLink": f"https://www.googleapis.com/compute/v1/{rid}"}
         elif t == "gcp:compute/subnetwork:Subnetwork":
             outputs = {
                 "selfLink": f"https://www.googleapis.com/compute/v1/projects/{p}/regions/{self.region}/subnetworks/{inputs['name']}"
@@ -300,12 +311,35 @@ def key_settings(r: PlannedResource) -> dict[str, Any]:
     return {k: v for k, v in r.inputs.items() if not isinstance(v, dict | list) and k not in skip}
 
 
-def _digested(value: Any) -> Any:
-    """Long strings (a compiled pipeline, a policy document) by their digest, so diffs stay short."""
+# Inputs that are uploaded objects or payloads (a compiled pipeline, a rendered template spec, an
+# archive, base64 data): opaque to a reviewer, shown by digest when long.
+OPAQUE_INPUTS = ("content", "source", "data", "secretData")
+LONG = 300
+
+
+def _document(text: str) -> Any:
+    """``text`` parsed when it is a JSON or YAML document (a mapping or a list), else None."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        try:
+            doc = yaml.safe_load(text) if "\n" in text else None
+        except yaml.YAMLError:
+            doc = None
+    return doc if isinstance(doc, dict | list) else None
+
+
+def _digested(value: Any, key: str | None = None) -> Any:
+    """Inputs as a reviewer reads them: long JSON or YAML documents (a trust policy, an IAM or
+    network policy, a kubeconfig) parsed, so a diff names the leaf that changed; only opaque blobs
+    by their digest, so diffs stay short."""
     if isinstance(value, dict):
-        return {k: _digested(v) for k, v in value.items()}
+        return {k: _digested(v, k) for k, v in value.items()}
     if isinstance(value, list):
-        return [_digested(v) for v in value]
-    if isinstance(value, str) and len(value) > 300:
+        return [_digested(v, key) for v in value]
+    if isinstance(value, str) and len(value) > LONG:
+        doc = None if key in OPAQUE_INPUTS else _document(value)
+        if doc is not None:
+            return _digested(doc, key)
         return f"sha256:{content_digest(value.encode())} ({len(value)} characters)"
     return value

@@ -11,7 +11,7 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from app.settings import StackSettings
-from infra.common import StackContext
+from infra.common import StackContext, settle
 from infra.cross_cloud import CrossCloud, CrossCloudArgs
 from infra.drift import DriftCheck, DriftCheckArgs
 from infra.feature_store import FeatureStore, FeatureStoreArgs
@@ -77,6 +77,8 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         )
         for api in APIS
     ]
+    # A freshly enabled API is not at once usable everywhere: everything waits for it to settle.
+    apis_settled = settle("apis-settled", apis)
     # Components only pass the provider down; their children wait for the APIs (StackContext.opts).
     on_gcp = pulumi.ResourceOptions(providers={"gcp": gcp_provider})
     # The Pub/Sub service agent moves dead letters and writes the BigQuery subscription. It is
@@ -85,9 +87,9 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "pubsub-agent",
         project=settings.gcp.project,
         service="pubsub.googleapis.com",
-        opts=pulumi.ResourceOptions(provider=gcp_provider, depends_on=apis),
+        opts=pulumi.ResourceOptions(provider=gcp_provider, depends_on=[*apis, apis_settled]),
     )
-    ctx = StackContext(settings=settings, pubsub_agent=pubsub_agent.member, apis=tuple(apis))
+    ctx = StackContext(settings=settings, pubsub_agent=pubsub_agent.member, apis=(*apis, apis_settled))
     n = ctx.names
 
     ids = ServiceIdentities("identities", ServiceIdentitiesArgs(ctx), on_gcp)
@@ -193,7 +195,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "pipeline_root": training.pipeline_root,
         "pipeline_template": training.template_uri,
         "image_repository": images.prefix,
-        "image_tag": images.tag,
+        "image_tags": images.tags,
         "training_triggers_topic": training.triggers_topic.id,
         "trigger_function": training.function.name,
         "schedules": {

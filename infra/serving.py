@@ -26,9 +26,12 @@ from infra.common import (
     StackContext,
     bucket_mount,
     bucket_volume,
+    days_ms,
     grant,
     member,
+    perma_diffs,
     pod_identity,
+    settle,
     subscription,
     topic,
     workload_identity,
@@ -47,6 +50,10 @@ WORKER_PORT = 8080
 # AWS STS/DynamoDB over HTTPS; Memorystore is added with its range.
 METADATA_SERVER = ("169.254.169.254/32", "169.254.169.252/32")
 REDIS_PORTS = (6378, 6379)
+# The cluster's default pool exists only while `remove_default_node_pool` deletes it, but it is
+# created: 1 node per zone of the region, stated here so it takes no SSD quota and runs as the
+# stack's nodes account (never the default compute account, which an org policy may disable).
+TEMPORARY_POOL = {"machine_type": "e2-small", "disk_type": "pd-standard", "disk_size_gb": 20}
 NODE_ROLES = (
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
@@ -83,7 +90,9 @@ class Serving(pulumi.ComponentResource):
             table_id=n.predictions_table,
             description="Every variant's scores per request (a Pub/Sub BigQuery subscription writes it)",
             schema=json.dumps(bigquery_schema_of(PREDICTION_SCHEMA)),
-            time_partitioning=gcp.bigquery.TableTimePartitioningArgs(type="DAY", field="requested_at"),
+            time_partitioning=gcp.bigquery.TableTimePartitioningArgs(
+                type="DAY", field="requested_at", expiration_ms=days_ms(s.serving.predictions_partition_expiration_days)
+            ),
             clusterings=["variant"],
             deletion_protection=s.protected,
             labels=ctx.labels,
@@ -158,10 +167,12 @@ class Serving(pulumi.ComponentResource):
             bucket=args.pipeline_bucket,
         )
         nodes = member(args.nodes_account)
-        for role in NODE_ROLES:
+        self.node_grants = [
             grant(ctx, gcp.projects.IAMMember, f"{name}-nodes-{role.split('.')[-1]}", self, nodes, role, project=p)
+            for role in NODE_ROLES
+        ]
         # The kubelet pulls pod images with the node account.
-        args.images.pull(f"{name}-nodes-pull", self, nodes)
+        self.node_grants.append(args.images.pull(f"{name}-nodes-pull", self, nodes))
         # KEDA reads subscription backlog from Cloud Monitoring (no narrower grant exists).
         grant(
             ctx,
@@ -185,6 +196,15 @@ class Serving(pulumi.ComponentResource):
             # The default pool is replaced by the managed spot pool below.
             remove_default_node_pool=True,
             initial_node_count=1,
+            node_config=gcp.container.ClusterNodeConfigArgs(
+                **TEMPORARY_POOL,
+                service_account=args.nodes_account.email,
+                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+                workload_metadata_config=gcp.container.ClusterNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+                shielded_instance_config=gcp.container.ClusterNodeConfigShieldedInstanceConfigArgs(
+                    enable_secure_boot=True
+                ),
+            ),
             release_channel=gcp.container.ClusterReleaseChannelArgs(channel="REGULAR"),
             workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
                 workload_pool=f"{ctx.project}.svc.id.goog"
@@ -217,7 +237,10 @@ class Serving(pulumi.ComponentResource):
             ),
             deletion_protection=s.protected,
             resource_labels=ctx.labels,
-            opts=ctx.protect(self),
+            opts=pulumi.ResourceOptions.merge(
+                ctx.protect(self, depends_on=[settle(f"{name}-nodes-settled", self.node_grants, ctx.opts(self))]),
+                pulumi.ResourceOptions(ignore_changes=perma_diffs("gcp:container/cluster:Cluster")),
+            ),
         )
         pool = s.serving.node_pool
         self.node_pool = gcp.container.NodePool(
@@ -232,6 +255,8 @@ class Serving(pulumi.ComponentResource):
             management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
             node_config=gcp.container.NodePoolNodeConfigArgs(
                 machine_type=pool.machine_type,
+                disk_type=pool.disk_type,
+                disk_size_gb=pool.disk_size_gb,
                 spot=pool.provisioning == "spot",
                 preemptible=pool.provisioning == "preemptible",
                 service_account=args.nodes_account.email,

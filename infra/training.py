@@ -18,7 +18,7 @@ import pulumi_gcp as gcp
 from app.contracts import TriggerEnv
 from app.ranking.variant_training import training_parameters
 from app.settings import REPO_ROOT
-from infra.common import StackContext, content_digest, grant, member, private_bucket, topic
+from infra.common import StackContext, content_digest, grant, member, private_bucket, settle, topic
 from infra.images import Images
 
 # The trigger function's source: a ``main.py`` shim over ``app/trigger`` and what it imports.
@@ -170,7 +170,7 @@ class Training(pulumi.ComponentResource):
                 service_account_email=trigger_sa.email,
             ),
             labels=ctx.labels,
-            opts=ctx.opts(self, depends_on=grants),
+            opts=ctx.opts(self, depends_on=[settle(f"{name}-trigger-settled", grants, child)]),
         )
         # Eventarc pushes to the function's Cloud Run service as the trigger account.
         grant(
@@ -221,16 +221,18 @@ class Training(pulumi.ComponentResource):
         agent = gcp.projects.ServiceIdentity(
             f"{name}-eventarc-agent", project=ctx.project, service="eventarc.googleapis.com", opts=ctx.opts(self)
         )
+        # The project's one agent holds the role for every stack in the project (the review
+        # stacks share one): deleting an IAMMember removes the binding whoever declared it
+        # (terraform-provider-google#13648), so no stack's destroy removes it.
+        role = gcp.projects.IAMMember(
+            f"{name}-eventarc-agent",
+            project=ctx.project,
+            role="roles/eventarc.serviceAgent",
+            member=agent.member,
+            opts=pulumi.ResourceOptions.merge(ctx.opts(self), pulumi.ResourceOptions(retain_on_delete=True)),
+        )
         return [
-            grant(
-                ctx,
-                gcp.projects.IAMMember,
-                f"{name}-eventarc-agent",
-                self,
-                agent.member,
-                "roles/eventarc.serviceAgent",
-                project=ctx.project,
-            ),
+            role,
             grant(
                 ctx,
                 gcp.serviceaccount.IAMMember,

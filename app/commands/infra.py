@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +37,26 @@ def run(args: argparse.Namespace) -> int:
         return cost(args, settings)
     from infra.plan import plan_stack
     from infra.policy.rules import violations
+    from infra.quotas import increases
 
     plan = plan_stack(settings)
     current = plan.to_json()
     # The policy pack's rules over the same inventory: guardrails a PR can see without credentials.
     found = violations([r for r in plan.resources if r.custom])
+    dev = load_stack(EPHEMERAL_BASE) if settings.env == "ephemeral" else None
+    quotas = increases(current["inventory"], settings, dev)
     if args.diff:
         result = {
             **diff_inventories(plan_at(args.diff, args.stack), current),
             "stack": args.stack,
             "base": args.diff,
             "violations": found,
+            "quota_increases": quotas,
         }
         emit(args, result, lambda: diff_text(result))
     else:
         current["violations"] = found
+        current["quota_increases"] = quotas
         emit(args, current, lambda: inventory_text(current))
     if found:
         raise RunFailed(f"{len(found)} policy violation(s); see above")
@@ -59,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 def inventory_text(plan: dict[str, Any]) -> str:
     lines = [f"stack {plan['stack']}: {plan['resources']} resources, {len(plan['violations'])} policy violations"]
     lines += violation_lines(plan["violations"])
+    lines += quota_lines(plan["quota_increases"])
     lines += [f"  {count:3d}  {t}" for t, count in plan["by_type"].items()]
     lines.append("")
     for r in plan["inventory"]:
@@ -70,6 +78,20 @@ def inventory_text(plan: dict[str, Any]) -> str:
 
 def violation_lines(found: list[str]) -> list[str]:
     return [f"  ! {v}" for v in found]
+
+
+def quota_lines(increases: list[dict[str, Any]]) -> list[str]:
+    """The quota increases to request before the first deploy (infra/quotas.py)."""
+    if not increases:
+        return []
+    lines = ["quota increases to request before the first deploy (at the stack's maxima):"]
+    for q in increases:
+        stacks = f", {q['stacks']} review stacks at once" if q["stacks"] > 1 else ""
+        lines.append(
+            f"  ^ {q['metric']} in {q['project']} ({q['region']}): {q['needed']} needed{stacks}, "
+            f"default {q['default']} ({q['source']})"
+        )
+    return lines
 
 
 def plan_at(ref: str, stack: str) -> dict[str, Any]:
@@ -115,13 +137,11 @@ def diff_inventories(base: dict[str, Any], current: dict[str, Any]) -> dict[str,
     changed = []
     for key in sorted(before.keys() & after.keys()):
         old, new = before[key], after[key]
-        fields = {
-            k: {"before": old["inputs"].get(k), "after": new["inputs"].get(k)}
-            for k in sorted(old["inputs"].keys() | new["inputs"].keys())
-            if old["inputs"].get(k) != new["inputs"].get(k)
-        }
-        if old["protect"] != new["protect"]:
-            fields["(protect)"] = {"before": old["protect"], "after": new["protect"]}
+        fields = dict(leaf_changes(old["inputs"], new["inputs"]))
+        for option in ("protect", "retain_on_delete", "ignore_changes"):
+            # Engine options a destroy or an update obeys; a base from before they were listed has none.
+            if option in old and option in new and old[option] != new[option]:
+                fields[f"({option})"] = {"before": old[option], "after": new[option]}
         # A base from before dependencies were listed has none to compare. Each side shows only
         # what it alone has, so a dropped depends_on is readable in one line.
         if {"dependencies"} <= old.keys() & new.keys() and old["dependencies"] != new["dependencies"]:
@@ -136,6 +156,31 @@ def diff_inventories(base: dict[str, Any], current: dict[str, Any]) -> dict[str,
     }
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def leaf_path(path: str, key: str | int) -> str:
+    """``path`` extended by a key (``."accounts.google.com:oaud"`` when it needs quotes) or an index."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    part = key if _PLAIN_KEY.match(key) else json.dumps(key)
+    return f"{path}.{part}" if path else part
+
+
+def leaf_changes(before: Any, after: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each leaf that differs between two inputs, by its path (``assumeRolePolicy.Statement[0]
+    .Condition.StringEquals."accounts.google.com:oaud"``): mappings key by key, lists of one length
+    item by item; anything else that differs is shown whole."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        for k in sorted(before.keys() | after.keys()):
+            yield from leaf_changes(before.get(k), after.get(k), leaf_path(path, k))
+    elif isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            yield from leaf_changes(b, a, leaf_path(path, i))
+    elif before != after:
+        yield path, {"before": before, "after": after}
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -147,6 +192,7 @@ def diff_text(d: dict[str, Any]) -> str:
         f"{len(d['added'])} to add, {len(d['removed'])} to remove, {len(d['changed'])} to change"
     ]
     lines += violation_lines(d["violations"])
+    lines += quota_lines(d.get("quota_increases", []))
     lines += [f"+ {r['type']}  {r['name']}" for r in d["added"]]
     lines += [f"- {r['type']}  {r['name']}" for r in d["removed"]]
     for r in d["changed"]:

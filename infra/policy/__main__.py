@@ -32,6 +32,7 @@ def stack_resource(r: Any) -> StackResource:
         props=r.props,
         dependencies=tuple(d.urn for d in r.dependencies or []),
         protect=bool(getattr(opts, "protect", False)),
+        ignore_changes=tuple(getattr(opts, "ignore_changes", None) or ()),
     )
 
 

@@ -309,6 +309,84 @@ def service_networking_removable(t: str, props: Props) -> list[str]:
     return []
 
 
+# Accounts Google makes per project; whatever runs as one runs with far more than it needs, and an
+# org policy may disable them (terraform-provider-google#4435).
+DEFAULT_ACCOUNT = re.compile(r"(-compute@developer|@appspot|@cloudbuild)\.gserviceaccount\.com")
+# Where a resource says what it runs as; unset means a default account.
+RUNNER_FIELDS = {
+    "gcp:container/cluster:Cluster": (("nodeConfig", "serviceAccount"),),
+    "gcp:container/nodePool:NodePool": (("nodeConfig", "serviceAccount"),),
+    "gcp:dataflow/flexTemplateJob:FlexTemplateJob": (("serviceAccountEmail",),),
+    "gcp:cloudfunctionsv2/function:Function": (
+        ("serviceConfig", "serviceAccountEmail"),
+        ("buildConfig", "serviceAccount"),
+    ),
+}
+
+
+def no_default_accounts(t: str, props: Props) -> list[str]:
+    """Nothing runs as (or grants to) a default account, even for a minute: every runner names its
+    account, and no input names a default one."""
+    if t == "gcp:container/cluster:Cluster" and props.get("enableAutopilot"):
+        return []
+    found = [
+        f"{'.'.join(path)} is {_dig(props, path) or 'unset'}: that runs as a default account; name the stack's"
+        for path in RUNNER_FIELDS.get(t, ())
+        if _dig(props, path) in (None, "", "default")
+    ]
+    if t == "gcp:cloudfunctionsv2/function:Function" and props.get("eventTrigger"):
+        if not _dig(props, ("eventTrigger", "serviceAccountEmail")):
+            found.append("eventTrigger.serviceAccountEmail is unset: the trigger would push as a default account")
+    named = sorted({v for v in _strings(props) if DEFAULT_ACCOUNT.search(v)})
+    found += [f"{v} is a default account" for v in named]
+    return found
+
+
+def nodes_stated(t: str, props: Props) -> list[str]:
+    """Every cluster (its default pool is created before `remove_default_node_pool` deletes it) and
+    node pool states its disk: GKE's default, 100 GB pd-balanced per node, meets a fresh project's
+    SSD_TOTAL_GB quota (terraform-google-kubernetes-engine#1795)."""
+    if t not in ("gcp:container/cluster:Cluster", "gcp:container/nodePool:NodePool") or props.get("enableAutopilot"):
+        return []
+    node = props.get("nodeConfig") or {}
+    return [
+        f"nodeConfig.{k} is unset: state it (GKE's default is 100 GB pd-balanced)"
+        for k in ("diskType", "diskSizeGb")
+        if not node.get(k)
+    ]
+
+
+def storage_bounded(t: str, props: Props) -> list[str]:
+    """Storage that only grows: every partitioned table expires its partitions, a registry's cleanup
+    deletes tagged versions too (a KEEP policy only exempts what it matches), versioned buckets drop
+    old versions."""
+    found = []
+    if t == "gcp:bigquery/table:Table" and props.get("timePartitioning"):
+        if not _dig(props, ("timePartitioning", "expirationMs")):
+            found.append("partitions never expire: set the stack's retention (timePartitioning.expirationMs)")
+    if t == "gcp:artifactregistry/repository:Repository":
+        policies = props.get("cleanupPolicies") or []
+        deletes = [
+            p
+            for p in policies
+            if p.get("action") == "DELETE" and _dig(p, ("condition", "tagState")) in ("ANY", "TAGGED")
+        ]
+        if not deletes:
+            found.append(
+                "cleanup deletes no tagged image, and every build is tagged: the repository grows without bound"
+            )
+    if t == "gcp:storage/bucket:Bucket" and _dig(props, ("versioning", "enabled")):
+        noncurrent = [
+            r
+            for r in props.get("lifecycleRules") or []
+            if _dig(r, ("action", "type")) == "Delete"
+            and (_dig(r, ("condition", "daysSinceNoncurrentTime")) or _dig(r, ("condition", "numNewerVersions")))
+        ]
+        if not noncurrent:
+            found.append("a versioned bucket keeps every old version: add a lifecycle rule deleting noncurrent ones")
+    return found
+
+
 RULES = (
     Rule("no-long-lived-keys", "No service account keys, HMAC keys or IAM access keys.", no_long_lived_keys),
     Rule(
@@ -341,6 +419,9 @@ RULES = (
         "Private service access connections remove their peering on destroy.",
         service_networking_removable,
     ),
+    Rule("no-default-accounts", "Everything runs as a named stack account, never a default one.", no_default_accounts),
+    Rule("nodes-stated", "Clusters and node pools state their disk type and size.", nodes_stated),
+    Rule("storage-bounded", "Tables, registries and versioned buckets expire what they keep.", storage_bounded),
 )
 
 
@@ -353,6 +434,7 @@ class StackResource:
     props: Props
     dependencies: tuple[str, ...] = ()  # URNs of what it depends on (explicit and through inputs)
     protect: bool = False
+    ignore_changes: tuple[str, ...] = ()  # input properties the engine's diff skips
 
     @property
     def name(self) -> str:
@@ -369,7 +451,11 @@ def as_stack(items: Iterable[Any]) -> list[StackResource]:
         elif isinstance(item, tuple):
             out.append(StackResource(item[0], f"urn:pulumi:s::p::{item[0]}::r{i}", item[1]))
         else:
-            out.append(StackResource(item.type, item.urn, item.inputs, tuple(item.dependencies), item.protect))
+            out.append(
+                StackResource(
+                    item.type, item.urn, item.inputs, tuple(item.dependencies), item.protect, tuple(item.ignore_changes)
+                )
+            )
     return out
 
 
@@ -465,22 +551,43 @@ def images_built_first(resources: list[StackResource]) -> list[str]:
     ]
 
 
+SETTLE = re.compile(r"^sleep [0-9]+$")
+
+
+def _is_settle(r: StackResource) -> bool:
+    """A settle step (``infra.common.settle``): ordering is not propagation, so a consumer of a
+    fresh grant or API waits for one of these after it."""
+    return r.type == "command:local:Command" and bool(SETTLE.match(str(r.props.get("create", ""))))
+
+
+def _settled(resources: list[StackResource]) -> Callable[[StackResource], set[str]]:
+    """URN -> everything that has settled before it: what lies upstream of a settle step upstream of it."""
+    by_urn = {r.urn: r for r in resources}
+    graph = {r.urn: r.dependencies for r in resources}
+
+    def settled(r: StackResource) -> set[str]:
+        steps = [u for u in upstream(r.dependencies, graph) if u in by_urn and _is_settle(by_urn[u])]
+        return upstream([d for u in steps for d in graph[u]], graph)
+
+    return settled
+
+
 def event_triggers_after_eventarc_agent(resources: list[StackResource]) -> list[str]:
     """A function with an event trigger is created only once Eventarc's service agent exists and
-    holds its role ("Permission denied while using the Eventarc Service Agent" otherwise)."""
-    reaches = _depends_on(resources)
+    holds its role, settled ("Permission denied while using the Eventarc Service Agent" otherwise,
+    terraform-provider-google#25294)."""
+    settled = _settled(resources)
 
     def agent_role(d: StackResource) -> bool:
         return d.props.get("role") == "roles/eventarc.serviceAgent" and "@gcp-sa-eventarc." in str(
             d.props.get("member")
         )
 
+    roles = {r.urn for r in resources if agent_role(r)}
     return [
-        f"{r.name}: event-triggered functions must depend on the Eventarc agent's role grant"
+        f"{r.name}: event-triggered functions must wait for the Eventarc agent's role grant through a settle step"
         for r in resources
-        if r.type == "gcp:cloudfunctionsv2/function:Function"
-        and r.props.get("eventTrigger")
-        and not reaches(r, agent_role)
+        if r.type == "gcp:cloudfunctionsv2/function:Function" and r.props.get("eventTrigger") and not roles & settled(r)
     ]
 
 
@@ -495,21 +602,25 @@ def _runs_as(r: StackResource) -> set[str]:
         emails += ACCOUNT_IN.findall(str(_dig(r.props, ("buildConfig", "serviceAccount")) or ""))
     elif r.type == "gcp:dataflow/flexTemplateJob:FlexTemplateJob":
         emails += [r.props.get("serviceAccountEmail")]
+    elif r.type in ("gcp:container/cluster:Cluster", "gcp:container/nodePool:NodePool"):
+        emails += [_dig(r.props, ("nodeConfig", "serviceAccount"))]
     elif _is_image_build(r):
         emails += ACCOUNT_IN.findall(str(r.props.get("create")))
     return {f"serviceAccount:{e}" for e in emails if isinstance(e, str) and "@" in e}
 
 
 def runs_as_after_grants(resources: list[StackResource]) -> list[str]:
-    """What runs as an account (a function and its build, a Dataflow job, the image build) starts
-    only after every grant to that account: the first run must not race its permissions."""
+    """What runs as an account (a function and its build, a Dataflow job, the image build, GKE
+    nodes) starts only after every grant to that account has settled: created first is not yet
+    seen everywhere, and the first run must not race its permissions."""
     graph = {r.urn: r.dependencies for r in resources}
+    settled = _settled(resources)
     found = []
     for r in resources:
         accounts = _runs_as(r)
         if not accounts:
             continue
-        before = upstream(r.dependencies, graph)
+        before = settled(r)
         for who in accounts:
             missing = [
                 g.name
@@ -519,7 +630,51 @@ def runs_as_after_grants(resources: list[StackResource]) -> list[str]:
                 and r.urn not in upstream(g.dependencies, graph)  # grants on the resource itself
             ]
             if missing:
-                found.append(f"{r.name}: runs as {who} but does not wait for {sorted(missing)}")
+                found.append(f"{r.name}: runs as {who} but does not wait for {sorted(missing)} to settle")
+    return found
+
+
+def apis_settled(resources: list[StackResource]) -> list[str]:
+    """Every resource that waits for an API waits for it to settle too: a freshly enabled API
+    races its first callers as a fresh grant does."""
+    graph = {r.urn: r.dependencies for r in resources}
+    services = {r.urn for r in resources if r.type == "gcp:projects/service:Service"}
+    settled = _settled(resources)
+    found = []
+    for r in resources:
+        if _is_settle(r) or r.urn in services:
+            continue
+        raced = services & upstream(r.dependencies, graph) - settled(r)
+        if raced:
+            found.append(f"{r.name}: uses {len(raced)} API(s) without waiting for them to settle")
+    return found
+
+
+# Fields a provider reports back differently from what was declared, per resource type, with the
+# provider issue that says so: each one a resource sets must be in its ignore_changes, or every
+# `pulumi up` changes (or replaces) it.
+PERMA_DIFFS: dict[str, dict[str, str]] = {
+    "gcp:dataflow/flexTemplateJob:FlexTemplateJob": {
+        # The job's sdkPipelineOptions come back without them (fix proposed in
+        # GoogleCloudPlatform/magic-modules#14038, open): every `up` relaunches the streaming job.
+        "machineType": "terraform-provider-google#21322, #19909",
+        "subnetwork": "terraform-provider-google#21322",
+        "maxWorkers": "terraform-provider-google#21322, #19909",
+    },
+    "gcp:container/cluster:Cluster": {
+        # Once remove_default_node_pool deleted the default pool the cluster reports no node
+        # config, and the declared one forces a replacement.
+        "nodeConfig": "GoogleCloudPlatform/cloud-foundation-fabric#1275",
+    },
+}
+
+
+def perma_diffs_ignored(resources: list[StackResource]) -> list[str]:
+    found = []
+    for r in resources:
+        for field, issue in PERMA_DIFFS.get(r.type, {}).items():
+            if r.props.get(field) is not None and field not in r.ignore_changes:
+                found.append(f"{r.name}: {field} perma-diffs ({issue}); list it in ignore_changes")
     return found
 
 
@@ -611,10 +766,15 @@ STACK_RULES: dict[str, tuple[str, Callable[[list[StackResource]], list[str]]]] =
     "images-built-first": ("What names an image depends on the image build.", images_built_first),
     "autoscaled-without-replicas": ("Autoscaled Deployments leave replicas alone.", autoscaled_without_replicas),
     "event-triggers-after-eventarc-agent": (
-        "Event-triggered functions wait for the Eventarc agent's role.",
+        "Event-triggered functions wait for the Eventarc agent's role to settle.",
         event_triggers_after_eventarc_agent,
     ),
-    "runs-as-after-grants": ("What runs as an account waits for that account's grants.", runs_as_after_grants),
+    "runs-as-after-grants": (
+        "What runs as an account waits for that account's grants to settle.",
+        runs_as_after_grants,
+    ),
+    "apis-settled": ("What uses an API waits for it to settle.", apis_settled),
+    "perma-diffs-ignored": ("Known permanent-diff fields are in ignore_changes.", perma_diffs_ignored),
     "namespaces-locked-down": ("Pod namespaces enforce PSS restricted and deny by default.", namespaces_locked_down),
     "control-plane-reaches-charts": (
         "Private clusters open the ports their charts need.",

@@ -266,7 +266,8 @@ def test_no_two_stacks_sharing_a_project_share_a_kubernetes_identity() -> None:
         for b, mb in stacks.items()
         if a < b and ma & mb
     ]
-    assert shared == [] and len(by_project["rerank-dev-123456"]) == 3
+    assert shared == [] and len(by_project["rerank-dev-123456"]) == 1
+    assert set(by_project[load_stack("dev").review.gcp_project]) == {"pr-7", "pr-8"}  # type: ignore[union-attr]
 
 
 # --- 12. the AWS trust, checked by parliament too ---------------------------------------------
@@ -406,7 +407,25 @@ BREAKS = {
         lambda rs: [r for r in rs if r.type != "gcp:monitoring/alertPolicy:AlertPolicy"],
         "no alert watches subscription",
     ),
+    "apis-settled": ("prod", lambda rs: _unsettled(rs, "apis-settled"), "without waiting for them to settle"),
+    "perma-diffs-ignored": (
+        "dev",
+        lambda rs: [replace(r, ignore_changes=()) for r in rs],
+        "list it in ignore_changes",
+    ),
 }
+
+
+def _unsettled(resources: list[rules.StackResource], *steps: str) -> list[rules.StackResource]:
+    """``resources`` with the settle steps ``steps`` taken out but their order kept: what waited
+    for a step now waits directly for what the step waited for (ordering, no propagation)."""
+    gone = {r.urn: r.dependencies for r in resources if r.name in steps}
+    assert gone, steps
+    return [
+        replace(r, dependencies=tuple(d for u in r.dependencies for d in (gone.get(u) or (u,))))
+        for r in resources
+        if r.urn not in gone
+    ]
 
 
 def test_every_stack_rule_has_a_break() -> None:
@@ -420,6 +439,105 @@ def test_each_stack_rule_catches_its_break_of_a_real_inventory(name: str) -> Non
     assert rule(_stack(stack)) == []
     found = rule(breaking(_stack(stack)))
     assert found and all(needle in m for m in found), found
+
+
+@pytest.mark.parametrize(
+    "step, rule, needle",
+    [
+        ("feature-store-ingest-settled", "runs-as-after-grants", "feature-store-ingest: runs as"),
+        ("images-build-settled", "runs-as-after-grants", "images-build: runs as"),
+        ("serving-nodes-settled", "runs-as-after-grants", "serving-cluster: runs as"),
+        ("training-trigger-settled", "event-triggers-after-eventarc-agent", "Eventarc agent"),
+    ],
+)
+def test_ordering_without_its_settle_step_fails_the_ordering_rules(step: str, rule: str, needle: str) -> None:
+    """Ordering is not propagation: a consumer created right after its grants (each in order, the
+    settle step gone) is what fails a fresh project's first apply; the rule must see it."""
+    _, check = rules.STACK_RULES[rule]
+    found = check(_unsettled(_stack("dev"), step))
+    assert found and any(needle in m for m in found), found
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_consumer_of_a_fresh_grant_or_api_passes_a_settle_step(stack: str) -> None:
+    from infra.common import SETTLE_SECONDS
+
+    plan = planned(stack)
+    steps = [r for r in custom(plan, "command:local:Command") if r.inputs["create"] == f"sleep {SETTLE_SECONDS}"]
+    assert {r.name for r in steps} >= {"apis-settled", "images-build-settled", "serving-nodes-settled"}
+    # A second `up` waits for nothing: a step runs again only when what it waits for is replaced.
+    assert all(r.inputs["triggers"] and all(isinstance(t, str) for t in r.inputs["triggers"]) for r in steps)
+    for consumer in ("images-build", "serving-cluster", "training-trigger"):
+        assert any(plan.depends_on(consumer, s.key) for s in steps), consumer
+
+
+# --- review stacks live in a project of their own ---------------------------------------------
+
+
+def test_review_stacks_plan_into_the_review_project_never_devs() -> None:
+    dev = load_stack("dev")
+    assert dev.review is not None and dev.review.gcp_project != dev.gcp.project
+    for stack in ("pr-7", "pr-8"):
+        plan = planned(stack)
+        assert plan.outputs["gcp_project"] == dev.review.gcp_project
+        projects = {r.inputs["project"] for r in custom(plan) if isinstance(r.inputs.get("project"), str)}
+        assert projects == {dev.review.gcp_project}, projects
+
+
+def test_a_review_stack_without_a_review_project_is_refused_with_the_key() -> None:
+    from app.settings import ephemeral_settings
+
+    dev = load_stack("dev")
+    with pytest.raises(StackConfigError) as err:
+        ephemeral_settings(dev.model_copy(update={"review": None}), "pr-3")
+    assert err.value.problems == [
+        "rerank-platform:review.gcp_project: missing; review stacks (pr-3) live in a GCP project of their own"
+    ]
+    same = yaml.safe_load((REPO_ROOT / "stacks/Pulumi.dev.yaml").read_text())["config"]
+    same["rerank-platform:review"] = {"gcp_project": same["rerank-platform:gcp"]["project"]}
+    from app.settings import settings_from_mapping
+
+    with pytest.raises(StackConfigError) as err:
+        settings_from_mapping(same, stack="dev", source="dev")
+    assert [p for p in err.value.problems if "review" in p] == [
+        "rerank-platform:review.gcp_project: review stacks need a project of their own, not the stack's "
+        "'rerank-dev-123456'"
+    ]
+
+
+def test_no_stack_deletes_project_state_another_stack_of_its_project_declares() -> None:
+    """dev, pr-7 and pr-8 planned together: no deletable project-scoped resource is declared by two
+    of them, and destroying pr-7's plan removes nothing dev (or pr-8) declares."""
+    from infra.shared_state import destroy_removes, shared_deletable
+
+    dev, pr7, pr8 = planned("dev"), planned("pr-7"), planned("pr-8")
+    assert shared_deletable([dev, pr7]) == [] and shared_deletable([dev, pr7, pr8]) == []
+    assert destroy_removes(pr7, dev) == [] and destroy_removes(pr7, pr8) == []
+
+
+def test_the_shared_state_guard_catches_a_shared_grant_a_destroy_would_delete() -> None:
+    """Broken copies of real plans: review stacks sharing their project with a grant each would
+    delete (no retain_on_delete), and a review stack planned into dev's own project."""
+    from infra.shared_state import destroy_removes, shared_deletable
+
+    def deleting(plan: Plan) -> Plan:
+        return Plan(plan.stack, [replace(r, retain_on_delete=False) for r in plan.resources], plan.outputs)
+
+    found = shared_deletable([planned("dev"), deleting(planned("pr-7")), planned("pr-8")])
+    assert found and all("roles/eventarc.serviceAgent" in m or "eventarc-agent" in m for m in found), found
+    assert "declared by pr-7, pr-8; pr-7 would delete it" in found[0]
+    dev = load_stack("dev")
+    in_devs_project = ephemeral_settings_in(dev, "pr-9")
+    pr9 = deleting(plan_stack(in_devs_project, pipeline_spec=spec()))
+    assert "gcp:projects/iAMMember:IAMMember training-eventarc-agent" in destroy_removes(pr9, planned("dev"))
+
+
+def ephemeral_settings_in(dev: Any, stack: str) -> Any:
+    """A review stack as it was before review projects: in dev's own project."""
+    from app.settings import ephemeral_settings
+
+    settings = ephemeral_settings(dev, stack)
+    return settings.model_copy(update={"gcp": settings.gcp.model_copy(update={"project": dev.gcp.project})})
 
 
 def test_every_role_has_a_purpose() -> None:
@@ -448,14 +566,40 @@ def test_the_image_tag_follows_tracked_sources_only(tmp_path: Any) -> None:
 
     (tmp_path / "app").mkdir()
     (tmp_path / "stacks").mkdir()
-    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\nCOPY app ./app\nCOPY stacks ./stacks\n")
+    (tmp_path / "cloudbuild.yaml").write_text("steps: []\n")
     (tmp_path / "app/worker.py").write_text("print('v1')\n")
     (tmp_path / "stacks/Pulumi.dev.yaml").write_text("config: {}\n")
     git("init", "-q")
     git("add", ".")
-    clean = source_digest(tmp_path)
+    clean = source_digest("app", tmp_path)
     (tmp_path / "stacks/Pulumi.pr-3.yaml").write_text("encryptionsalt: v1:abc\n")
     (tmp_path / "app/worker.py~").write_text("backup\n")
-    assert source_digest(tmp_path) == clean
+    assert source_digest("app", tmp_path) == clean
     (tmp_path / "app/worker.py").write_text("print('v2')\n")
-    assert source_digest(tmp_path) != clean
+    assert source_digest("app", tmp_path) != clean
+
+
+def test_each_image_tag_follows_only_what_goes_into_that_image() -> None:
+    """The inputs are read from each Dockerfile's COPY lines; a change to the program (infra/) or a
+    stack's alert threshold rebuilds no ingest image, so the Dataflow job is left alone."""
+    from infra import images
+
+    assert images.image_inputs("ingest") == (
+        "app/featurestore/flex_template/Dockerfile",
+        "cloudbuild.yaml",
+        "app/featurestore/flex_template/requirements.txt",
+        "pyproject.toml",
+        "README.md",
+        "app",
+        "bench",
+    )
+    app_inputs = images.image_inputs("app")
+    assert "infra" not in app_inputs and "stacks" in app_inputs  # workers read their stack's file
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert all(f"COPY {i}" in dockerfile or f" {i} " in dockerfile for i in app_inputs[2:])
+    plan = planned("dev")
+    tags = plan.outputs["image_tags"]
+    assert set(tags) == set(images.IMAGES) and tags["app"] != tags["ingest"]
+    (build,) = [r for r in custom(plan, "command:local:Command") if "build-images.sh" in r.inputs["create"]]
+    assert all(f"--image {i}={images.IMAGES[i]}={t}" in build.inputs["create"] for i, t in tags.items())

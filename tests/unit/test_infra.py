@@ -338,7 +338,7 @@ def test_each_variant_runs_its_own_workers_scaled_on_its_backlog() -> None:
         assert env_values["MODEL_REGISTRY"] == "/gcs/rerank-dev-123456-rerank-dev-pipelines/registry"
         models = next(vol for vol in pod["volumes"] if vol["name"] == "models")["csi"]
         assert models["volumeAttributes"]["bucketName"] == "rerank-dev-123456-rerank-dev-pipelines"
-        assert container["image"] == f"{plan.outputs['image_repository']}/app:{plan.outputs['image_tag']}"
+        assert container["image"] == f"{plan.outputs['image_repository']}/app:{plan.outputs['image_tags']['app']}"
         assert pod["serviceAccountName"] == f"worker-{v.name}"
         env = {e["name"] for e in container["env"]}
         assert ("AWS_ROLE_ARN" in env) == (v.kind != "shadow")  # shadows never write served results
@@ -417,7 +417,7 @@ def test_the_ingest_job_gets_the_stacks_parameters_and_no_password() -> None:
     )
     assert (
         json.loads(template.inputs["content"])["image"]
-        == f"{plan.outputs['image_repository']}/ingest:{plan.outputs['image_tag']}"
+        == f"{plan.outputs['image_repository']}/ingest:{plan.outputs['image_tags']['ingest']}"
     )
 
 
@@ -491,17 +491,17 @@ def test_the_program_entry_stops_with_the_problems_and_no_traceback() -> None:
 
 
 def test_every_image_the_stack_runs_is_one_cloud_build_makes() -> None:
+    from infra.images import IMAGES
+
     plan = planned("dev")
-    prefix, tag = plan.outputs["image_repository"], plan.outputs["image_tag"]
+    prefix, tags = plan.outputs["image_repository"], plan.outputs["image_tags"]
     dumped = json.dumps([r.inputs for r in plan.resources])
-    used = {name for name in ("app", "ingest") if f"{prefix}/{name}:{tag}" in dumped}
+    used = {name for name, tag in tags.items() if f"{prefix}/{name}:{tag}" in dumped}
     build = yaml.safe_load((REPO_ROOT / "cloudbuild.yaml").read_text())
-    built = {image.rsplit("/", 1)[-1].split(":")[0] for image in build["images"]}
-    assert used == built == {"app", "ingest"}
-    dockerfiles = [
-        step["args"][step["args"].index("-f") + 1] if "-f" in step["args"] else "Dockerfile" for step in build["steps"]
-    ]
-    assert all((REPO_ROOT / d).exists() for d in dockerfiles)
+    assert build["images"] == ["${_IMAGE_PREFIX}/${_IMAGE}:${_TAG}"]
+    assert build["steps"][0]["args"][:3] == ["build", "-f", "${_DOCKERFILE}"]
+    assert used == set(IMAGES) == {"app", "ingest"}
+    assert all((REPO_ROOT / d).exists() for d in IMAGES.values())
 
 
 def test_the_program_entry_plans_the_same_stack_from_pulumi_config() -> None:

@@ -33,12 +33,39 @@ def test_a_change_shows_as_additions_and_alterations() -> None:
     assert ("gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember", "serving-worker-c-pull") in added
     assert d["removed"] == []
     pool = next(c for c in d["changed"] if c["name"] == "serving-workers")
-    assert pool["changes"]["autoscaling"]["after"]["totalMaxNodeCount"] == 6
+    assert pool["changes"] == {"autoscaling.totalMaxNodeCount": {"before": 3, "after": 6}}
     alerts = {c["name"] for c in d["changed"] if c["type"] == "gcp:monitoring/alertPolicy:AlertPolicy"}
     assert alerts == {"monitoring-oldest-unacked", "monitoring-backlog"}  # the new subscription is watched
     text = diff_text({**d, "stack": "dev", "base": "HEAD", "violations": []})
     assert "+ gcp:pubsub/subscription:Subscription  rerank-dev-rerank-requests-c" in text
     assert "~ gcp:container/nodePool:NodePool  serving-workers" in text
+
+
+def test_the_same_plan_twice_differs_in_nothing() -> None:
+    again = plan_stack(load_stack("dev"), pipeline_spec=spec()).to_json()
+    assert again == planned("dev").to_json()
+    assert diff_inventories(planned("dev").to_json(), again) == {"added": [], "removed": [], "changed": []}
+
+
+def test_documents_are_shown_parsed_and_the_diff_names_the_changed_leaf() -> None:
+    """A trust policy (over 300 characters) is read as the document it is, so a change shows as the
+    one condition that changed; a compiled pipeline stays a digest."""
+    inventory = {(r["type"], r["name"]): r for r in planned("dev").to_json()["inventory"]}
+    trust = inventory[("aws:iam/role:Role", "cross-cloud-results-writer")]["inputs"]["assumeRolePolicy"]
+    assert trust["Statement"][0]["Principal"] == {"Federated": "accounts.google.com"}
+    spec_object = inventory[("gcp:storage/bucketObject:BucketObject", "training-pipeline-spec")]["inputs"]
+    assert spec_object["content"].startswith("sha256:") and "characters" in spec_object["content"]
+
+    base = load_stack("dev")
+    cross = base.cross_cloud.model_copy(update={"aws_account_id": "333333333333"})  # type: ignore[union-attr]
+    moved = plan_stack(base.model_copy(update={"cross_cloud": cross}), pipeline_spec=spec()).to_json()
+    d = diff_inventories(planned("dev").to_json(), moved)
+    role = next(c for c in d["changed"] if c["name"] == "cross-cloud-results-writer")
+    leaf = 'assumeRolePolicy.Statement[0].Condition.StringEquals."accounts.google.com:oaud"'
+    assert leaf in role["changes"] and "333333333333" in role["changes"][leaf]["after"]
+    assert not any(k == "assumeRolePolicy" for k in role["changes"])
+    text = diff_text({**d, "stack": "dev", "base": "HEAD", "violations": []})
+    assert f"    {leaf}: " in text
 
 
 def test_plan_prints_one_json_object_with_the_inventory(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,8 +16,9 @@ from tests.unit.infra_plans import planned
 pytestmark = pytest.mark.timeout(180)
 LABELS = {"app": "rerank-platform", "stack": "dev", "env": "dev"}
 PROD = {**LABELS, "env": "prod"}
+NODES = {"serviceAccount": "nodes@p.iam.gserviceaccount.com", "diskType": "pd-balanced", "diskSizeGb": 50}
 SPOT_POOL = {
-    "nodeConfig": {"spot": True, "workloadMetadataConfig": {"mode": "GKE_METADATA"}},
+    "nodeConfig": {**NODES, "spot": True, "workloadMetadataConfig": {"mode": "GKE_METADATA"}},
     "autoscaling": {"totalMaxNodeCount": 3},
 }
 
@@ -54,6 +55,7 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
         {
             "workloadIdentityConfig": {"workloadPool": "p.svc.id.goog"},
             "privateClusterConfig": {"enablePrivateNodes": True},
+            "nodeConfig": NODES,
             "resourceLabels": LABELS,
         },
     ),
@@ -62,7 +64,14 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
         "gcp:cloudfunctionsv2/function:Function",
         {"serviceConfig": {"ingressSettings": "ALLOW_ALL"}, "labels": LABELS},
         "internet",
-        {"serviceConfig": {"ingressSettings": "ALLOW_INTERNAL_ONLY"}, "labels": LABELS},
+        {
+            "serviceConfig": {
+                "ingressSettings": "ALLOW_INTERNAL_ONLY",
+                "serviceAccountEmail": "t@p.iam.gserviceaccount.com",
+            },
+            "buildConfig": {"serviceAccount": "projects/p/serviceAccounts/b@p.iam.gserviceaccount.com"},
+            "labels": LABELS,
+        },
     ),
     (
         "least-privilege-iam",
@@ -110,16 +119,19 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
     (
         "worker-pool-preemptible",
         "gcp:container/nodePool:NodePool",
-        {**SPOT_POOL, "nodeConfig": {"workloadMetadataConfig": {"mode": "GKE_METADATA"}}},
+        {**SPOT_POOL, "nodeConfig": {**NODES, "workloadMetadataConfig": {"mode": "GKE_METADATA"}}},
         "spot or preemptible",
         SPOT_POOL,
     ),
     (
         "worker-pool-preemptible",
         "gcp:container/nodePool:NodePool",
-        {**SPOT_POOL, "nodeConfig": {"preemptible": True}},
+        {**SPOT_POOL, "nodeConfig": {**NODES, "preemptible": True}},
         "GKE_METADATA",
-        {**SPOT_POOL, "nodeConfig": {"preemptible": True, "workloadMetadataConfig": {"mode": "GKE_METADATA"}}},
+        {
+            **SPOT_POOL,
+            "nodeConfig": {**NODES, "preemptible": True, "workloadMetadataConfig": {"mode": "GKE_METADATA"}},
+        },
     ),
     (
         "gke-workload-identity",
@@ -181,6 +193,12 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
     ),
 ]
 BY_NAME = {r.name: r for r in RULES}
+CLUSTER = {
+    "workloadIdentityConfig": {"workloadPool": "p.svc.id.goog"},
+    "privateClusterConfig": {"enablePrivateNodes": True},
+    "resourceLabels": LABELS,
+}
+BUCKET = {"labels": LABELS, "publicAccessPrevention": "enforced", "uniformBucketLevelAccess": True}
 
 
 POD = {
@@ -326,6 +344,71 @@ CASES += [
         {"service": "servicenetworking.googleapis.com", "deletionPolicy": "ABANDON"},
         "REMOVE_PEERING",
         {"service": "servicenetworking.googleapis.com", "deletionPolicy": "REMOVE_PEERING"},
+    ),
+    (
+        "no-default-accounts",
+        "gcp:container/cluster:Cluster",
+        {**CLUSTER, "nodeConfig": {"diskType": "pd-standard", "diskSizeGb": 20}},
+        "nodeConfig.serviceAccount is unset",
+        {**CLUSTER, "nodeConfig": {**NODES, "diskType": "pd-standard", "diskSizeGb": 20}},
+    ),
+    (
+        "no-default-accounts",
+        "gcp:dataflow/flexTemplateJob:FlexTemplateJob",
+        {"labels": LABELS, "serviceAccountEmail": "123-compute@developer.gserviceaccount.com"},
+        "is a default account",
+        {"labels": LABELS, "serviceAccountEmail": "ingest@p.iam.gserviceaccount.com"},
+    ),
+    (
+        "no-default-accounts",
+        "gcp:projects/iAMMember:IAMMember",
+        {"role": "roles/logging.logWriter", "member": "serviceAccount:p@appspot.gserviceaccount.com"},
+        "is a default account",
+        None,
+    ),
+    (
+        "nodes-stated",
+        "gcp:container/nodePool:NodePool",
+        {**SPOT_POOL, "nodeConfig": {**SPOT_POOL["nodeConfig"], "diskType": None}},
+        "nodeConfig.diskType is unset",
+        SPOT_POOL,
+    ),
+    (
+        "storage-bounded",
+        "gcp:bigquery/table:Table",
+        {"labels": LABELS, "timePartitioning": {"type": "DAY", "field": "t"}},
+        "partitions never expire",
+        {"labels": LABELS, "timePartitioning": {"type": "DAY", "field": "t", "expirationMs": 86400000}},
+    ),
+    (
+        "storage-bounded",
+        "gcp:artifactregistry/repository:Repository",
+        {
+            "labels": LABELS,
+            "cleanupPolicies": [
+                {"id": "keep", "action": "KEEP", "mostRecentVersions": {"keepCount": 20}},
+                {"id": "old", "action": "DELETE", "condition": {"tagState": "UNTAGGED", "olderThan": "2592000s"}},
+            ],
+        },
+        "grows without bound",
+        {
+            "labels": LABELS,
+            "cleanupPolicies": [
+                {"id": "keep", "action": "KEEP", "mostRecentVersions": {"keepCount": 20}},
+                {"id": "old", "action": "DELETE", "condition": {"tagState": "ANY", "olderThan": "2592000s"}},
+            ],
+        },
+    ),
+    (
+        "storage-bounded",
+        "gcp:storage/bucket:Bucket",
+        {**BUCKET, "versioning": {"enabled": True}},
+        "noncurrent",
+        {
+            **BUCKET,
+            "versioning": {"enabled": True},
+            "lifecycleRules": [{"action": {"type": "Delete"}, "condition": {"daysSinceNoncurrentTime": 30}}],
+        },
     ),
     (
         "subscriptions-dead-lettered",

@@ -57,3 +57,34 @@ def test_non_string_keys_and_deep_nesting_are_one_line_problems(tmp_path: Path) 
             assert len(exc.problems) == 1, exc.problems
         else:
             raise AssertionError(f"{text[:20]!r} was accepted")
+
+
+DEV = yaml.safe_load((STACKS_DIR / "Pulumi.dev.yaml").read_text())
+
+
+@BOUNDED
+@given(
+    st.sampled_from(["gcp_project", "concurrent_stacks", "disk_type", "disk_size_gb"]),
+    yaml_values | st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", max_size=40),
+)
+def test_dev_with_a_review_project_or_node_disk_mutated(tmp_path: Path, key: str, value: object) -> None:
+    """The keys this round added, in dev's file: settings (and a review stack from them) or a
+    StackConfigError naming the key, nothing else."""
+    config = {**DEV["config"]}
+    if key in ("gcp_project", "concurrent_stacks"):
+        config["rerank-platform:review"] = {**config["rerank-platform:review"], key: value}
+    else:
+        sv = config["rerank-platform:serving"]
+        config["rerank-platform:serving"] = {**sv, "node_pool": {**sv["node_pool"], key: value}}
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": config}))
+    try:
+        load_stack("dev", tmp_path)
+        review = load_stack("pr-3", tmp_path)
+    except StackConfigError as exc:
+        assert exc.problems and any(key in p for p in exc.problems), exc.problems
+    else:
+        assert (
+            review.gcp.project
+            == config["rerank-platform:review"]["gcp_project"]
+            != DEV["config"]["rerank-platform:gcp"]["project"]
+        )
