@@ -134,10 +134,10 @@ class FeatureStore(pulumi.ComponentResource):
 
         # The streaming ingest job, from the flex template whose spec is rendered from the app.
         self.bucket = private_bucket(ctx, f"{name}-dataflow", n.dataflow_bucket(ctx.project), self, "tmp/")
-        grants = self._grant_ingest(name, ctx, sa, args.images)
         self.ingest_job: gcp.dataflow.FlexTemplateJob | None = None
         if fs.dataflow.enabled:
-            self.ingest_job = self._ingest_job(name, ctx, args, grants)
+            # Without the job nothing runs as the ingest account, so it holds nothing (infra/access.py).
+            self.ingest_job = self._ingest_job(name, ctx, args, self._grant_ingest(name, ctx, sa, args.images))
         self.register_outputs(
             {
                 "events_topic": self.events_topic.id,

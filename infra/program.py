@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
-from app.settings import StackSettings
+from app.settings import SHADOW_KIND, StackSettings
 from infra.common import StackContext
 from infra.cross_cloud import CrossCloud, CrossCloudArgs
 from infra.drift import DriftCheck, DriftCheckArgs
@@ -113,7 +113,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
             ctx,
             network=network,
             nodes_account=ids["nodes"],
-            worker_account=ids["worker"],
+            worker_accounts=ids.workers,
             keda_account=ids["keda"],
             offline_dataset=features.dataset.dataset_id,
             redis_url=features.redis_url,
@@ -128,7 +128,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "cross-cloud",
         CrossCloudArgs(
             ctx,
-            worker_account=ids["worker"],
+            results_writers=[ids.workers[v.name] for v in settings.serving.variants if v.kind != SHADOW_KIND],
             requests_topic=serving.requests_topic,
             pipeline_bucket=training.bucket.name,
             aws_provider=aws_provider,

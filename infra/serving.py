@@ -60,7 +60,7 @@ class ServingArgs:
     context: StackContext
     network: Network
     nodes_account: gcp.serviceaccount.Account
-    worker_account: gcp.serviceaccount.Account
+    worker_accounts: dict[str, gcp.serviceaccount.Account]  # by variant
     keda_account: gcp.serviceaccount.Account
     offline_dataset: pulumi.Input[str]
     redis_url: pulumi.Input[str]
@@ -123,8 +123,11 @@ class Serving(pulumi.ComponentResource):
     def _grant_workers(
         self, name: str, ctx: StackContext, args: ServingArgs, topics: dict[str, gcp.pubsub.Topic]
     ) -> None:
-        n, who, p = ctx.names, member(args.worker_account), ctx.project
+        n, p = ctx.names, ctx.project
+        # Each variant's account pulls its own subscription only; all publish predictions and
+        # poison, and read the deployment record and model files the pipeline registers.
         for v in ctx.settings.serving.variants:
+            who = member(args.worker_accounts[v.name])
             sub = self.subscriptions[n.variant_subscription(v.name)].name
             grant(
                 ctx,
@@ -136,27 +139,26 @@ class Serving(pulumi.ComponentResource):
                 project=p,
                 subscription=sub,
             )
-        for t, why in ((n.predictions_topic, "predictions"), (n.requests_dead_letter_topic, "poison")):
+            for t, why in ((n.predictions_topic, "predictions"), (n.requests_dead_letter_topic, "poison")):
+                grant(
+                    ctx,
+                    gcp.pubsub.TopicIAMMember,
+                    f"{name}-worker-{v.name}-{why}",
+                    self,
+                    who,
+                    "roles/pubsub.publisher",
+                    project=p,
+                    topic=topics[t].name,
+                )
             grant(
                 ctx,
-                gcp.pubsub.TopicIAMMember,
-                f"{name}-worker-{why}",
+                gcp.storage.BucketIAMMember,
+                f"{name}-worker-{v.name}-models",
                 self,
                 who,
-                "roles/pubsub.publisher",
-                project=p,
-                topic=topics[t].name,
+                "roles/storage.objectViewer",
+                bucket=args.pipeline_bucket,
             )
-        # Workers read the deployment record and model files the pipeline registers.
-        grant(
-            ctx,
-            gcp.storage.BucketIAMMember,
-            f"{name}-worker-models",
-            self,
-            who,
-            "roles/storage.objectViewer",
-            bucket=args.pipeline_bucket,
-        )
         nodes = member(args.nodes_account)
         for role in NODE_ROLES:
             grant(ctx, gcp.projects.IAMMember, f"{name}-nodes-{role.split('.')[-1]}", self, nodes, role, project=p)
@@ -380,7 +382,7 @@ class Serving(pulumi.ComponentResource):
         w = s.serving.worker
         for v in s.serving.variants:
             ksa = n.worker_k8s_account(v.name)
-            account = pod_identity(ctx, f"{name}-{ksa}", args.worker_account, ksa, self, in_ns, self.cluster)
+            account = pod_identity(ctx, f"{name}-{ksa}", args.worker_accounts[v.name], ksa, self, in_ns, self.cluster)
             deployment = k8s.apps.v1.Deployment(
                 f"{name}-worker-{v.name}",
                 metadata={"name": n.worker_deployment(v.name), "namespace": n.k8s_namespace, "labels": ctx.labels},

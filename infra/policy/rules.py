@@ -288,6 +288,19 @@ def service_networking_removable(t: str, props: Props) -> list[str]:
     return []
 
 
+# GCP service account ids: 6-30 characters, a lowercase letter first, no hyphen last.
+SERVICE_ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+
+def service_account_ids_fit(t: str, props: Props) -> list[str]:
+    if t != "gcp:serviceaccount/account:Account":
+        return []
+    account_id = str(props.get("accountId"))
+    if not SERVICE_ACCOUNT_ID.match(account_id):
+        return [f"service account id {account_id!r} ({len(account_id)} chars) breaks GCP's limit: 6-30 of [a-z0-9-]"]
+    return []
+
+
 RULES = (
     Rule("no-long-lived-keys", "No service account keys, HMAC keys or IAM access keys.", no_long_lived_keys),
     Rule(
@@ -319,6 +332,7 @@ RULES = (
         "Private service access connections remove their peering on destroy.",
         service_networking_removable,
     ),
+    Rule("service-account-ids-fit", "Service account ids fit GCP's 6-30 character limit.", service_account_ids_fit),
 )
 
 
@@ -579,6 +593,13 @@ def review_stack_unprotected(resources: list[StackResource]) -> list[str]:
     return [f"{r.name}: review stacks must not protect resources" for r in resources if r.protect]
 
 
+def service_accounts_distinct(resources: list[StackResource]) -> list[str]:
+    """Every workload its own account: two account resources with one id would be one account
+    (the second create fails, or a shortened long name folds two variants into one identity)."""
+    ids = [str(r.props.get("accountId")) for r in resources if r.type == "gcp:serviceaccount/account:Account"]
+    return [f"service account id {i} is declared {ids.count(i)} times" for i in sorted(set(ids)) if ids.count(i) > 1]
+
+
 STACK_RULES: dict[str, tuple[str, Callable[[list[StackResource]], list[str]]]] = {
     "alerts-for-subscriptions": ("Every dead-lettered subscription is watched by an alert.", alerts_for_subscriptions),
     "workload-identity-after-cluster": (
@@ -599,6 +620,7 @@ STACK_RULES: dict[str, tuple[str, Callable[[list[StackResource]], list[str]]]] =
         control_plane_reaches_charts,
     ),
     "review-stack-unprotected": ("Review stacks protect nothing.", review_stack_unprotected),
+    "service-accounts-distinct": ("No two service accounts share an id.", service_accounts_distinct),
 }
 
 

@@ -206,46 +206,57 @@ def test_project_wide_roles_are_only_the_ones_without_a_narrower_grant() -> None
     assert not [role for role in roles if role.endswith(".admin")]
 
 
-def test_workers_may_pull_only_their_subscriptions_and_publish_only_predictions_and_poison() -> None:
+def test_each_variant_pulls_only_its_subscription_and_publishes_only_predictions_and_poison() -> None:
     plan, n = planned("dev"), Names.of(load_stack("dev"))
-    worker = email(plan, "worker")
-    pulls = {
-        r.name
-        for r in custom(plan, "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember")
-        if r.inputs["member"] == worker
-    }
-    assert pulls == {f"serving-worker-{v}-pull" for v in ("primary", "b", "shadow")}
-    publishes = {
-        r.inputs["topic"]
-        for r in custom(plan, "gcp:pubsub/topicIAMMember:TopicIAMMember")
-        if r.inputs["member"] == worker
-    }
-    assert publishes == {n.predictions_topic, n.requests_dead_letter_topic}
-    # Workload identity: each variant's Kubernetes account may act as the worker account, nothing else.
-    bindings = [
-        r.inputs["member"]
+    variants = ("primary", "b", "shadow")
+    workers = {v: email(plan, f"worker-{v}") for v in variants}
+    assert len(set(workers.values())) == 3
+    for v, worker in workers.items():
+        pulls = {
+            r.inputs["subscription"]
+            for r in custom(plan, "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember")
+            if r.inputs["member"] == worker
+        }
+        assert pulls == {n.variant_subscription(v)}
+        publishes = {
+            r.inputs["topic"]
+            for r in custom(plan, "gcp:pubsub/topicIAMMember:TopicIAMMember")
+            if r.inputs["member"] == worker
+        }
+        assert publishes == {n.predictions_topic, n.requests_dead_letter_topic}
+    # Workload identity: each variant's Kubernetes account acts as its own variant's account only.
+    bindings = sorted(
+        (r.inputs["serviceAccountId"].rsplit("/", 1)[-1], r.inputs["member"])
         for r in custom(plan, "gcp:serviceaccount/iAMMember:IAMMember")
         if r.inputs["role"] == "roles/iam.workloadIdentityUser"
-    ]
-    assert sorted(bindings) == sorted(
-        [f"serviceAccount:rerank-dev-123456.svc.id.goog[rerank-dev/worker-{v}]" for v in ("primary", "b", "shadow")]
-        + ["serviceAccount:rerank-dev-123456.svc.id.goog[rerank-dev-keda/keda-operator]"]
-        + ["serviceAccount:rerank-dev-123456.svc.id.goog[rerank-dev/drift]"]
+    )
+    pool = "serviceAccount:rerank-dev-123456.svc.id.goog"
+    accounts = plan.outputs["service_accounts"]
+    assert bindings == sorted(
+        [(accounts[f"worker-{v}"], f"{pool}[rerank-dev/worker-{v}]") for v in variants]
+        + [
+            (accounts["keda"], f"{pool}[rerank-dev-keda/keda-operator]"),
+            (accounts["drift"], f"{pool}[rerank-dev/drift]"),
+        ]
     )
 
 
-def test_the_aws_role_trusts_only_the_workers_google_identity() -> None:
+def test_the_aws_role_trusts_only_the_primary_and_arm_workers_google_identities() -> None:
     plan = planned("dev")
     role = custom(plan, "aws:iam/role:Role")[0].inputs
     trust = json.loads(role["assumeRolePolicy"])["Statement"]
     assert len(trust) == 1 and trust[0]["Principal"] == {"Federated": "accounts.google.com"}
-    worker = next(
-        r for r in custom(plan, "gcp:serviceaccount/account:Account") if r.inputs["accountId"] == "rerank-dev-worker"
-    )
-    unique_id = StackMocks(load_stack("dev")).new_resource(
-        pulumi.runtime.MockResourceArgs("gcp:serviceaccount/account:Account", worker.name, worker.inputs)
-    )[1]["uniqueId"]
-    assert trust[0]["Condition"]["StringEquals"]["accounts.google.com:sub"] == unique_id
+    mocks = StackMocks(load_stack("dev"))
+    unique_ids = {
+        r.inputs["accountId"]: mocks.new_resource(pulumi.runtime.MockResourceArgs(r.type, r.name, r.inputs))[1][
+            "uniqueId"
+        ]
+        for r in custom(plan, "gcp:serviceaccount/account:Account")
+    }
+    equals = trust[0]["Condition"]["StringEquals"]
+    writers = sorted([unique_ids["rerank-dev-w-primary"], unique_ids["rerank-dev-w-b"]])
+    assert equals["accounts.google.com:sub"] == equals["accounts.google.com:aud"] == writers
+    assert unique_ids["rerank-dev-w-shadow"] not in json.dumps(trust)
     policy = json.loads(custom(plan, "aws:iam/rolePolicy:RolePolicy")[0].inputs["policy"])["Statement"]
     assert policy == [
         {

@@ -319,6 +319,13 @@ CASES += [
         "Dataflow-consumed",
         {"labels": {**LABELS, "consumer": "dataflow"}, "topic": "t"},
     ),
+    (
+        "service-account-ids-fit",
+        "gcp:serviceaccount/account:Account",
+        {"accountId": "rerank-staging-w-a-very-long-variant"},
+        "6-30",
+        {"accountId": "rerank-staging-w-a-very-8c1e"},
+    ),
 ]
 
 
