@@ -154,6 +154,10 @@ class Names:
     def worker_pool(self) -> str:
         return f"{self.base}-workers"
 
+    @property
+    def system_pool(self) -> str:
+        return f"{self.base}-system"
+
     def node_tag(self, pool: str) -> str:
         """The network tag of a node pool's VMs (firewall rules target it)."""
         return f"{self.base}-{pool}"

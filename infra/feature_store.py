@@ -102,6 +102,17 @@ class FeatureStore(pulumi.ComponentResource):
             )
             if ctx.settings.protected
             else None,
+            # One weekly hour (the API takes one window): the stack's first maintenance day, in UTC.
+            maintenance_policy=gcp.redis.InstanceMaintenancePolicyArgs(
+                weekly_maintenance_windows=[
+                    gcp.redis.InstanceMaintenancePolicyWeeklyMaintenanceWindowArgs(
+                        day=ctx.settings.maintenance.days[0],
+                        start_time=gcp.redis.InstanceMaintenancePolicyWeeklyMaintenanceWindowStartTimeArgs(
+                            hours=ctx.settings.maintenance.start_hour, minutes=0, seconds=0, nanos=0
+                        ),
+                    )
+                ]
+            ),
             deletion_protection=ctx.settings.protected,
             labels=ctx.labels,
             opts=ctx.protect(self, depends_on=[args.network.private_services]),

@@ -528,6 +528,21 @@ BREAKS = {
         lambda rs: [r for r in rs if r.type != "gcp:monitoring/alertPolicy:AlertPolicy"],
         "no alert watches subscription",
     ),
+    "pods-land-on-a-pool": (
+        "prod",
+        lambda rs: [
+            replace(r, props=_set(r.props, ("spec", "jobTemplate", "spec", "template", "spec", "tolerations"), []))
+            if r.type == "kubernetes:batch/v1:CronJob"
+            else r
+            for r in rs
+        ],
+        "does not tolerate the taints ['cloud.google.com/gke-spot'] of pool workers",
+    ),
+    "prod-survives-a-preemption": (
+        "prod",
+        lambda rs: [r for r in rs if r.type != "gcp:container/nodePool:NodePool" or "system" not in r.name],
+        "prod needs exactly one on-demand pool, the system pool",
+    ),
     # Two variants folded into one identity (what a careless shortening of long names would do).
     "service-accounts-distinct": (
         "dev",
@@ -538,6 +553,62 @@ BREAKS = {
         "rerank-dev-w-primary is declared 2 times",
     ),
 }
+
+
+def _changed(type_token: str, change: Any, name: str | None = None) -> Any:
+    def apply(rs: list[rules.StackResource]) -> list[rules.StackResource]:
+        return [replace(r, props=change(r.props)) if r.type == type_token and name in (None, r.name) else r for r in rs]
+
+    return apply
+
+
+POOL = "gcp:container/nodePool:NodePool"
+# Each way prod can go dark on one preemption or an unplanned upgrade, on a copy of prod's inventory.
+PROD_BREAKS = {
+    "the system pool on Spot": (
+        _changed(POOL, lambda p: _set(p, ("nodeConfig", "spot"), True), "serving-system"),
+        "exactly one on-demand pool",
+    ),
+    "a second on-demand pool": (
+        _changed(POOL, lambda p: _set(p, ("nodeConfig", "spot"), False), "serving-workers"),
+        "exactly one on-demand pool",
+    ),
+    "an untainted Spot pool": (
+        _changed(POOL, lambda p: _set(p, ("nodeConfig", "taints"), []), "serving-workers"),
+        "needs a NoSchedule taint",
+    ),
+    "KEDA off the system pool": (
+        _changed("kubernetes:helm.sh/v3:Release", lambda p: _set(p, ("values", "nodeSelector"), {})),
+        "KEDA runs on the system pool",
+    ),
+    "workers without spread": (
+        _changed(
+            "kubernetes:apps/v1:Deployment",
+            lambda p: _set(p, ("spec", "template", "spec", "topologySpreadConstraints"), []),
+        ),
+        "spread over zones and nodes",
+    ),
+    "no budget for the workers": (
+        lambda rs: [r for r in rs if r.type != "kubernetes:policy/v1:PodDisruptionBudget"],
+        "need a PodDisruptionBudget",
+    ),
+    "no cluster maintenance window": (
+        _changed("gcp:container/cluster:Cluster", lambda p: {**p, "maintenancePolicy": None}),
+        "prod clusters need a maintenance window",
+    ),
+    "no Memorystore maintenance window": (
+        _changed("gcp:redis/instance:Instance", lambda p: {**p, "maintenancePolicy": None}),
+        "prod Memorystore needs a maintenance window",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROD_BREAKS))
+def test_prod_survives_a_preemption_catches_each_way_to_break_it(case: str) -> None:
+    breaking, needle = PROD_BREAKS[case]
+    assert rules.prod_survives_a_preemption(_stack("prod")) == []
+    found = rules.prod_survives_a_preemption(breaking(_stack("prod")))
+    assert any(needle in m for m in found), found
 
 
 def test_every_stack_rule_has_a_break() -> None:

@@ -74,7 +74,6 @@ def test_each_stack_declares_the_whole_system(stack: str, schedules: int) -> Non
     for one in (
         "gcp:redis/instance:Instance",
         "gcp:container/cluster:Cluster",
-        "gcp:container/nodePool:NodePool",
         "gcp:cloudfunctionsv2/function:Function",
         "gcp:artifactregistry/repository:Repository",
         "aws:dynamodb/table:Table",
@@ -82,6 +81,8 @@ def test_each_stack_declares_the_whole_system(stack: str, schedules: int) -> Non
         "kubernetes:helm.sh/v3:Release",
     ):
         assert count.get(one) == 1, one
+    # prod: the Spot workers' pool and the on-demand system pool.
+    assert count["gcp:container/nodePool:NodePool"] == (2 if stack == "prod" else 1)
     assert count.get("gcp:cloudscheduler/job:Job", 0) == schedules
     assert {r.inputs["metadata"]["name"] for r in custom(plan, "kubernetes:apps/v1:Deployment")} == {
         n.worker_deployment(v.name) for v in variants
@@ -292,7 +293,7 @@ def test_the_core_service_may_only_publish_requests_and_drop_impressions_through
 @pytest.mark.parametrize("stack", ["dev", "prod", "pr-7"])
 def test_the_worker_pool_is_spot_and_autoscaled_on_a_private_workload_identity_cluster(stack: str) -> None:
     plan, settings = planned(stack), load_stack(stack)
-    node = custom(plan, "gcp:container/nodePool:NodePool")[0].inputs
+    node = next(p for p in custom(plan, "gcp:container/nodePool:NodePool") if p.name == "serving-workers").inputs
     assert node["nodeConfig"]["spot"] is True or node["nodeConfig"]["preemptible"] is True
     assert node["nodeConfig"]["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
     assert node["nodeConfig"]["serviceAccount"] == plan.outputs["service_accounts"]["nodes"]
@@ -301,6 +302,75 @@ def test_the_worker_pool_is_spot_and_autoscaled_on_a_private_workload_identity_c
     assert cluster["privateClusterConfig"]["enablePrivateNodes"] is True
     assert cluster["workloadIdentityConfig"] == {"workloadPool": f"{settings.gcp.project}.svc.id.goog"}
     assert cluster["removeDefaultNodePool"] is True
+
+
+def test_prod_keeps_add_ons_and_keda_on_an_on_demand_system_pool_and_workers_on_spot() -> None:
+    from infra.common import SPOT_TAINT
+
+    prod, dev = planned("prod"), planned("dev")
+    pools = {p.name: p.inputs["nodeConfig"] for p in custom(prod, "gcp:container/nodePool:NodePool")}
+    assert set(pools) == {"serving-workers", "serving-system"}
+    assert not pools["serving-system"].get("spot") and not pools["serving-system"].get("preemptible")
+    assert pools["serving-system"]["labels"] == {"rerank.dev/pool": "system"}
+    assert pools["serving-workers"]["taints"] == [{**SPOT_TAINT, "effect": "NO_SCHEDULE"}]
+    (keda,) = custom(prod, "kubernetes:helm.sh/v3:Release")
+    values = keda.inputs["values"]
+    assert values["nodeSelector"] == {"rerank.dev/pool": "system"} and values["podDisruptionBudget"]
+    assert all(values[part]["replicaCount"] == 2 for part in ("operator", "metricsServer", "webhooks"))
+    # Workers and drift checks tolerate the Spot taint and select the Spot pool; workers spread.
+    pods = [r.inputs["spec"]["template"]["spec"] for r in custom(prod, "kubernetes:apps/v1:Deployment")]
+    pods += [
+        r.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"] for r in custom(prod, "kubernetes:batch/v1:CronJob")
+    ]
+    assert pods and all(p["nodeSelector"] == {"rerank.dev/pool": "workers"} and p["tolerations"] for p in pods)
+    spread = [p.get("topologySpreadConstraints") for p in pods if "restartPolicy" not in p]
+    assert spread and all(
+        {c["topologyKey"] for c in s} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"} for s in spread
+    )
+    # dev: one Spot pool, untainted (nothing else to run system pods on).
+    (dev_pool,) = custom(dev, "gcp:container/nodePool:NodePool")
+    assert not dev_pool.inputs["nodeConfig"].get("taints")
+    assert "nodeSelector" not in custom(dev, "kubernetes:helm.sh/v3:Release")[0].inputs["values"]
+
+
+def test_prod_soaks_gke_behind_dev_with_maintenance_windows_on_the_cluster_and_memorystore() -> None:
+    from app.settings import RELEASE_CHANNELS
+
+    channels = {}
+    for stack in ("dev", "prod"):
+        plan = planned(stack)
+        (cluster,) = custom(plan, "gcp:container/cluster:Cluster")
+        channels[stack] = cluster.inputs["releaseChannel"]["channel"]
+        assert cluster.inputs["maintenancePolicy"]["recurringWindow"] == {
+            "startTime": "2025-01-01T02:00:00Z",
+            "endTime": "2025-01-01T08:00:00Z",
+            "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU",
+        }
+        (redis,) = custom(plan, "gcp:redis/instance:Instance")
+        assert redis.inputs["maintenancePolicy"]["weeklyMaintenanceWindows"] == [
+            {"day": "SATURDAY", "startTime": {"hours": 2, "minutes": 0, "seconds": 0, "nanos": 0}}
+        ]
+    assert channels == {"dev": "REGULAR", "prod": "STABLE"}
+    assert RELEASE_CHANNELS.index(channels["prod"]) > RELEASE_CHANNELS.index(channels["dev"])
+
+
+def test_the_pinned_keda_chart_is_tested_on_every_version_each_channel_runs() -> None:
+    from app.settings import RELEASE_CHANNELS
+    from infra.kubernetes_versions import GKE_CHANNELS, KEDA_KUBERNETES, uncovered
+    from infra.serving import KEDA_CHART_VERSION
+
+    assert set(GKE_CHANNELS) == set(RELEASE_CHANNELS)  # every channel a stack may choose
+    assert [p for ch in RELEASE_CHANNELS for p in uncovered(KEDA_CHART_VERSION, ch)] == []
+    # What the issue found: 2.16 is tested on 1.29-1.31 only.
+    assert uncovered("2.16.1", "STABLE") == [
+        "KEDA 2.16 is tested on Kubernetes 1.29-1.31; the STABLE channel runs 1.34",
+        "KEDA 2.16 is tested on Kubernetes 1.29-1.31; the STABLE channel runs 1.35",
+    ]
+    assert uncovered("2.20.2", "REGULAR") == [
+        "KEDA 2.20 is tested on Kubernetes 1.33-1.35; the REGULAR channel runs 1.36"
+    ]
+    assert "not in the compatibility table" in uncovered("3.0.0", "STABLE")[0]
+    assert all(low <= high for low, high in KEDA_KUBERNETES.values())
 
 
 def test_variant_subscriptions_are_filtered_and_dead_lettered() -> None:
@@ -464,6 +534,9 @@ def _problems(config: dict[str, Any], stack: str = "dev") -> list[str]:
         ({"rerank-platform:labels": {"Team": "x"}}, "dev", "labels need lowercase keys"),
         ({"rerank-platform:name_prefix": "rerankplat"}, "integration-eu-west1", "cloud names allow 21"),
         ({"rerank-platform:gcp": {"region": "mars"}}, "dev", "rerank-platform:gcp.region"),
+        ({"rerank-platform:serving": {"system_pool": {"enabled": False}}}, "prod", "prod needs an on-demand pool"),
+        ({"rerank-platform:maintenance": {"days": ["SUNDAY"], "hours": 6}}, "prod", "GKE needs 48 h in any 32 days"),
+        ({"rerank-platform:serving": {"release_channel": "EXTENDED"}}, "dev", "serving.release_channel"),
     ],
 )
 def test_bad_stack_config_is_refused_with_the_key_named(change: dict[str, Any], stack: str, needle: str) -> None:

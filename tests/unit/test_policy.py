@@ -122,6 +122,16 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
         {**SPOT_POOL, "nodeConfig": {"preemptible": True, "workloadMetadataConfig": {"mode": "GKE_METADATA"}}},
     ),
     (
+        "worker-pool-preemptible",
+        "gcp:container/nodePool:NodePool",
+        {**SPOT_POOL, "nodeConfig": {**SPOT_POOL["nodeConfig"], "labels": {"rerank.dev/pool": "system"}}},
+        "system pool runs on-demand",
+        {
+            **SPOT_POOL,
+            "nodeConfig": {"workloadMetadataConfig": {"mode": "GKE_METADATA"}, "labels": {"rerank.dev/pool": "system"}},
+        },
+    ),
+    (
         "gke-workload-identity",
         "gcp:container/cluster:Cluster",
         {"privateClusterConfig": {"enablePrivateNodes": True}, "resourceLabels": LABELS},
