@@ -165,6 +165,12 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
                 n.predictions_dead_letter_subscription,
             ],
             ingest_job=n.ingest_job if features.ingest_job else None,
+            trigger_function=n.trigger_function,
+            eventarc_trigger=training.function.event_trigger.apply(lambda t: t.trigger if t else None),
+            redis_instance=n.redis_instance,
+            schedules=any(training.schedules.values()),
+            drift_checks=bool(training.pipeline_parameters),
+            results_writers=any(v.kind != SHADOW_KIND for v in settings.serving.variants),
         ),
         on_gcp,
     )

@@ -248,8 +248,18 @@ def pods_restricted(t: str, props: Props) -> list[str]:
 
 
 def alert_condition_limit(t: str, props: Props) -> list[str]:
-    if t == "gcp:monitoring/alertPolicy:AlertPolicy" and len(props.get("conditions") or []) > 6:
+    """At most 6 conditions a policy; a log-match condition alone, with a notification rate limit
+    (Cloud Monitoring refuses either otherwise)."""
+    if t != "gcp:monitoring/alertPolicy:AlertPolicy":
+        return []
+    conditions = props.get("conditions") or []
+    if len(conditions) > 6:
         return ["an alert policy takes at most 6 conditions; split it"]
+    if any(c.get("conditionMatchedLog") for c in conditions):
+        if len(conditions) > 1:
+            return ["a log-match condition must be its alert policy's only condition"]
+        if not _dig(props, ("alertStrategy", "notificationRateLimit", "period")):
+            return ["a log-match alert policy needs alertStrategy.notificationRateLimit"]
     return []
 
 
@@ -337,7 +347,11 @@ RULES = (
     Rule("prod-protected", "prod: deletion protection, HA Redis with AUTH and TLS, PITR.", prod_protected),
     Rule("results-expire", "The results table expires items and is encrypted.", results_expire),
     Rule("pods-restricted", "Pod templates meet PSS restricted; secrets as files; prod by digest.", pods_restricted),
-    Rule("alert-condition-limit", "Alert policies have at most 6 conditions.", alert_condition_limit),
+    Rule(
+        "alert-condition-limit",
+        "Alert policies: at most 6 conditions, a log-match one alone and rate-limited.",
+        alert_condition_limit,
+    ),
     Rule("federated-trust-pinned", "Trusts in Google ID tokens pin aud, oaud and sub.", federated_trust_pinned),
     Rule("review-stack-destroyable", "Review stacks destroy to nothing.", review_stack_destroyable),
     Rule(

@@ -306,6 +306,7 @@ MODULE_APIS = {
     "container": ("container",),
     "dataflow": ("dataflow",),
     "iam": ("iam", "sts"),
+    "logging": ("logging",),
     "monitoring": ("monitoring",),
     "projects": ("cloudresourcemanager", "serviceusage"),
     "pubsub": ("pubsub",),

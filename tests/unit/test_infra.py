@@ -88,7 +88,8 @@ def test_each_stack_declares_the_whole_system(stack: str, schedules: int) -> Non
         n.worker_deployment(v.name) for v in variants
     }
     assert count["kubernetes:keda.sh/v1alpha1:ScaledObject"] == len(variants)
-    assert count["gcp:monitoring/alertPolicy:AlertPolicy"] == (3 if stack.startswith("pr-") else 4)
+    # pr-7 runs no ingest job and no schedules: no ingest-lag or schedule-failures alert.
+    assert count["gcp:monitoring/alertPolicy:AlertPolicy"] == (10 if stack.startswith("pr-") else 12)
     components = {r.type for r in plan.resources if not r.custom}
     assert {
         "rerank:feature_store:FeatureStore",
@@ -371,6 +372,57 @@ def test_the_pinned_keda_chart_is_tested_on_every_version_each_channel_runs() ->
     ]
     assert "not in the compatibility table" in uncovered("3.0.0", "STABLE")[0]
     assert all(low <= high for low, high in KEDA_KUBERNETES.values())
+
+
+def _alert_keys(plan: Plan) -> set[str]:
+    return {r.inputs["userLabels"]["alert"] for r in custom(plan, "gcp:monitoring/alertPolicy:AlertPolicy")}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "pr-7"])
+def test_every_component_that_can_fail_has_an_alert_and_every_alert_a_runbook_line(stack: str) -> None:
+    from infra.monitoring import FAILURE_MODES, unwatched
+
+    plan = planned(stack)
+    assert (
+        unwatched(
+            {r.type for r in plan.resources if r.custom or r.type.startswith("pulumi:providers:")}, _alert_keys(plan)
+        )
+        == []
+    )
+    runbook = (REPO_ROOT / "infra/README.md").read_text().split("## Runbook", 1)[1]
+    rows = {line.split("|")[1].strip().strip("`") for line in runbook.splitlines() if line.startswith("| `")}
+    assert {a for m in FAILURE_MODES for a in m.alerts} <= rows
+    assert _alert_keys(plan) <= rows
+
+
+def test_the_alert_table_catches_a_new_component_and_a_missing_alert() -> None:
+    from infra.monitoring import unwatched
+
+    plan = planned("dev")
+    types = {r.type for r in plan.resources if r.custom or r.type.startswith("pulumi:providers:")}
+    keys = _alert_keys(plan)
+    assert unwatched(types | {"gcp:sql/databaseInstance:DatabaseInstance"}, keys) == [
+        "gcp:sql/databaseInstance:DatabaseInstance: no failure mode in infra/monitoring.py FAILURE_MODES "
+        "and not in NO_FAILURE_MODE"
+    ]
+    assert unwatched(types, keys - {"online-store-memory"}) == [
+        "Memorystore, the online store: memory pressure and evictions: no alert online-store-memory"
+    ]
+    assert unwatched(types, keys - {"aws-credentials"}) == [
+        "AWS STS: the workers' exchange of their Google identity for the results role: no alert aws-credentials"
+    ]
+
+
+def test_the_worker_alerts_count_the_lines_the_workers_log() -> None:
+    from app.serving.observability import AWS_CREDENTIALS_FAILED, RESULTS_WRITE_FAILED
+
+    plan = planned("prod")
+    metrics = {r.inputs["name"]: r.inputs["filter"] for r in custom(plan, "gcp:logging/metric:Metric")}
+    assert f'textPayload : "{RESULTS_WRITE_FAILED}"' in metrics["rerank-prod-results-write-failures"]
+    assert f'textPayload : "{AWS_CREDENTIALS_FAILED}"' in metrics["rerank-prod-aws-credential-failures"]
+    assert all('resource.labels.namespace_name = "rerank-prod"' in f for f in metrics.values())
+    watched = json.dumps([p.inputs["conditions"] for p in custom(plan, "gcp:monitoring/alertPolicy:AlertPolicy")])
+    assert all(f"logging.googleapis.com/user/{name}" in watched for name in metrics)
 
 
 def test_variant_subscriptions_are_filtered_and_dead_lettered() -> None:

@@ -283,6 +283,24 @@ CASES += [
         {"userLabels": LABELS, "conditions": [{}] * 6},
     ),
     (
+        "alert-condition-limit",
+        "gcp:monitoring/alertPolicy:AlertPolicy",
+        {"userLabels": LABELS, "conditions": [{"conditionMatchedLog": {"filter": "f"}}, {}]},
+        "only condition",
+        {
+            "userLabels": LABELS,
+            "conditions": [{"conditionMatchedLog": {"filter": "f"}}],
+            "alertStrategy": {"notificationRateLimit": {"period": "300s"}},
+        },
+    ),
+    (
+        "alert-condition-limit",
+        "gcp:monitoring/alertPolicy:AlertPolicy",
+        {"userLabels": LABELS, "conditions": [{"conditionMatchedLog": {"filter": "f"}}]},
+        "notificationRateLimit",
+        None,
+    ),
+    (
         "federated-trust-pinned",
         "aws:iam/role:Role",
         {
