@@ -125,11 +125,12 @@ class Names:
     def worker_service_account_id(self, variant: str) -> str:
         """Each variant's workers run as an account of their own (``<base>-w-<variant>``), so a
         variant reaches only its own subscription and a shadow no results role. A variant name too
-        long for the 30-character limit keeps its start and gets a digest of the whole name."""
+        long for the 30-character limit (or ending in a hyphen) keeps its start and gets a digest of
+        the whole name."""
         room = SERVICE_ACCOUNT_ID_MAX - len(self.base) - len("-w-")
         if room < 6:
             raise ValueError(f"'{self.base}' leaves no room for a worker account id (at most {CLOUD_BASE_MAX})")
-        if len(variant) <= room:
+        if len(variant) <= room and not variant.endswith("-"):  # ids end with a letter or digit
             return f"{self.base}-w-{variant}"
         digest = hashlib.sha256(variant.encode()).hexdigest()[:4]
         return f"{self.base}-w-{variant[: room - 5].rstrip('-')}-{digest}"

@@ -57,16 +57,6 @@ KEDA_DEPLOYMENTS = {
 CONTROL_PLANE_PORTS = {"keda": ("6443", "9443")}
 WORKER_NODE_TAG = "workers"
 SYSTEM_NODE_TAG = "system"
-# RRULE day codes for GKE's recurring maintenance window.
-RRULE_DAYS = {
-    "MONDAY": "MO",
-    "TUESDAY": "TU",
-    "WEDNESDAY": "WE",
-    "THURSDAY": "TH",
-    "FRIDAY": "FR",
-    "SATURDAY": "SA",
-    "SUNDAY": "SU",
-}
 WORKER_PORT = 8080
 # Egress the pods need: DNS, the GKE metadata server (workload identity tokens), Google APIs and
 # AWS STS/DynamoDB over HTTPS; Memorystore is added with its range.
@@ -599,7 +589,8 @@ def gke_maintenance_policy(m: MaintenanceConfig) -> gcp.container.ClusterMainten
         recurring_window=gcp.container.ClusterMaintenancePolicyRecurringWindowArgs(
             start_time=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
             end_time=end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            recurrence="FREQ=WEEKLY;BYDAY=" + ",".join(RRULE_DAYS[d] for d in m.days),
+            # RFC 5545 day codes are the days' first two letters (MO ... SU).
+            recurrence="FREQ=WEEKLY;BYDAY=" + ",".join(d[:2] for d in m.days),
         )
     )
 
