@@ -21,6 +21,7 @@ from infra.config import stack_config_mapping
 from infra.plan import Plan, PlannedResource, StackMocks, plan_entry, plan_stack
 from infra.policy import rules
 from infra.program import APIS
+from infra.serving import KEDA_DEPLOYMENTS
 from tests.unit.infra_plans import planned, spec
 
 pytestmark = pytest.mark.timeout(300)
@@ -448,6 +449,26 @@ def test_every_kubernetes_object_is_valid_for_the_api_server(stack: str) -> None
         kubernetes_validate.validate(doc, "1.33", strict=True)
         kinds += 1
     assert kinds >= 10
+    # The KEDA chart's pod placement values, as the pod specs the chart renders them into.
+    (keda,) = custom(planned(stack), "kubernetes:helm.sh/v3:Release")
+    values = keda.inputs["values"]
+    for part, app in KEDA_DEPLOYMENTS.items():
+        pod = {
+            "containers": [{"name": part, "image": "ghcr.io/kedacore/keda"}],
+            "topologySpreadConstraints": values["topologySpreadConstraints"][part],
+            **({"nodeSelector": values["nodeSelector"]} if "nodeSelector" in values else {}),
+        }
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": app},
+            "spec": {
+                "replicas": values[part]["replicaCount"],
+                "selector": {"matchLabels": {"app": app}},
+                "template": {"metadata": {"labels": {"app": app}}, "spec": pod},
+            },
+        }
+        kubernetes_validate.validate(deployment, "1.33", strict=True)
 
 
 def test_prod_pods_run_images_pinned_by_digest() -> None:
