@@ -7,6 +7,7 @@ stacks sharing a project (ephemeral ``pr-<n>`` stacks beside ``dev``) never coll
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -121,6 +122,19 @@ class Names:
             raise ValueError(f"unknown service account role {role!r} (roles: {', '.join(SERVICE_ACCOUNT_ROLES)})")
         return f"{self.base}-{role}"
 
+    def worker_service_account_id(self, variant: str) -> str:
+        """Each variant's workers run as an account of their own (``<base>-w-<variant>``), so a
+        variant reaches only its own subscription and a shadow no results role. A variant name too
+        long for the 30-character limit (or ending in a hyphen) keeps its start and gets a digest of
+        the whole name."""
+        room = SERVICE_ACCOUNT_ID_MAX - len(self.base) - len("-w-")
+        if room < 6:
+            raise ValueError(f"'{self.base}' leaves no room for a worker account id (at most {CLOUD_BASE_MAX})")
+        if len(variant) <= room and not variant.endswith("-"):  # ids end with a letter or digit
+            return f"{self.base}-w-{variant}"
+        digest = hashlib.sha256(variant.encode()).hexdigest()[:4]
+        return f"{self.base}-w-{variant[: room - 5].rstrip('-')}-{digest}"
+
     @property
     def network(self) -> str:
         return f"{self.base}-vpc"
@@ -140,6 +154,10 @@ class Names:
     @property
     def worker_pool(self) -> str:
         return f"{self.base}-workers"
+
+    @property
+    def system_pool(self) -> str:
+        return f"{self.base}-system"
 
     def node_tag(self, pool: str) -> str:
         """The network tag of a node pool's VMs (firewall rules target it)."""
@@ -213,5 +231,8 @@ class Names:
         return f"{self.base}-results-reader"
 
 
-SERVICE_ACCOUNT_ROLES = ("ingest", "pipeline", "trigger", "nodes", "worker", "keda", "drift", "build")
-CLOUD_BASE_MAX = 30 - 1 - max(len(r) for r in SERVICE_ACCOUNT_ROLES)
+# Workers are not a role: each variant has its own account (Names.worker_service_account_id).
+SERVICE_ACCOUNT_ROLES = ("ingest", "pipeline", "trigger", "nodes", "keda", "drift", "build")
+# GCP service account ids are 6-30 characters (the policy pack's service-account-ids-fit checks them).
+SERVICE_ACCOUNT_ID_MAX = 30
+CLOUD_BASE_MAX = SERVICE_ACCOUNT_ID_MAX - 1 - max(len(r) for r in SERVICE_ACCOUNT_ROLES)

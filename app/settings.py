@@ -259,6 +259,51 @@ class NodePoolConfig(_Strict):
         return _low_not_above_high(self, "min_nodes", "max_nodes")
 
 
+class SystemPoolConfig(_Strict):
+    """On-demand nodes for the cluster's add-ons (kube-dns, metrics) and KEDA, apart from the Spot
+    workers: one Spot preemption (Spot VMs carry no SLA) cannot take DNS and scaling down with every
+    variant. When enabled, the Spot pool is tainted so only workers and drift checks land there."""
+
+    enabled: bool = False
+    machine_type: str = "e2-standard-2"
+    # Totals across the region's zones; two, so KEDA's two replicas and kube-dns survive a node.
+    min_nodes: int = Field(default=2, ge=1, le=100)
+    max_nodes: int = Field(default=4, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SystemPoolConfig:
+        return _low_not_above_high(self, "min_nodes", "max_nodes")
+
+
+# GKE release channels, slowest last; a cluster on a channel runs what the channel offers.
+ReleaseChannel = Literal["RAPID", "REGULAR", "STABLE"]
+RELEASE_CHANNELS: tuple[str, ...] = get_args(ReleaseChannel)
+
+
+class MaintenanceConfig(_Strict):
+    """When Google may upgrade or repair the serving cluster and Memorystore (UTC): weekly on
+    ``days`` from ``start_hour`` for ``hours``. GKE needs windows of at least 4 hours that add up to
+    48 hours in any 32 days; Memorystore takes one weekly hour, the first day's ``start_hour``."""
+
+    days: list[Literal["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]] = Field(
+        default_factory=lambda: ["SATURDAY", "SUNDAY"], min_length=1
+    )
+    start_hour: int = Field(default=2, ge=0, le=23)
+    hours: int = Field(default=6, ge=4, le=24)
+
+    @model_validator(mode="after")
+    def _enough_for_gke(self) -> MaintenanceConfig:
+        if len(set(self.days)) != len(self.days):
+            raise ValueError(f"days repeat: {self.days}")
+        weekly = len(self.days) * self.hours
+        if weekly * 32 / 7 < 48:
+            raise ValueError(
+                f"{len(self.days)} day(s) of {self.hours} h is {weekly} h a week; GKE needs 48 h in any 32 days "
+                "(11 h a week)"
+            )
+        return self
+
+
 class WorkerConfig(_Strict):
     """Worker pods per variant, scaled on the variant subscription's backlog."""
 
@@ -276,6 +321,9 @@ class WorkerConfig(_Strict):
 class ServingConfig(_Strict):
     variants: list[VariantConfig] = Field(min_length=1)
     node_pool: NodePoolConfig = NodePoolConfig()
+    system_pool: SystemPoolConfig = SystemPoolConfig()
+    # None: STABLE in prod, REGULAR elsewhere, so prod soaks each GKE version behind dev.
+    release_channel: ReleaseChannel | None = None
     worker: WorkerConfig = WorkerConfig()
     result_ttl_hours: int = Field(default=24, gt=0)
     predictions_partition_expiration_days: int | None = Field(default=None, gt=0)
@@ -475,6 +523,7 @@ class StackSettings(_Strict):
     # dev's file only: the project review stacks plan into (ephemeral_settings).
     review: ReviewConfig | None = None
     monitoring: MonitoringConfig = MonitoringConfig()
+    maintenance: MaintenanceConfig = MaintenanceConfig()
     cost: CostConfig = CostConfig()
 
     limits: LimitsConfig = LimitsConfig()
@@ -493,6 +542,11 @@ class StackSettings(_Strict):
     def protected(self) -> bool:
         """Deletion protection, retain-on-delete and longer retention: prod only."""
         return self.env == "prod"
+
+    @property
+    def release_channel(self) -> str:
+        """The serving cluster's GKE release channel (``serving.release_channel``, or by env)."""
+        return self.serving.release_channel or ("STABLE" if self.env == "prod" else "REGULAR")
 
     def schedules_of(self, variant: str) -> list[ScheduleConfig]:
         """When ``variant`` retrains: its own schedules, or ("follows primary") the primary's, whose
@@ -543,6 +597,11 @@ def cloud_problems(s: StackSettings) -> list[str]:
             problems.append("feature_store.redis: prod needs auth_enabled and transit_encryption")
         if not s.monitoring.notification_emails:
             problems.append("monitoring.notification_emails: prod alerts need someone to notify")
+        if not s.serving.system_pool.enabled:
+            problems.append(
+                "serving.system_pool.enabled: prod needs an on-demand pool for add-ons and KEDA "
+                "(one Spot preemption must not take DNS and scaling down with the workers)"
+            )
     return [f"{PROJECT}:{p}" for p in problems]
 
 

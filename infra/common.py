@@ -307,6 +307,32 @@ PSS_LABELS = {
     "pod-security.kubernetes.io/warn": "restricted",
 }
 
+# Node pools by the label their nodes carry. With an on-demand system pool beside it (prod), the
+# Spot pool is tainted: only pods that tolerate the taint (workers, drift checks) land there, so
+# kube-dns, metrics and KEDA run on the system pool and outlive a Spot preemption.
+POOL_LABEL = "rerank.dev/pool"
+WORKERS_POOL, SYSTEM_POOL = "workers", "system"
+SPOT_TAINT = {"key": "cloud.google.com/gke-spot", "value": "true"}
+ON_SPOT_POOL = {
+    "nodeSelector": {POOL_LABEL: WORKERS_POOL},
+    "tolerations": [{**SPOT_TAINT, "operator": "Equal", "effect": "NoSchedule"}],
+}
+
+
+def spread(match_labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Topology spread over zones and nodes: one preemption or zone outage takes a fraction of the
+    replicas. ScheduleAnyway, so a short Spot supply delays balance, never a pod."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": match_labels},
+        }
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]
+
+
 # The pipeline bucket as files in a pod, at the /gcs/<bucket> path Vertex AI gives pipeline steps
 # (the pod also needs the annotation GCS_FUSE_ANNOTATION and read access to the bucket).
 GCS_FUSE_ANNOTATION = {"gke-gcsfuse/volumes": "true"}

@@ -1,7 +1,7 @@
 """Cross-cloud: the results table the core service reads on AWS, and federation both ways with
-no long-lived keys. Workers (GCP service account, via GKE workload identity) assume an AWS role
-with a Google ID token; the core service (an AWS role) publishes requests through a GCP workload
-identity pool."""
+no long-lived keys. The workers of variants that serve results (primary and arms; each variant's
+own GCP service account, via GKE workload identity) assume an AWS role with a Google ID token;
+the core service (an AWS role) publishes requests through a GCP workload identity pool."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ AWS_ROLE_MAPPING = (
 @dataclass
 class CrossCloudArgs:
     context: StackContext
-    worker_account: gcp.serviceaccount.Account
+    # The accounts of the variants whose results the core service reads (never a shadow's).
+    results_writers: list[gcp.serviceaccount.Account]
     requests_topic: gcp.pubsub.Topic
     pipeline_bucket: pulumi.Input[str]
     aws_provider: aws.Provider
@@ -63,14 +64,14 @@ class CrossCloud(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider, protect=s.protected),
         )
 
-        # GCP -> AWS: the workers' Google identity (its unique id is the token's subject) may
-        # assume this role and do exactly the result table's conditional writes.
+        # GCP -> AWS: the serving variants' Google identities (a unique id is the token's subject)
+        # may assume this role and do exactly the result table's conditional writes.
         self.writer_role = aws.iam.Role(
             f"{name}-results-writer",
             name=n.results_writer_role,
-            description=f"rerank {s.stack} workers (GCP {n.service_account_id('worker')}) write re-rank results",
-            assume_role_policy=args.worker_account.unique_id.apply(
-                lambda uid: google_trust_policy(uid, n.results_writer_role_arn(s.cross_cloud.aws_account_id))
+            description=f"rerank {s.stack} primary and arm workers write re-rank results",
+            assume_role_policy=pulumi.Output.all(*(a.unique_id for a in args.results_writers)).apply(
+                lambda ids: google_trust_policy(ids, n.results_writer_role_arn(s.cross_cloud.aws_account_id))
             ),
             max_session_duration=3600,
             # Whatever the deployer writes into this role, it can do no more than the boundary.
@@ -171,13 +172,16 @@ def role_boundary_arn(settings: StackSettings) -> str:
     return f"arn:aws:iam::{account}:policy/{name}"
 
 
-def google_trust_policy(service_account_unique_id: str, audience: str) -> str:
-    """Trust for ``sts:AssumeRoleWithWebIdentity`` by one Google service account's ID tokens.
+def google_trust_policy(service_account_unique_ids: list[str], audience: str) -> str:
+    """Trust for ``sts:AssumeRoleWithWebIdentity`` by the listed Google service accounts' ID tokens.
 
     For ``accounts.google.com`` AWS maps ``:aud`` to the token's ``azp`` (the account's unique id)
     and ``:oaud`` to its ``aud``: the audience the workers request
     (``app.serving.aws_federation``: the role's own ARN). Pinning both keeps a token minted for
-    any other audience from being replayed here."""
+    any other audience from being replayed here. A service account's ID token carries its unique
+    id as both ``azp`` and ``sub``, so one statement with the list in each key admits exactly the
+    listed accounts (and stays far below the 2048-character trust policy limit)."""
+    ids = sorted(service_account_unique_ids)
     doc: dict[str, Any] = {
         "Version": "2012-10-17",
         "Statement": [
@@ -187,9 +191,9 @@ def google_trust_policy(service_account_unique_id: str, audience: str) -> str:
                 "Action": "sts:AssumeRoleWithWebIdentity",
                 "Condition": {
                     "StringEquals": {
-                        f"{GOOGLE_ISSUER}:aud": service_account_unique_id,
+                        f"{GOOGLE_ISSUER}:aud": ids,
                         f"{GOOGLE_ISSUER}:oaud": audience,
-                        f"{GOOGLE_ISSUER}:sub": service_account_unique_id,
+                        f"{GOOGLE_ISSUER}:sub": ids,
                     }
                 },
             }

@@ -18,6 +18,7 @@ from app.contracts import DriftEnv, k8s_env
 from infra.common import (
     CONTAINER_SECURITY,
     GCS_FUSE_ANNOTATION,
+    ON_SPOT_POOL,
     POD_SECURITY,
     SCRATCH_MOUNT,
     SCRATCH_VOLUME,
@@ -133,7 +134,7 @@ class DriftCheck(pulumi.ComponentResource):
                                 "serviceAccountName": DRIFT_K8S_ACCOUNT,
                                 "automountServiceAccountToken": False,
                                 "restartPolicy": "Never",
-                                "nodeSelector": {"rerank.dev/pool": "workers"},
+                                **ON_SPOT_POOL,
                                 "securityContext": POD_SECURITY,
                                 "containers": [
                                     {

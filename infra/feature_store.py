@@ -111,6 +111,17 @@ class FeatureStore(pulumi.ComponentResource):
             )
             if ctx.settings.protected
             else None,
+            # One weekly hour (the API takes one window): the stack's first maintenance day, in UTC.
+            maintenance_policy=gcp.redis.InstanceMaintenancePolicyArgs(
+                weekly_maintenance_windows=[
+                    gcp.redis.InstanceMaintenancePolicyWeeklyMaintenanceWindowArgs(
+                        day=ctx.settings.maintenance.days[0],
+                        start_time=gcp.redis.InstanceMaintenancePolicyWeeklyMaintenanceWindowStartTimeArgs(
+                            hours=ctx.settings.maintenance.start_hour, minutes=0, seconds=0, nanos=0
+                        ),
+                    )
+                ]
+            ),
             deletion_protection=ctx.settings.protected,
             labels=ctx.labels,
             opts=ctx.protect(self, depends_on=[args.network.private_services]),
@@ -143,10 +154,10 @@ class FeatureStore(pulumi.ComponentResource):
 
         # The streaming ingest job, from the flex template whose spec is rendered from the app.
         self.bucket = private_bucket(ctx, f"{name}-dataflow", n.dataflow_bucket(ctx.project), self, "tmp/")
-        grants = self._grant_ingest(name, ctx, sa, args.images)
         self.ingest_job: gcp.dataflow.FlexTemplateJob | None = None
         if fs.dataflow.enabled:
-            self.ingest_job = self._ingest_job(name, ctx, args, grants)
+            # Without the job nothing runs as the ingest account, so it holds nothing (infra/access.py).
+            self.ingest_job = self._ingest_job(name, ctx, args, self._grant_ingest(name, ctx, sa, args.images))
         self.register_outputs(
             {
                 "events_topic": self.events_topic.id,

@@ -246,6 +246,10 @@ class StackMocks(pulumi.runtime.Mocks):
                 i: f"sha256:{hashlib.sha256(f'{args.name}/{i}'.encode()).hexdigest()}" for i in ("app", "ingest")
             }
             outputs = {"stdout": json.dumps(digests), "stderr": ""}
+        elif t == "gcp:cloudfunctionsv2/function:Function" and inputs.get("eventTrigger"):
+            # Eventarc names the trigger it makes for a function after the function.
+            trigger = f"projects/{p}/locations/{self.region}/triggers/{inputs['name']}-{_digits(args.name, 6)}"
+            outputs = {"eventTrigger": {**inputs["eventTrigger"], "trigger": trigger}}
         elif t == "gcp:monitoring/notificationChannel:NotificationChannel":
             rid = f"projects/{p}/notificationChannels/{_digits(args.name, 19)}"
         elif t.startswith("aws:"):

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
-from app.settings import StackSettings
+from app.settings import SHADOW_KIND, StackSettings
 from infra.common import StackContext, settle
 from infra.cross_cloud import CrossCloud, CrossCloudArgs
 from infra.drift import DriftCheck, DriftCheckArgs
@@ -115,7 +115,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
             ctx,
             network=network,
             nodes_account=ids["nodes"],
-            worker_account=ids["worker"],
+            worker_accounts=ids.workers,
             keda_account=ids["keda"],
             offline_dataset=features.dataset.dataset_id,
             redis_url=features.redis_url,
@@ -130,7 +130,7 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
         "cross-cloud",
         CrossCloudArgs(
             ctx,
-            worker_account=ids["worker"],
+            results_writers=[ids.workers[v.name] for v in settings.serving.variants if v.kind != SHADOW_KIND],
             requests_topic=serving.requests_topic,
             pipeline_bucket=training.bucket.name,
             aws_provider=aws_provider,
@@ -167,6 +167,12 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
                 n.predictions_dead_letter_subscription,
             ],
             ingest_job=n.ingest_job if features.ingest_job else None,
+            trigger_function=n.trigger_function,
+            eventarc_trigger=training.function.event_trigger.apply(lambda t: t.trigger if t else None),
+            redis_instance=n.redis_instance,
+            schedules=any(training.schedules.values()),
+            drift_checks=bool(training.pipeline_parameters),
+            results_writers=any(v.kind != SHADOW_KIND for v in settings.serving.variants),
         ),
         on_gcp,
     )

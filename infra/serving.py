@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pulumi
@@ -16,13 +17,18 @@ import pulumi_kubernetes as k8s
 from app.contracts import WorkerEnv, k8s_env
 from app.featurestore.offline_schema import bigquery_schema_of
 from app.serving.sink import SCHEMA as PREDICTION_SCHEMA
+from app.settings import MaintenanceConfig
 from infra.common import (
     CONTAINER_SECURITY,
     GCS_FUSE_ANNOTATION,
+    ON_SPOT_POOL,
     POD_SECURITY,
+    POOL_LABEL,
     PSS_LABELS,
     SCRATCH_MOUNT,
     SCRATCH_VOLUME,
+    SPOT_TAINT,
+    SYSTEM_POOL,
     StackContext,
     bucket_mount,
     bucket_volume,
@@ -32,6 +38,7 @@ from infra.common import (
     perma_diffs,
     pod_identity,
     settle,
+    spread,
     subscription,
     topic,
     workload_identity,
@@ -39,12 +46,20 @@ from infra.common import (
 from infra.images import Images
 from infra.network import PODS_RANGE, SERVICES_RANGE, Network
 
-KEDA_CHART_VERSION = "2.16.1"
+# Its Kubernetes support covers the versions every release channel runs (infra/kubernetes_versions.py).
+KEDA_CHART_VERSION = "2.21.0"
 KEDA_OPERATOR_ACCOUNT = "keda-operator"
+# The chart's Deployments by their pods' app label (kedacore/charts keda/templates/*/deployment.yaml).
+KEDA_DEPLOYMENTS = {
+    "operator": "keda-operator",
+    "metricsServer": "keda-operator-metrics-apiserver",
+    "webhooks": "keda-admission-webhooks",
+}
 # The control plane of a private cluster reaches nodes only on 443 and 10250 unless a firewall
 # rule says more: KEDA's metrics API server and admission webhooks listen on these.
 CONTROL_PLANE_PORTS = {"keda": ("6443", "9443")}
 WORKER_NODE_TAG = "workers"
+SYSTEM_NODE_TAG = "system"
 WORKER_PORT = 8080
 # Egress the pods need: DNS, the GKE metadata server (workload identity tokens), Google APIs and
 # AWS STS/DynamoDB over HTTPS; Memorystore is added with its range.
@@ -67,7 +82,7 @@ class ServingArgs:
     context: StackContext
     network: Network
     nodes_account: gcp.serviceaccount.Account
-    worker_account: gcp.serviceaccount.Account
+    worker_accounts: dict[str, gcp.serviceaccount.Account]  # by variant
     keda_account: gcp.serviceaccount.Account
     offline_dataset: pulumi.Input[str]
     redis_url: pulumi.Input[str]
@@ -132,8 +147,11 @@ class Serving(pulumi.ComponentResource):
     def _grant_workers(
         self, name: str, ctx: StackContext, args: ServingArgs, topics: dict[str, gcp.pubsub.Topic]
     ) -> None:
-        n, who, p = ctx.names, member(args.worker_account), ctx.project
+        n, p = ctx.names, ctx.project
+        # Each variant's account pulls its own subscription only; all publish predictions and
+        # poison, and read the deployment record and model files the pipeline registers.
         for v in ctx.settings.serving.variants:
+            who = member(args.worker_accounts[v.name])
             sub = self.subscriptions[n.variant_subscription(v.name)].name
             grant(
                 ctx,
@@ -145,27 +163,26 @@ class Serving(pulumi.ComponentResource):
                 project=p,
                 subscription=sub,
             )
-        for t, why in ((n.predictions_topic, "predictions"), (n.requests_dead_letter_topic, "poison")):
+            for t, why in ((n.predictions_topic, "predictions"), (n.requests_dead_letter_topic, "poison")):
+                grant(
+                    ctx,
+                    gcp.pubsub.TopicIAMMember,
+                    f"{name}-worker-{v.name}-{why}",
+                    self,
+                    who,
+                    "roles/pubsub.publisher",
+                    project=p,
+                    topic=topics[t].name,
+                )
             grant(
                 ctx,
-                gcp.pubsub.TopicIAMMember,
-                f"{name}-worker-{why}",
+                gcp.storage.BucketIAMMember,
+                f"{name}-worker-{v.name}-models",
                 self,
                 who,
-                "roles/pubsub.publisher",
-                project=p,
-                topic=topics[t].name,
+                "roles/storage.objectViewer",
+                bucket=args.pipeline_bucket,
             )
-        # Workers read the deployment record and model files the pipeline registers.
-        grant(
-            ctx,
-            gcp.storage.BucketIAMMember,
-            f"{name}-worker-models",
-            self,
-            who,
-            "roles/storage.objectViewer",
-            bucket=args.pipeline_bucket,
-        )
         nodes = member(args.nodes_account)
         self.node_grants = [
             grant(ctx, gcp.projects.IAMMember, f"{name}-nodes-{role.split('.')[-1]}", self, nodes, role, project=p)
@@ -205,7 +222,8 @@ class Serving(pulumi.ComponentResource):
                     enable_secure_boot=True
                 ),
             ),
-            release_channel=gcp.container.ClusterReleaseChannelArgs(channel="REGULAR"),
+            release_channel=gcp.container.ClusterReleaseChannelArgs(channel=s.release_channel),
+            maintenance_policy=gke_maintenance_policy(s.maintenance),
             workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
                 workload_pool=f"{ctx.project}.svc.id.goog"
             ),
@@ -268,11 +286,18 @@ class Serving(pulumi.ComponentResource):
                     enable_secure_boot=True
                 ),
                 labels={"rerank.dev/pool": "workers"},
+                # Beside a system pool, only what tolerates Spot lands here (infra/common.py ON_SPOT_POOL).
+                taints=[gcp.container.NodePoolNodeConfigTaintArgs(**SPOT_TAINT, effect="NO_SCHEDULE")]
+                if s.serving.system_pool.enabled
+                else None,
                 tags=[ctx.names.node_tag(WORKER_NODE_TAG)],
                 resource_labels=ctx.labels,
             ),
             opts=ctx.opts(self),
         )
+        self.system_pool = self._system_pool(name, ctx, args, cluster) if s.serving.system_pool.enabled else None
+        # KEDA runs on the system pool where there is one, so the control plane reaches both.
+        tags = [n.node_tag(WORKER_NODE_TAG)] + ([n.node_tag(SYSTEM_NODE_TAG)] if self.system_pool else [])
         for chart, ports in CONTROL_PLANE_PORTS.items():
             gcp.compute.Firewall(
                 f"{name}-control-plane-{chart}",
@@ -282,7 +307,7 @@ class Serving(pulumi.ComponentResource):
                 direction="INGRESS",
                 description=f"The control plane reaches {chart} on the worker nodes",
                 source_ranges=[net.master_cidr],
-                target_tags=[n.node_tag(WORKER_NODE_TAG)],
+                target_tags=tags,
                 allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=list(ports))],
                 opts=ctx.opts(self),
             )
@@ -294,9 +319,43 @@ class Serving(pulumi.ComponentResource):
             f"{name}-k8s",
             kubeconfig=kubeconfig,
             enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node_pool]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.node_pool, *([self.system_pool] if self.system_pool else [])]
+            ),
         )
         return cluster, provider
+
+    def _system_pool(
+        self, name: str, ctx: StackContext, args: ServingArgs, cluster: gcp.container.Cluster
+    ) -> gcp.container.NodePool:
+        """On-demand nodes for kube-dns, metrics and KEDA: they do not tolerate the Spot pool's taint."""
+        sp = ctx.settings.serving.system_pool
+        return gcp.container.NodePool(
+            f"{name}-system",
+            name=ctx.names.system_pool,
+            project=ctx.project,
+            location=ctx.region,
+            cluster=cluster.name,
+            autoscaling=gcp.container.NodePoolAutoscalingArgs(
+                total_min_node_count=sp.min_nodes, total_max_node_count=sp.max_nodes, location_policy="BALANCED"
+            ),
+            management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+            node_config=gcp.container.NodePoolNodeConfigArgs(
+                machine_type=sp.machine_type,
+                service_account=args.nodes_account.email,
+                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+                workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
+                    mode="GKE_METADATA"
+                ),
+                shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
+                    enable_secure_boot=True
+                ),
+                labels={POOL_LABEL: SYSTEM_POOL},
+                tags=[ctx.names.node_tag(SYSTEM_NODE_TAG)],
+                resource_labels=ctx.labels,
+            ),
+            opts=ctx.opts(self),
+        )
 
     def _network_policies(self, name: str, ctx: StackContext, args: ServingArgs, in_ns: pulumi.ResourceOptions) -> None:
         """Deny everything in the stack's namespace, then allow what its pods use: DNS, the metadata
@@ -375,8 +434,7 @@ class Serving(pulumi.ComponentResource):
             version=KEDA_CHART_VERSION,
             namespace=keda_ns.metadata.name,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo="https://kedacore.github.io/charts"),
-            # The operator's Kubernetes account is the chart's default, keda-operator.
-            values={"podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": args.keda_account.email}}},
+            values=keda_values(ctx, args.keda_account.email),
             opts=on_k8s,
         )
         workload_identity(
@@ -405,7 +463,7 @@ class Serving(pulumi.ComponentResource):
         w = s.serving.worker
         for v in s.serving.variants:
             ksa = n.worker_k8s_account(v.name)
-            account = pod_identity(ctx, f"{name}-{ksa}", args.worker_account, ksa, self, in_ns, self.cluster)
+            account = pod_identity(ctx, f"{name}-{ksa}", args.worker_accounts[v.name], ksa, self, in_ns, self.cluster)
             deployment = k8s.apps.v1.Deployment(
                 f"{name}-worker-{v.name}",
                 metadata={"name": n.worker_deployment(v.name), "namespace": n.k8s_namespace, "labels": ctx.labels},
@@ -474,7 +532,8 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
             "spec": {
                 "serviceAccountName": ksa,
                 "automountServiceAccountToken": False,
-                "nodeSelector": {"rerank.dev/pool": "workers"},
+                **ON_SPOT_POOL,
+                "topologySpreadConstraints": spread({"app": app}),
                 "terminationGracePeriodSeconds": 25,
                 "securityContext": POD_SECURITY,
                 "containers": [
@@ -529,6 +588,36 @@ def worker_spec(ctx: StackContext, args: ServingArgs, variant: str, kind: str, k
             },
         },
     }
+
+
+def keda_values(ctx: StackContext, keda_account: pulumi.Input[str]) -> dict[str, Any]:
+    """The KEDA chart's values: GCP workload identity for the operator (its Kubernetes account is
+    the chart's default, keda-operator); two replicas of each part, spread over zones and nodes, at
+    most one disrupted at a time, so scaling goes on through a node's loss or upgrade; on the
+    system pool where the stack has one (keys as in kedacore/charts keda/values.yaml)."""
+    values: dict[str, Any] = {
+        "podIdentity": {"gcp": {"enabled": True, "gcpIAMServiceAccount": keda_account}},
+        **{part: {"replicaCount": 2} for part in KEDA_DEPLOYMENTS},
+        "podDisruptionBudget": {"maxUnavailable": 1},
+        "topologySpreadConstraints": {part: spread({"app": app}) for part, app in KEDA_DEPLOYMENTS.items()},
+    }
+    if ctx.settings.serving.system_pool.enabled:
+        values["nodeSelector"] = {POOL_LABEL: SYSTEM_POOL}
+    return values
+
+
+def gke_maintenance_policy(m: MaintenanceConfig) -> gcp.container.ClusterMaintenancePolicyArgs:
+    """A weekly recurring window in UTC ("Z" times: GKE returns UTC, so other forms diff forever)."""
+    start = datetime(2025, 1, 1, m.start_hour, tzinfo=UTC)
+    end = start + timedelta(hours=m.hours)
+    return gcp.container.ClusterMaintenancePolicyArgs(
+        recurring_window=gcp.container.ClusterMaintenancePolicyRecurringWindowArgs(
+            start_time=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            end_time=end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # RFC 5545 day codes are the days' first two letters (MO ... SU).
+            recurrence="FREQ=WEEKLY;BYDAY=" + ",".join(d[:2] for d in m.days),
+        )
+    )
 
 
 def _kubeconfig(cluster: str, endpoint: str) -> str:

@@ -8,6 +8,7 @@ of the results-writer role, whose trust policy names the service account's uniqu
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
@@ -19,6 +20,9 @@ from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 from botocore.session import get_session
 
+from app.serving.observability import AWS_CREDENTIALS_FAILED
+
+log = logging.getLogger("rerank.aws")
 METADATA_URL = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/identity"
 
 
@@ -39,16 +43,23 @@ def google_id_token(audience: str, metadata_url: str = METADATA_URL, timeout: fl
 def assume_role_with_google(
     role_arn: str, session_name: str, region: str, sts_endpoint: str | None = None, metadata_url: str = METADATA_URL
 ) -> dict[str, Any]:
-    """One exchange: the Google ID token for the role's temporary credentials."""
-    token = google_id_token(audience=role_arn, metadata_url=metadata_url)
-    # AssumeRoleWithWebIdentity is an unsigned call: the token is the credential.
-    sts = boto3.client("sts", region_name=region, endpoint_url=sts_endpoint, config=Config(signature_version=UNSIGNED))
+    """One exchange: the Google ID token for the role's temporary credentials. A failure is logged
+    with AWS_CREDENTIALS_FAILED (an alert counts it) and raised as FederationError."""
     try:
-        creds = sts.assume_role_with_web_identity(
-            RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=token, DurationSeconds=3600
-        )["Credentials"]
-    except Exception as exc:  # botocore's ClientError and endpoint errors alike
-        raise FederationError(f"STS refused the Google token for {role_arn}: {exc}") from None
+        token = google_id_token(audience=role_arn, metadata_url=metadata_url)
+        # AssumeRoleWithWebIdentity is an unsigned call: the token is the credential.
+        sts = boto3.client(
+            "sts", region_name=region, endpoint_url=sts_endpoint, config=Config(signature_version=UNSIGNED)
+        )
+        try:
+            creds = sts.assume_role_with_web_identity(
+                RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=token, DurationSeconds=3600
+            )["Credentials"]
+        except Exception as exc:  # botocore's ClientError and endpoint errors alike
+            raise FederationError(f"STS refused the Google token for {role_arn}: {exc}") from None
+    except FederationError as exc:
+        log.error("%s role=%s %s", AWS_CREDENTIALS_FAILED, role_arn, exc)
+        raise
     expiry = creds["Expiration"]
     if isinstance(expiry, datetime) and expiry.tzinfo is None:
         expiry = expiry.replace(tzinfo=UTC)

@@ -8,6 +8,14 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+# Log lines the cloud counts: infra/monitoring.py builds log-based metrics (and their alerts) on
+# these markers, so a failed write to the results table or a refused AWS credential exchange
+# pages someone instead of only retrying. Workers log them once per failure, never per message.
+RESULTS_WRITE_FAILED = "event=results_write_failed"
+AWS_CREDENTIALS_FAILED = "event=aws_credentials_failed"
+# DynamoDB's error codes for throttling (the SDK's own retries already ran out).
+THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+
 
 class WorkerMetrics:
     def __init__(self, variant: str) -> None:

@@ -35,16 +35,18 @@ import redis
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.bounds import DEFAULT_LIMITS
+from app.serving.aws_federation import FederationError
 from app.serving.messages import PoisonMessage, Prediction, RerankRequest, parse_request
 from app.serving.model_handle import DeployedModel
-from app.serving.observability import WorkerMetrics
+from app.serving.observability import RESULTS_WRITE_FAILED, THROTTLING_CODES, WorkerMetrics
 from app.serving.results import RankedResult, ResultStore
 from app.serving.scoring import Scored, Scorer
 from app.serving.unary_pull import UnaryMessage, UnaryPuller
 from app.settings import LimitsConfig, RetryConfig
 
 log = logging.getLogger("rerank.worker")
-DEPENDENCY_ERRORS = (redis.RedisError, BotoCoreError, ClientError, OSError)
+# FederationError: the results role's credentials could not be renewed (STS or the metadata server).
+DEPENDENCY_ERRORS = (redis.RedisError, BotoCoreError, ClientError, OSError, FederationError)
 
 
 NO_BACKOFF = RetryConfig(minimum_backoff_seconds=0, maximum_backoff_seconds=0)
@@ -98,6 +100,15 @@ class Settling:
                 self.message.nack(delay_s)
             else:
                 self.message.nack()
+
+
+def _results_failure(exc: BaseException) -> str:
+    """The kind of a failed results write, as metrics and the results alert name it."""
+    if isinstance(exc, FederationError):
+        return "results_credentials"
+    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in THROTTLING_CODES:
+        return "results_throttled"
+    return "results_write"
 
 
 class BatchHandler:
@@ -204,6 +215,9 @@ class BatchHandler:
             # Conditional puts run side by side: each is one independent round trip.
             written = list(self._writer.map(lambda d: self._write(model_id, d[1]), done)) if self.results else []
         except DEPENDENCY_ERRORS as exc:
+            kind = _results_failure(exc)
+            self.metrics.error(kind)
+            log.error("%s variant=%s kind=%s %s", RESULTS_WRITE_FAILED, self.cfg.variant, kind, exc)
             raise DependencyDown(f"results table: {exc}") from exc
         for ok in written:
             self.metrics.outcome("written" if ok else "superseded")

@@ -139,17 +139,30 @@ def subscriptions_dead_lettered(t: str, props: Props) -> list[str]:
     return []
 
 
+POOL_LABEL = "rerank.dev/pool"
+SYSTEM_POOL = "system"
+
+
+def _on_spot(node: Props) -> bool:
+    return bool(node.get("spot") or node.get("preemptible"))
+
+
 def worker_pool_preemptible(t: str, props: Props) -> list[str]:
+    """Worker pools run on Spot (or preemptible) VMs; the one exception is the system pool (labelled
+    rerank.dev/pool=system), which must be on-demand: it carries what has to outlive a preemption."""
     if t != "gcp:container/nodePool:NodePool":
         return []
     node = props.get("nodeConfig") or {}
+    system = (node.get("labels") or {}).get(POOL_LABEL) == SYSTEM_POOL
     found = []
-    if not (node.get("spot") or node.get("preemptible")):
-        found.append("worker node pools run on spot or preemptible VMs")
+    if system and _on_spot(node):
+        found.append("the system pool runs on-demand VMs (add-ons and KEDA must outlive a Spot preemption)")
+    if not system and not _on_spot(node):
+        found.append(f"worker node pools run on spot or preemptible VMs (only {POOL_LABEL}={SYSTEM_POOL} may not)")
     if (node.get("workloadMetadataConfig") or {}).get("mode") != "GKE_METADATA":
         found.append("node pools must use workload identity (workloadMetadataConfig.mode GKE_METADATA)")
     if not props.get("autoscaling"):
-        found.append("worker node pools must autoscale")
+        found.append("node pools must autoscale")
     return found
 
 
@@ -235,8 +248,18 @@ def pods_restricted(t: str, props: Props) -> list[str]:
 
 
 def alert_condition_limit(t: str, props: Props) -> list[str]:
-    if t == "gcp:monitoring/alertPolicy:AlertPolicy" and len(props.get("conditions") or []) > 6:
+    """At most 6 conditions a policy; a log-match condition alone, with a notification rate limit
+    (Cloud Monitoring refuses either otherwise)."""
+    if t != "gcp:monitoring/alertPolicy:AlertPolicy":
+        return []
+    conditions = props.get("conditions") or []
+    if len(conditions) > 6:
         return ["an alert policy takes at most 6 conditions; split it"]
+    if any(c.get("conditionMatchedLog") for c in conditions):
+        if len(conditions) > 1:
+            return ["a log-match condition must be its alert policy's only condition"]
+        if not _dig(props, ("alertStrategy", "notificationRateLimit", "period")):
+            return ["a log-match alert policy needs alertStrategy.notificationRateLimit"]
     return []
 
 
@@ -387,6 +410,19 @@ def storage_bounded(t: str, props: Props) -> list[str]:
     return found
 
 
+# GCP service account ids: 6-30 characters, a lowercase letter first, no hyphen last.
+SERVICE_ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+
+def service_account_ids_fit(t: str, props: Props) -> list[str]:
+    if t != "gcp:serviceaccount/account:Account":
+        return []
+    account_id = str(props.get("accountId"))
+    if not SERVICE_ACCOUNT_ID.match(account_id):
+        return [f"service account id {account_id!r} ({len(account_id)} chars) breaks GCP's limit: 6-30 of [a-z0-9-]"]
+    return []
+
+
 RULES = (
     Rule("no-long-lived-keys", "No service account keys, HMAC keys or IAM access keys.", no_long_lived_keys),
     Rule(
@@ -403,14 +439,18 @@ RULES = (
     ),
     Rule(
         "worker-pool-preemptible",
-        "Node pools are spot/preemptible, autoscaled, workload identity.",
+        "Node pools are spot/preemptible (the system pool on-demand), autoscaled, workload identity.",
         worker_pool_preemptible,
     ),
     Rule("gke-workload-identity", "GKE clusters use workload identity.", workload_identity),
     Rule("prod-protected", "prod: deletion protection, HA Redis with AUTH and TLS, PITR.", prod_protected),
     Rule("results-expire", "The results table expires items and is encrypted.", results_expire),
     Rule("pods-restricted", "Pod templates meet PSS restricted; secrets as files; prod by digest.", pods_restricted),
-    Rule("alert-condition-limit", "Alert policies have at most 6 conditions.", alert_condition_limit),
+    Rule(
+        "alert-condition-limit",
+        "Alert policies: at most 6 conditions, a log-match one alone and rate-limited.",
+        alert_condition_limit,
+    ),
     Rule("federated-trust-pinned", "Trusts in Google ID tokens pin aud, oaud and sub.", federated_trust_pinned),
     Rule("roles-bounded", "AWS roles carry their deployer's permissions boundary.", roles_bounded),
     Rule("review-stack-destroyable", "Review stacks destroy to nothing.", review_stack_destroyable),
@@ -422,6 +462,7 @@ RULES = (
     Rule("no-default-accounts", "Everything runs as a named stack account, never a default one.", no_default_accounts),
     Rule("nodes-stated", "Clusters and node pools state their disk type and size.", nodes_stated),
     Rule("storage-bounded", "Tables, registries and versioned buckets expire what they keep.", storage_bounded),
+    Rule("service-account-ids-fit", "Service account ids fit GCP's 6-30 character limit.", service_account_ids_fit),
 )
 
 
@@ -756,6 +797,121 @@ def review_stack_unprotected(resources: list[StackResource]) -> list[str]:
     return [f"{r.name}: review stacks must not protect resources" for r in resources if r.protect]
 
 
+TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute"}  # PREFER_NO_SCHEDULE blocks nothing
+
+
+def _tolerates(tolerations: list[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
+    effect = TAINT_EFFECTS.get(str(taint.get("effect")))
+    for t in tolerations:
+        exists = t.get("operator") == "Exists"
+        if (
+            (t.get("key") == taint.get("key") or (exists and not t.get("key")))
+            and (exists or t.get("value") == taint.get("value"))
+            and t.get("effect") in (None, "", effect)
+        ):
+            return True
+    return False
+
+
+def _pools(resources: list[StackResource]) -> list[StackResource]:
+    return [r for r in resources if r.type == "gcp:container/nodePool:NodePool"]
+
+
+def _placements(resources: list[StackResource]) -> Iterable[tuple[str, Mapping[str, Any]]]:
+    """(name, pod spec or chart values) for every pod template and Helm release."""
+    for r in resources:
+        if r.type in POD_KINDS:
+            yield r.name, _dig(r.props, (*POD_KINDS[r.type], "spec")) or {}
+        elif r.type == "kubernetes:helm.sh/v3:Release":
+            yield r.name, r.props.get("values") or {}
+
+
+def pods_land_on_a_pool(resources: list[StackResource]) -> list[str]:
+    """A pod (or chart) that selects a node pool by its label finds that pool and tolerates its
+    taints: otherwise it stays Pending, silently, until someone looks."""
+    pools = {
+        (_dig(p.props, ("nodeConfig", "labels")) or {}).get(POOL_LABEL): _dig(p.props, ("nodeConfig", "taints")) or []
+        for p in _pools(resources)
+    }
+    found = []
+    for name, pod in _placements(resources):
+        wanted = (pod.get("nodeSelector") or {}).get(POOL_LABEL)
+        if wanted is None:
+            continue
+        if wanted not in pools:
+            found.append(f"{name}: selects pool {POOL_LABEL}={wanted}, which the stack does not have")
+            continue
+        blocked = [t["key"] for t in pools[wanted] if not _tolerates(pod.get("tolerations") or [], t)]
+        if blocked:
+            found.append(f"{name}: does not tolerate the taints {blocked} of pool {wanted}")
+    return found
+
+
+def prod_survives_a_preemption(resources: list[StackResource]) -> list[str]:
+    """prod: exactly one on-demand pool (the system pool) holding KEDA while every Spot pool is
+    tainted against system pods; workers spread over zones and nodes behind a PodDisruptionBudget;
+    maintenance windows on the cluster and Memorystore; a release channel."""
+    clusters = [r for r in resources if _is_cluster(r) and _env(r.props) == "prod"]
+    if not clusters:
+        return []
+    found = []
+    pools = _pools(resources)
+    on_demand = [p for p in pools if not _on_spot(p.props.get("nodeConfig") or {})]
+    system = [p for p in on_demand if (_dig(p.props, ("nodeConfig", "labels")) or {}).get(POOL_LABEL) == SYSTEM_POOL]
+    if len(on_demand) != 1 or len(system) != 1:
+        found.append(f"prod needs exactly one on-demand pool, the system pool (found {[p.name for p in on_demand]})")
+    for p in pools:
+        node = p.props.get("nodeConfig") or {}
+        if _on_spot(node) and not any(TAINT_EFFECTS.get(str(t.get("effect"))) for t in node.get("taints") or []):
+            found.append(
+                f"{p.name}: a Spot pool beside the system pool needs a NoSchedule taint (system pods avoid it)"
+            )
+    for r in resources:
+        if r.type == "kubernetes:helm.sh/v3:Release" and r.props.get("chart") == "keda":
+            values = r.props.get("values") or {}
+            if (values.get("nodeSelector") or {}).get(POOL_LABEL) != SYSTEM_POOL:
+                found.append(f"{r.name}: KEDA runs on the system pool (nodeSelector {POOL_LABEL}: {SYSTEM_POOL})")
+            if not values.get("podDisruptionBudget"):
+                found.append(f"{r.name}: KEDA needs a PodDisruptionBudget")
+    budgets = [
+        (str(_dig(r.props, ("metadata", "namespace"))), _dig(r.props, ("spec", "selector", "matchLabels")) or {})
+        for r in resources
+        if r.type == "kubernetes:policy/v1:PodDisruptionBudget"
+    ]
+    for r in resources:
+        if r.type != "kubernetes:apps/v1:Deployment":
+            continue
+        ns, labels = (
+            str(_dig(r.props, ("metadata", "namespace"))),
+            _dig(r.props, ("spec", "template", "metadata", "labels")) or {},
+        )
+        keys = {
+            c.get("topologyKey") for c in _dig(r.props, ("spec", "template", "spec", "topologySpreadConstraints")) or []
+        }
+        if not {"topology.kubernetes.io/zone", "kubernetes.io/hostname"} <= keys:
+            found.append(f"{r.name}: prod Deployments spread over zones and nodes (topologySpreadConstraints)")
+        if not any(n == ns and sel and sel.items() <= labels.items() for n, sel in budgets):
+            found.append(f"{r.name}: prod Deployments need a PodDisruptionBudget")
+    for c in clusters:
+        if not _dig(c.props, ("maintenancePolicy", "recurringWindow")):
+            found.append(f"{c.name}: prod clusters need a maintenance window")
+        if not _dig(c.props, ("releaseChannel", "channel")):
+            found.append(f"{c.name}: prod clusters need a release channel")
+    for r in resources:
+        if r.type == "gcp:redis/instance:Instance" and not _dig(
+            r.props, ("maintenancePolicy", "weeklyMaintenanceWindows")
+        ):
+            found.append(f"{r.name}: prod Memorystore needs a maintenance window")
+    return found
+
+
+def service_accounts_distinct(resources: list[StackResource]) -> list[str]:
+    """Every workload its own account: two account resources with one id would be one account
+    (the second create fails, or a shortened long name folds two variants into one identity)."""
+    ids = [str(r.props.get("accountId")) for r in resources if r.type == "gcp:serviceaccount/account:Account"]
+    return [f"service account id {i} is declared {ids.count(i)} times" for i in sorted(set(ids)) if ids.count(i) > 1]
+
+
 STACK_RULES: dict[str, tuple[str, Callable[[list[StackResource]], list[str]]]] = {
     "alerts-for-subscriptions": ("Every dead-lettered subscription is watched by an alert.", alerts_for_subscriptions),
     "workload-identity-after-cluster": (
@@ -781,6 +937,12 @@ STACK_RULES: dict[str, tuple[str, Callable[[list[StackResource]], list[str]]]] =
         control_plane_reaches_charts,
     ),
     "review-stack-unprotected": ("Review stacks protect nothing.", review_stack_unprotected),
+    "service-accounts-distinct": ("No two service accounts share an id.", service_accounts_distinct),
+    "pods-land-on-a-pool": ("Pods find the node pool they select and tolerate its taints.", pods_land_on_a_pool),
+    "prod-survives-a-preemption": (
+        "prod: one on-demand system pool with KEDA, tainted Spot pools, spread and budgets, maintenance windows.",
+        prod_survives_a_preemption,
+    ),
 }
 
 

@@ -10,6 +10,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
@@ -17,9 +18,10 @@ from app.naming import SERVICE_ACCOUNT_ROLES, Names
 from app.settings import REPO_ROOT, StackConfigError, load_stack
 from infra import access
 from infra.config import stack_config_mapping
-from infra.plan import Plan, PlannedResource, plan_entry, plan_stack
+from infra.plan import Plan, PlannedResource, StackMocks, plan_entry, plan_stack
 from infra.policy import rules
 from infra.program import APIS
+from infra.serving import KEDA_DEPLOYMENTS
 from tests.unit.infra_plans import planned, spec
 
 pytestmark = pytest.mark.timeout(300)
@@ -63,41 +65,162 @@ def _runs_as(plan: Plan) -> set[str]:
     return {f for f in found if f}
 
 
-def _granted(plan: Plan, role: str, need: access.Need) -> bool:
-    who = f"serviceAccount:{plan.outputs['service_accounts'][role]}"
-    for r in custom(plan):
-        i = r.inputs
-        if i.get("member") != who or i.get("role") != need.role:
-            continue
-        if need.scope == access.PROJECT and r.type == "gcp:projects/iAMMember:IAMMember":
-            return True
-        scoped = str(i.get(need.scope, ""))
-        if need.scope != access.PROJECT and (scoped == need.target or scoped.rsplit("/", 1)[-1] == need.target):
-            return True
-        if need.scope == access.SERVICE_ACCOUNT and f"/{need.target}@" in scoped:
-            return True
-    return False
+def _grants_to(plan: Plan, account: str) -> list[PlannedResource]:
+    who = f"serviceAccount:{plan.outputs['service_accounts'][account]}"
+    return [r for r in custom(plan) if r.inputs.get("member") == who and "role" in r.inputs]
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_every_workload_runs_as_a_listed_account_with_what_it_needs(stack: str) -> None:
-    plan, table = planned(stack), access.workloads(load_stack(stack))
-    assert _runs_as(plan) == {w.account for w in table}
-    missing = [
-        f"{w.account}: {n.role} on {n.target or 'the project'}"
+def _meets(r: PlannedResource, need: access.Need) -> bool:
+    """Whether grant ``r`` is ``need``: the same role, on the project or on the named resource."""
+    i = r.inputs
+    if i.get("role") != need.role:
+        return False
+    if need.scope == access.PROJECT:
+        return r.type == "gcp:projects/iAMMember:IAMMember"
+    scoped = str(i.get(need.scope, ""))
+    if scoped == need.target or scoped.rsplit("/", 1)[-1] == need.target:
+        return True
+    return need.scope == access.SERVICE_ACCOUNT and f"/{need.target}@" in scoped
+
+
+def _granted(plan: Plan, account: str, need: access.Need) -> bool:
+    if need.scope == access.AWS_ROLE_TRUST:
+        return account in _trusted_by_aws(plan).get(need.target, set())
+    return any(_meets(r, need) for r in _grants_to(plan, account))
+
+
+def _trusted_by_aws(plan: Plan) -> dict[str, set[str]]:
+    """AWS role name -> the stack accounts (by table key) whose Google ID tokens its trust admits."""
+    mocks = StackMocks(load_stack(plan.stack))
+    key_of = {email: key for key, email in plan.outputs["service_accounts"].items()}
+    by_unique_id = {}
+    for r in custom(plan, "gcp:serviceaccount/account:Account"):
+        out = mocks.new_resource(pulumi.runtime.MockResourceArgs(r.type, r.name, r.inputs))[1]
+        by_unique_id[out["uniqueId"]] = key_of[out["email"]]
+    trusted: dict[str, set[str]] = {}
+    for role in custom(plan, "aws:iam/role:Role"):
+        for st in json.loads(role.inputs["assumeRolePolicy"])["Statement"]:
+            if (st.get("Principal") or {}).get("Federated") == "accounts.google.com":
+                subs = st["Condition"]["StringEquals"]["accounts.google.com:sub"]
+                ids = [subs] if isinstance(subs, str) else subs
+                trusted.setdefault(role.inputs["name"], set()).update(by_unique_id.get(i, f"unknown {i}") for i in ids)
+    return trusted
+
+
+def _kubernetes_bindings(plan: Plan) -> set[tuple[str, str]]:
+    """(account key, "<namespace>/<ksa>") for each workload identity grant on a stack account and
+    each Kubernetes account annotated to act as one."""
+    key_of = {email: key for key, email in plan.outputs["service_accounts"].items()}
+    found = set()
+    for r in custom(plan, "gcp:serviceaccount/iAMMember:IAMMember"):
+        if r.inputs["role"] == "roles/iam.workloadIdentityUser":
+            email = r.inputs["serviceAccountId"].rsplit("/", 1)[-1]
+            found.add((key_of.get(email, email), r.inputs["member"].split("[", 1)[1].rstrip("]")))
+    for r in custom(plan, "kubernetes:core/v1:ServiceAccount"):
+        meta = r.inputs["metadata"]
+        email = meta["annotations"]["iam.gke.io/gcp-service-account"]
+        found.add((key_of.get(email, email), f"{meta['namespace']}/{meta['name']}"))
+    return found
+
+
+def access_problems(plan: Plan, table: list[access.Workload]) -> list[str]:
+    """The access table against the inventory, both ways: every need granted, and nothing granted,
+    trusted or bound that the table does not give (the class: a shadow able to write results, a
+    variant able to pull another's requests, a Kubernetes account acting as another's identity)."""
+    by_account = {w.account: w for w in table}
+    problems = [
+        f"{w.account}: missing {n.role} on {n.target or 'the project'}"
         for w in table
         for n in w.needs
         if not _granted(plan, w.account, n)
     ]
-    assert missing == []
+    for account in plan.outputs["service_accounts"]:
+        needs = by_account[account].needs if account in by_account else ()
+        problems += [
+            f"{account}: {r.name} grants {r.inputs['role']}, which the access table does not give it"
+            for r in _grants_to(plan, account)
+            if not any(_meets(r, n) for n in needs)
+        ]
+    for role, accounts in _trusted_by_aws(plan).items():
+        problems += [
+            f"{a}: the trust of AWS role {role} admits it, which the access table does not give it"
+            for a in sorted(accounts)
+            if a not in by_account
+            or not any(n.scope == access.AWS_ROLE_TRUST and n.target == role for n in by_account[a].needs)
+        ]
+    bound = _kubernetes_bindings(plan)
+    allowed = {(w.account, k) for w in table for k in w.kubernetes}
+    problems += [
+        f"{a}: Kubernetes account {k} acts as it, which the access table does not give"
+        for a, k in sorted(bound - allowed)
+    ]
+    problems += [f"{a}: Kubernetes account {k} is not bound to it" for a, k in sorted(allowed - bound)]
+    return problems
 
 
-def test_the_table_catches_a_missing_grant() -> None:
-    plan = planned("dev")
-    pull = access.Need("roles/artifactregistry.reader", access.REPOSITORY, Names.of(load_stack("dev")).image_repository)
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_workload_runs_as_a_listed_account_with_what_it_needs_and_nothing_else(stack: str) -> None:
+    plan, table = planned(stack), access.workloads(load_stack(stack))
+    assert _runs_as(plan) == {w.account for w in table}
+    assert access_problems(plan, table) == []
+
+
+def _replaced(plan: Plan, type_token: str, name: str, change: Any) -> Plan:
+    """A copy of ``plan`` with one resource's inputs changed."""
+    changed = [
+        replace(r, inputs=change(r.inputs)) if (r.type, r.name) == (type_token, name) else r for r in plan.resources
+    ]
+    return Plan(plan.stack, changed, plan.outputs)
+
+
+def test_the_table_catches_a_missing_grant_a_grant_beyond_it_and_a_shadow_that_can_write_results() -> None:
+    plan, table = planned("dev"), access.workloads(load_stack("dev"))
+    n, emails = Names.of(load_stack("dev")), plan.outputs["service_accounts"]
+    pull = access.Need("roles/artifactregistry.reader", access.REPOSITORY, n.image_repository)
     assert _granted(plan, "ingest", pull)
     without = Plan(plan.stack, [r for r in plan.resources if r.name != "feature-store-ingest-pull"], plan.outputs)
-    assert not _granted(without, "ingest", pull)
+    assert access_problems(without, table) == [f"ingest: missing roles/artifactregistry.reader on {n.image_repository}"]
+    # The B arm's workers able to pull the primary's requests.
+    b_pulls_primary = _replaced(
+        plan,
+        "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember",
+        "serving-worker-primary-pull",
+        lambda i: {**i, "member": f"serviceAccount:{emails['worker-b']}"},
+    )
+    found = access_problems(b_pulls_primary, table)
+    assert (
+        "worker-b: serving-worker-primary-pull grants roles/pubsub.subscriber, which the access table does not give it"
+        in found
+    )
+    # The shadow's account in the results writer's trust.
+    (role,) = custom(plan, "aws:iam/role:Role")
+    shadow = next(r for r in custom(plan, "gcp:serviceaccount/account:Account") if r.name == "identities-worker-shadow")
+    shadow_id = StackMocks(load_stack("dev")).new_resource(
+        pulumi.runtime.MockResourceArgs(shadow.type, shadow.name, shadow.inputs)
+    )[1]["uniqueId"]
+
+    def admit_shadow(i: dict[str, Any]) -> dict[str, Any]:
+        doc = json.loads(i["assumeRolePolicy"])
+        equals = doc["Statement"][0]["Condition"]["StringEquals"]
+        for key in ("accounts.google.com:aud", "accounts.google.com:sub"):
+            equals[key] = [*equals[key], shadow_id]
+        return {**i, "assumeRolePolicy": json.dumps(doc)}
+
+    assert access_problems(_replaced(plan, role.type, role.name, admit_shadow), table) == [
+        f"worker-shadow: the trust of AWS role {n.results_writer_role} admits it, "
+        "which the access table does not give it"
+    ]
+    # The shadow's pods acting as the primary's account.
+    as_primary = _replaced(
+        plan,
+        "kubernetes:core/v1:ServiceAccount",
+        "serving-worker-shadow",
+        lambda i: _set(i, ("metadata", "annotations", "iam.gke.io/gcp-service-account"), emails["worker-primary"]),
+    )
+    assert any(
+        "worker-primary: Kubernetes account rerank-dev/worker-shadow acts as it" in p
+        for p in access_problems(as_primary, table)
+    )
 
 
 # --- 3. review stacks need no stack file ------------------------------------------------------
@@ -184,6 +307,7 @@ MODULE_APIS = {
     "container": ("container",),
     "dataflow": ("dataflow",),
     "iam": ("iam", "sts"),
+    "logging": ("logging",),
     "monitoring": ("monitoring",),
     "projects": ("cloudresourcemanager", "serviceusage"),
     "pubsub": ("pubsub",),
@@ -326,6 +450,26 @@ def test_every_kubernetes_object_is_valid_for_the_api_server(stack: str) -> None
         kubernetes_validate.validate(doc, "1.33", strict=True)
         kinds += 1
     assert kinds >= 10
+    # The KEDA chart's pod placement values, as the pod specs the chart renders them into.
+    (keda,) = custom(planned(stack), "kubernetes:helm.sh/v3:Release")
+    values = keda.inputs["values"]
+    for part, app in KEDA_DEPLOYMENTS.items():
+        pod = {
+            "containers": [{"name": part, "image": "ghcr.io/kedacore/keda"}],
+            "topologySpreadConstraints": values["topologySpreadConstraints"][part],
+            **({"nodeSelector": values["nodeSelector"]} if "nodeSelector" in values else {}),
+        }
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": app},
+            "spec": {
+                "replicas": values[part]["replicaCount"],
+                "selector": {"matchLabels": {"app": app}},
+                "template": {"metadata": {"labels": {"app": app}}, "spec": pod},
+            },
+        }
+        kubernetes_validate.validate(deployment, "1.33", strict=True)
 
 
 def test_prod_pods_run_images_pinned_by_digest() -> None:
@@ -413,6 +557,30 @@ BREAKS = {
         lambda rs: [replace(r, ignore_changes=()) for r in rs],
         "list it in ignore_changes",
     ),
+    "pods-land-on-a-pool": (
+        "prod",
+        lambda rs: [
+            replace(r, props=_set(r.props, ("spec", "jobTemplate", "spec", "template", "spec", "tolerations"), []))
+            if r.type == "kubernetes:batch/v1:CronJob"
+            else r
+            for r in rs
+        ],
+        "does not tolerate the taints ['cloud.google.com/gke-spot'] of pool workers",
+    ),
+    "prod-survives-a-preemption": (
+        "prod",
+        lambda rs: [r for r in rs if r.type != "gcp:container/nodePool:NodePool" or "system" not in r.name],
+        "prod needs exactly one on-demand pool, the system pool",
+    ),
+    # Two variants folded into one identity (what a careless shortening of long names would do).
+    "service-accounts-distinct": (
+        "dev",
+        lambda rs: [
+            replace(r, props={**r.props, "accountId": "rerank-dev-w-primary"}) if r.name == "identities-worker-b" else r
+            for r in rs
+        ],
+        "rerank-dev-w-primary is declared 2 times",
+    ),
 }
 
 
@@ -426,6 +594,62 @@ def _unsettled(resources: list[rules.StackResource], *steps: str) -> list[rules.
         for r in resources
         if r.urn not in gone
     ]
+
+
+def _changed(type_token: str, change: Any, name: str | None = None) -> Any:
+    def apply(rs: list[rules.StackResource]) -> list[rules.StackResource]:
+        return [replace(r, props=change(r.props)) if r.type == type_token and name in (None, r.name) else r for r in rs]
+
+    return apply
+
+
+POOL = "gcp:container/nodePool:NodePool"
+# Each way prod can go dark on one preemption or an unplanned upgrade, on a copy of prod's inventory.
+PROD_BREAKS = {
+    "the system pool on Spot": (
+        _changed(POOL, lambda p: _set(p, ("nodeConfig", "spot"), True), "serving-system"),
+        "exactly one on-demand pool",
+    ),
+    "a second on-demand pool": (
+        _changed(POOL, lambda p: _set(p, ("nodeConfig", "spot"), False), "serving-workers"),
+        "exactly one on-demand pool",
+    ),
+    "an untainted Spot pool": (
+        _changed(POOL, lambda p: _set(p, ("nodeConfig", "taints"), []), "serving-workers"),
+        "needs a NoSchedule taint",
+    ),
+    "KEDA off the system pool": (
+        _changed("kubernetes:helm.sh/v3:Release", lambda p: _set(p, ("values", "nodeSelector"), {})),
+        "KEDA runs on the system pool",
+    ),
+    "workers without spread": (
+        _changed(
+            "kubernetes:apps/v1:Deployment",
+            lambda p: _set(p, ("spec", "template", "spec", "topologySpreadConstraints"), []),
+        ),
+        "spread over zones and nodes",
+    ),
+    "no budget for the workers": (
+        lambda rs: [r for r in rs if r.type != "kubernetes:policy/v1:PodDisruptionBudget"],
+        "need a PodDisruptionBudget",
+    ),
+    "no cluster maintenance window": (
+        _changed("gcp:container/cluster:Cluster", lambda p: {**p, "maintenancePolicy": None}),
+        "prod clusters need a maintenance window",
+    ),
+    "no Memorystore maintenance window": (
+        _changed("gcp:redis/instance:Instance", lambda p: {**p, "maintenancePolicy": None}),
+        "prod Memorystore needs a maintenance window",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROD_BREAKS))
+def test_prod_survives_a_preemption_catches_each_way_to_break_it(case: str) -> None:
+    breaking, needle = PROD_BREAKS[case]
+    assert rules.prod_survives_a_preemption(_stack("prod")) == []
+    found = rules.prod_survives_a_preemption(breaking(_stack("prod")))
+    assert any(needle in m for m in found), found
 
 
 def test_every_stack_rule_has_a_break() -> None:

@@ -74,7 +74,6 @@ def test_each_stack_declares_the_whole_system(stack: str, schedules: int) -> Non
     for one in (
         "gcp:redis/instance:Instance",
         "gcp:container/cluster:Cluster",
-        "gcp:container/nodePool:NodePool",
         "gcp:cloudfunctionsv2/function:Function",
         "gcp:artifactregistry/repository:Repository",
         "aws:dynamodb/table:Table",
@@ -82,12 +81,15 @@ def test_each_stack_declares_the_whole_system(stack: str, schedules: int) -> Non
         "kubernetes:helm.sh/v3:Release",
     ):
         assert count.get(one) == 1, one
+    # prod: the Spot workers' pool and the on-demand system pool.
+    assert count["gcp:container/nodePool:NodePool"] == (2 if stack == "prod" else 1)
     assert count.get("gcp:cloudscheduler/job:Job", 0) == schedules
     assert {r.inputs["metadata"]["name"] for r in custom(plan, "kubernetes:apps/v1:Deployment")} == {
         n.worker_deployment(v.name) for v in variants
     }
     assert count["kubernetes:keda.sh/v1alpha1:ScaledObject"] == len(variants)
-    assert count["gcp:monitoring/alertPolicy:AlertPolicy"] == (3 if stack.startswith("pr-") else 4)
+    # pr-7 runs no ingest job and no schedules: no ingest-lag or schedule-failures alert.
+    assert count["gcp:monitoring/alertPolicy:AlertPolicy"] == (10 if stack.startswith("pr-") else 12)
     components = {r.type for r in plan.resources if not r.custom}
     assert {
         "rerank:feature_store:FeatureStore",
@@ -206,46 +208,57 @@ def test_project_wide_roles_are_only_the_ones_without_a_narrower_grant() -> None
     assert not [role for role in roles if role.endswith(".admin")]
 
 
-def test_workers_may_pull_only_their_subscriptions_and_publish_only_predictions_and_poison() -> None:
+def test_each_variant_pulls_only_its_subscription_and_publishes_only_predictions_and_poison() -> None:
     plan, n = planned("dev"), Names.of(load_stack("dev"))
-    worker = email(plan, "worker")
-    pulls = {
-        r.name
-        for r in custom(plan, "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember")
-        if r.inputs["member"] == worker
-    }
-    assert pulls == {f"serving-worker-{v}-pull" for v in ("primary", "b", "shadow")}
-    publishes = {
-        r.inputs["topic"]
-        for r in custom(plan, "gcp:pubsub/topicIAMMember:TopicIAMMember")
-        if r.inputs["member"] == worker
-    }
-    assert publishes == {n.predictions_topic, n.requests_dead_letter_topic}
-    # Workload identity: each variant's Kubernetes account may act as the worker account, nothing else.
-    bindings = [
-        r.inputs["member"]
+    variants = ("primary", "b", "shadow")
+    workers = {v: email(plan, f"worker-{v}") for v in variants}
+    assert len(set(workers.values())) == 3
+    for v, worker in workers.items():
+        pulls = {
+            r.inputs["subscription"]
+            for r in custom(plan, "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember")
+            if r.inputs["member"] == worker
+        }
+        assert pulls == {n.variant_subscription(v)}
+        publishes = {
+            r.inputs["topic"]
+            for r in custom(plan, "gcp:pubsub/topicIAMMember:TopicIAMMember")
+            if r.inputs["member"] == worker
+        }
+        assert publishes == {n.predictions_topic, n.requests_dead_letter_topic}
+    # Workload identity: each variant's Kubernetes account acts as its own variant's account only.
+    bindings = sorted(
+        (r.inputs["serviceAccountId"].rsplit("/", 1)[-1], r.inputs["member"])
         for r in custom(plan, "gcp:serviceaccount/iAMMember:IAMMember")
         if r.inputs["role"] == "roles/iam.workloadIdentityUser"
-    ]
-    assert sorted(bindings) == sorted(
-        [f"serviceAccount:rerank-dev-123456.svc.id.goog[rerank-dev/worker-{v}]" for v in ("primary", "b", "shadow")]
-        + ["serviceAccount:rerank-dev-123456.svc.id.goog[rerank-dev-keda/keda-operator]"]
-        + ["serviceAccount:rerank-dev-123456.svc.id.goog[rerank-dev/drift]"]
+    )
+    pool = "serviceAccount:rerank-dev-123456.svc.id.goog"
+    accounts = plan.outputs["service_accounts"]
+    assert bindings == sorted(
+        [(accounts[f"worker-{v}"], f"{pool}[rerank-dev/worker-{v}]") for v in variants]
+        + [
+            (accounts["keda"], f"{pool}[rerank-dev-keda/keda-operator]"),
+            (accounts["drift"], f"{pool}[rerank-dev/drift]"),
+        ]
     )
 
 
-def test_the_aws_role_trusts_only_the_workers_google_identity() -> None:
+def test_the_aws_role_trusts_only_the_primary_and_arm_workers_google_identities() -> None:
     plan = planned("dev")
     role = custom(plan, "aws:iam/role:Role")[0].inputs
     trust = json.loads(role["assumeRolePolicy"])["Statement"]
     assert len(trust) == 1 and trust[0]["Principal"] == {"Federated": "accounts.google.com"}
-    worker = next(
-        r for r in custom(plan, "gcp:serviceaccount/account:Account") if r.inputs["accountId"] == "rerank-dev-worker"
-    )
-    unique_id = StackMocks(load_stack("dev")).new_resource(
-        pulumi.runtime.MockResourceArgs("gcp:serviceaccount/account:Account", worker.name, worker.inputs)
-    )[1]["uniqueId"]
-    assert trust[0]["Condition"]["StringEquals"]["accounts.google.com:sub"] == unique_id
+    mocks = StackMocks(load_stack("dev"))
+    unique_ids = {
+        r.inputs["accountId"]: mocks.new_resource(pulumi.runtime.MockResourceArgs(r.type, r.name, r.inputs))[1][
+            "uniqueId"
+        ]
+        for r in custom(plan, "gcp:serviceaccount/account:Account")
+    }
+    equals = trust[0]["Condition"]["StringEquals"]
+    writers = sorted([unique_ids["rerank-dev-w-primary"], unique_ids["rerank-dev-w-b"]])
+    assert equals["accounts.google.com:sub"] == equals["accounts.google.com:aud"] == writers
+    assert unique_ids["rerank-dev-w-shadow"] not in json.dumps(trust)
     policy = json.loads(custom(plan, "aws:iam/rolePolicy:RolePolicy")[0].inputs["policy"])["Statement"]
     assert policy == [
         {
@@ -281,7 +294,7 @@ def test_the_core_service_may_only_publish_requests_and_drop_impressions_through
 @pytest.mark.parametrize("stack", ["dev", "prod", "pr-7"])
 def test_the_worker_pool_is_spot_and_autoscaled_on_a_private_workload_identity_cluster(stack: str) -> None:
     plan, settings = planned(stack), load_stack(stack)
-    node = custom(plan, "gcp:container/nodePool:NodePool")[0].inputs
+    node = next(p for p in custom(plan, "gcp:container/nodePool:NodePool") if p.name == "serving-workers").inputs
     assert node["nodeConfig"]["spot"] is True or node["nodeConfig"]["preemptible"] is True
     assert node["nodeConfig"]["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
     assert node["nodeConfig"]["serviceAccount"] == plan.outputs["service_accounts"]["nodes"]
@@ -290,6 +303,126 @@ def test_the_worker_pool_is_spot_and_autoscaled_on_a_private_workload_identity_c
     assert cluster["privateClusterConfig"]["enablePrivateNodes"] is True
     assert cluster["workloadIdentityConfig"] == {"workloadPool": f"{settings.gcp.project}.svc.id.goog"}
     assert cluster["removeDefaultNodePool"] is True
+
+
+def test_prod_keeps_add_ons_and_keda_on_an_on_demand_system_pool_and_workers_on_spot() -> None:
+    from infra.common import SPOT_TAINT
+
+    prod, dev = planned("prod"), planned("dev")
+    pools = {p.name: p.inputs["nodeConfig"] for p in custom(prod, "gcp:container/nodePool:NodePool")}
+    assert set(pools) == {"serving-workers", "serving-system"}
+    assert not pools["serving-system"].get("spot") and not pools["serving-system"].get("preemptible")
+    assert pools["serving-system"]["labels"] == {"rerank.dev/pool": "system"}
+    assert pools["serving-workers"]["taints"] == [{**SPOT_TAINT, "effect": "NO_SCHEDULE"}]
+    (keda,) = custom(prod, "kubernetes:helm.sh/v3:Release")
+    values = keda.inputs["values"]
+    assert values["nodeSelector"] == {"rerank.dev/pool": "system"} and values["podDisruptionBudget"]
+    assert all(values[part]["replicaCount"] == 2 for part in ("operator", "metricsServer", "webhooks"))
+    # Workers and drift checks tolerate the Spot taint and select the Spot pool; workers spread.
+    pods = [r.inputs["spec"]["template"]["spec"] for r in custom(prod, "kubernetes:apps/v1:Deployment")]
+    pods += [
+        r.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"] for r in custom(prod, "kubernetes:batch/v1:CronJob")
+    ]
+    assert pods and all(p["nodeSelector"] == {"rerank.dev/pool": "workers"} and p["tolerations"] for p in pods)
+    spread = [p.get("topologySpreadConstraints") for p in pods if "restartPolicy" not in p]
+    assert spread and all(
+        {c["topologyKey"] for c in s} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"} for s in spread
+    )
+    # dev: one Spot pool, untainted (nothing else to run system pods on).
+    (dev_pool,) = custom(dev, "gcp:container/nodePool:NodePool")
+    assert not dev_pool.inputs["nodeConfig"].get("taints")
+    assert "nodeSelector" not in custom(dev, "kubernetes:helm.sh/v3:Release")[0].inputs["values"]
+
+
+def test_prod_soaks_gke_behind_dev_with_maintenance_windows_on_the_cluster_and_memorystore() -> None:
+    from app.settings import RELEASE_CHANNELS
+
+    channels = {}
+    for stack in ("dev", "prod"):
+        plan = planned(stack)
+        (cluster,) = custom(plan, "gcp:container/cluster:Cluster")
+        channels[stack] = cluster.inputs["releaseChannel"]["channel"]
+        assert cluster.inputs["maintenancePolicy"]["recurringWindow"] == {
+            "startTime": "2025-01-01T02:00:00Z",
+            "endTime": "2025-01-01T08:00:00Z",
+            "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU",
+        }
+        (redis,) = custom(plan, "gcp:redis/instance:Instance")
+        assert redis.inputs["maintenancePolicy"]["weeklyMaintenanceWindows"] == [
+            {"day": "SATURDAY", "startTime": {"hours": 2, "minutes": 0, "seconds": 0, "nanos": 0}}
+        ]
+    assert channels == {"dev": "REGULAR", "prod": "STABLE"}
+    assert RELEASE_CHANNELS.index(channels["prod"]) > RELEASE_CHANNELS.index(channels["dev"])
+
+
+def test_the_pinned_keda_chart_is_tested_on_every_version_each_channel_runs() -> None:
+    from app.settings import RELEASE_CHANNELS
+    from infra.kubernetes_versions import GKE_CHANNELS, KEDA_KUBERNETES, uncovered
+    from infra.serving import KEDA_CHART_VERSION
+
+    assert set(GKE_CHANNELS) == set(RELEASE_CHANNELS)  # every channel a stack may choose
+    assert [p for ch in RELEASE_CHANNELS for p in uncovered(KEDA_CHART_VERSION, ch)] == []
+    # What the issue found: 2.16 is tested on 1.29-1.31 only.
+    assert uncovered("2.16.1", "STABLE") == [
+        "KEDA 2.16 is tested on Kubernetes 1.29-1.31; the STABLE channel runs 1.34",
+        "KEDA 2.16 is tested on Kubernetes 1.29-1.31; the STABLE channel runs 1.35",
+    ]
+    assert uncovered("2.20.2", "REGULAR") == [
+        "KEDA 2.20 is tested on Kubernetes 1.33-1.35; the REGULAR channel runs 1.36"
+    ]
+    assert "not in the compatibility table" in uncovered("3.0.0", "STABLE")[0]
+    assert all(low <= high for low, high in KEDA_KUBERNETES.values())
+
+
+def _alert_keys(plan: Plan) -> set[str]:
+    return {r.inputs["userLabels"]["alert"] for r in custom(plan, "gcp:monitoring/alertPolicy:AlertPolicy")}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "pr-7"])
+def test_every_component_that_can_fail_has_an_alert_and_every_alert_a_runbook_line(stack: str) -> None:
+    from infra.monitoring import FAILURE_MODES, unwatched
+
+    plan = planned(stack)
+    assert (
+        unwatched(
+            {r.type for r in plan.resources if r.custom or r.type.startswith("pulumi:providers:")}, _alert_keys(plan)
+        )
+        == []
+    )
+    runbook = (REPO_ROOT / "infra/README.md").read_text().split("## Runbook", 1)[1]
+    rows = {line.split("|")[1].strip().strip("`") for line in runbook.splitlines() if line.startswith("| `")}
+    assert {a for m in FAILURE_MODES for a in m.alerts} <= rows
+    assert _alert_keys(plan) <= rows
+
+
+def test_the_alert_table_catches_a_new_component_and_a_missing_alert() -> None:
+    from infra.monitoring import unwatched
+
+    plan = planned("dev")
+    types = {r.type for r in plan.resources if r.custom or r.type.startswith("pulumi:providers:")}
+    keys = _alert_keys(plan)
+    assert unwatched(types | {"gcp:sql/databaseInstance:DatabaseInstance"}, keys) == [
+        "gcp:sql/databaseInstance:DatabaseInstance: no failure mode in infra/monitoring.py FAILURE_MODES "
+        "and not in NO_FAILURE_MODE"
+    ]
+    assert unwatched(types, keys - {"online-store-memory"}) == [
+        "Memorystore, the online store: memory pressure and evictions: no alert online-store-memory"
+    ]
+    assert unwatched(types, keys - {"aws-credentials"}) == [
+        "AWS STS: the workers' exchange of their Google identity for the results role: no alert aws-credentials"
+    ]
+
+
+def test_the_worker_alerts_count_the_lines_the_workers_log() -> None:
+    from app.serving.observability import AWS_CREDENTIALS_FAILED, RESULTS_WRITE_FAILED
+
+    plan = planned("prod")
+    metrics = {r.inputs["name"]: r.inputs["filter"] for r in custom(plan, "gcp:logging/metric:Metric")}
+    assert f'textPayload : "{RESULTS_WRITE_FAILED}"' in metrics["rerank-prod-results-write-failures"]
+    assert f'textPayload : "{AWS_CREDENTIALS_FAILED}"' in metrics["rerank-prod-aws-credential-failures"]
+    assert all('resource.labels.namespace_name = "rerank-prod"' in f for f in metrics.values())
+    watched = json.dumps([p.inputs["conditions"] for p in custom(plan, "gcp:monitoring/alertPolicy:AlertPolicy")])
+    assert all(f"logging.googleapis.com/user/{name}" in watched for name in metrics)
 
 
 def test_variant_subscriptions_are_filtered_and_dead_lettered() -> None:
@@ -453,6 +586,9 @@ def _problems(config: dict[str, Any], stack: str = "dev") -> list[str]:
         ({"rerank-platform:labels": {"Team": "x"}}, "dev", "labels need lowercase keys"),
         ({"rerank-platform:name_prefix": "rerankplat"}, "integration-eu-west1", "cloud names allow 21"),
         ({"rerank-platform:gcp": {"region": "mars"}}, "dev", "rerank-platform:gcp.region"),
+        ({"rerank-platform:serving": {"system_pool": {"enabled": False}}}, "prod", "prod needs an on-demand pool"),
+        ({"rerank-platform:maintenance": {"days": ["SUNDAY"], "hours": 6}}, "prod", "GKE needs 48 h in any 32 days"),
+        ({"rerank-platform:serving": {"release_channel": "EXTENDED"}}, "dev", "serving.release_channel"),
     ],
 )
 def test_bad_stack_config_is_refused_with_the_key_named(change: dict[str, Any], stack: str, needle: str) -> None:

@@ -134,6 +134,16 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
         },
     ),
     (
+        "worker-pool-preemptible",
+        "gcp:container/nodePool:NodePool",
+        {**SPOT_POOL, "nodeConfig": {**SPOT_POOL["nodeConfig"], "labels": {"rerank.dev/pool": "system"}}},
+        "system pool runs on-demand",
+        {
+            **SPOT_POOL,
+            "nodeConfig": {"workloadMetadataConfig": {"mode": "GKE_METADATA"}, "labels": {"rerank.dev/pool": "system"}},
+        },
+    ),
+    (
         "gke-workload-identity",
         "gcp:container/cluster:Cluster",
         {"privateClusterConfig": {"enablePrivateNodes": True}, "resourceLabels": LABELS},
@@ -292,6 +302,24 @@ CASES += [
         {"userLabels": LABELS, "conditions": [{}] * 6},
     ),
     (
+        "alert-condition-limit",
+        "gcp:monitoring/alertPolicy:AlertPolicy",
+        {"userLabels": LABELS, "conditions": [{"conditionMatchedLog": {"filter": "f"}}, {}]},
+        "only condition",
+        {
+            "userLabels": LABELS,
+            "conditions": [{"conditionMatchedLog": {"filter": "f"}}],
+            "alertStrategy": {"notificationRateLimit": {"period": "300s"}},
+        },
+    ),
+    (
+        "alert-condition-limit",
+        "gcp:monitoring/alertPolicy:AlertPolicy",
+        {"userLabels": LABELS, "conditions": [{"conditionMatchedLog": {"filter": "f"}}]},
+        "notificationRateLimit",
+        None,
+    ),
+    (
         "federated-trust-pinned",
         "aws:iam/role:Role",
         {
@@ -416,6 +444,13 @@ CASES += [
         {"labels": {**LABELS, "consumer": "dataflow"}, "topic": "t", "retryPolicy": {"minimumBackoff": "5s"}},
         "Dataflow-consumed",
         {"labels": {**LABELS, "consumer": "dataflow"}, "topic": "t"},
+    ),
+    (
+        "service-account-ids-fit",
+        "gcp:serviceaccount/account:Account",
+        {"accountId": "rerank-staging-w-a-very-long-variant"},
+        "6-30",
+        {"accountId": "rerank-staging-w-a-very-8c1e"},
     ),
 ]
 
