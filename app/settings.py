@@ -269,6 +269,9 @@ class SystemPoolConfig(_Strict):
     # Totals across the region's zones; two, so KEDA's two replicas and kube-dns survive a node.
     min_nodes: int = Field(default=2, ge=1, le=100)
     max_nodes: int = Field(default=4, ge=1, le=100)
+    # Stated like the worker pool's (the policy rule `nodes-stated` requires it of every pool).
+    disk_type: Literal["pd-standard", "pd-balanced", "pd-ssd"] = "pd-balanced"
+    disk_size_gb: int = Field(default=50, ge=10, le=65536)
 
     @model_validator(mode="after")
     def _bounds(self) -> SystemPoolConfig:

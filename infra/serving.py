@@ -342,6 +342,8 @@ class Serving(pulumi.ComponentResource):
             management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
             node_config=gcp.container.NodePoolNodeConfigArgs(
                 machine_type=sp.machine_type,
+                disk_type=sp.disk_type,
+                disk_size_gb=sp.disk_size_gb,
                 service_account=args.nodes_account.email,
                 oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
                 workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
