@@ -140,7 +140,11 @@ CASES: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
         "system pool runs on-demand",
         {
             **SPOT_POOL,
-            "nodeConfig": {"workloadMetadataConfig": {"mode": "GKE_METADATA"}, "labels": {"rerank.dev/pool": "system"}},
+            "nodeConfig": {
+                **NODES,
+                "workloadMetadataConfig": {"mode": "GKE_METADATA"},
+                "labels": {"rerank.dev/pool": "system"},
+            },
         },
     ),
     (

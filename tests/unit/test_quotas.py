@@ -24,14 +24,17 @@ def inventory(stack: str) -> list[dict]:
 @pytest.mark.parametrize("stack", ["dev", "prod", "pr-7"])
 def test_cpus_and_disks_are_the_sum_of_every_vm_group_at_its_maxima(stack: str) -> None:
     s = load_stack(stack)
-    pool, df = s.serving.node_pool, s.feature_store.dataflow
+    pool, system, df = s.serving.node_pool, s.serving.system_pool, s.feature_store.dataflow
     from infra.serving import TEMPORARY_POOL
 
     temporary = ZONES_PER_REGION * vcpus(TEMPORARY_POOL["machine_type"])
     dataflow = df.max_workers * vcpus(df.machine_type) if df.enabled else 0
+    system_cpus = system.max_nodes * vcpus(system.machine_type) if system.enabled else 0
+    system_ssd = system.max_nodes * system.disk_size_gb if system.enabled else 0
     got = needs(inventory(stack), s)
-    assert got["CPUS"] == temporary + pool.max_nodes * vcpus(pool.machine_type) + dataflow
-    assert got["SSD_TOTAL_GB"] == pool.max_nodes * pool.disk_size_gb  # pd-balanced; the default pool is pd-standard
+    assert got["CPUS"] == temporary + pool.max_nodes * vcpus(pool.machine_type) + system_cpus + dataflow
+    # pd-balanced pools; the temporary default pool is pd-standard
+    assert got["SSD_TOTAL_GB"] == pool.max_nodes * pool.disk_size_gb + system_ssd
     assert got["SERVICE_ACCOUNTS"] == len(planned(stack).outputs["service_accounts"]) and got["NETWORKS"] == 1
 
 
