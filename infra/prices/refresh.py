@@ -73,21 +73,29 @@ def refresh(
     table = out["table"]
     region = gcp_region or table["gcp_region"]
     result = Refreshed(out, {"gcp": 0, "aws": 0}, dict(skipped or {}))
-    for key, entry in out["prices"].items():
+    readable = {"gcp": skus_of is not None, "aws": products_of is not None}
+
+    def kind_of(entry: dict[str, Any]) -> str | None:
         query = entry.get("catalog") or {}
         kind = "gcp" if "gcp" in query else "aws" if "aws" in query else None
-        if kind == "gcp" and skus_of is not None:
-            _set(entry, gcp_price(key, query, skus_of, region))
-        elif kind == "aws" and products_of is not None:
-            _set(entry, aws_price(key, query, products_of, table["aws_region"]))
-        elif entry["region"] not in ("global", region, table["aws_region"]):
+        return kind if kind and readable[kind] else None
+
+    # A price that stays as it is must be one for the region the table is for, before any is read.
+    for key, entry in out["prices"].items():
+        if kind_of(entry) is None and entry["region"] not in ("global", region, table["aws_region"]):
             raise CatalogError(
                 f"prices.{key}: is for {entry['region']} and cannot be read from a catalog here; "
                 f"the table stays in {table['gcp_region']}"
             )
+    for key, entry in out["prices"].items():
+        kind = kind_of(entry)
+        if kind == "gcp" and skus_of is not None:
+            _set(entry, gcp_price(key, entry["catalog"], skus_of, region))
+        elif kind == "aws" and products_of is not None:
+            _set(entry, aws_price(key, entry["catalog"], products_of, table["aws_region"]))
         else:
             continue
-        result.read[str(kind)] += 1
+        result.read[kind] += 1
     if not any(result.read.values()):
         return result
     moment = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
