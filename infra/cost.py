@@ -368,7 +368,7 @@ def _nat(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
         u.dataflow_workers(j) for j in u.of_type("gcp:dataflow/flexTemplateJob:FlexTemplateJob")
     )
     vm_rate, ceiling = u.usd("nat.gateway_vm_hour"), u.usd("nat.gateway_max_hour")
-    ip_rate, data_rate = u.usd("network.external_ip_hour"), u.usd("nat.data_gib")
+    ip_rate, data_rate = u.usd("nat.ip_hour"), u.usd("nat.data_gib")
     gateway = min(vms * vm_rate, ceiling)
     inputs = r["inputs"]
     if inputs.get("natIpAllocateOption", "AUTO_ONLY") == "AUTO_ONLY":
@@ -536,8 +536,8 @@ def _memory_gib(memory: str) -> float:
 
 
 def _scheduler(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
-    rate = u.usd("scheduler.job_month")
-    return rate, f"1 job x {_rate(rate)}/month"
+    rate = u.usd("scheduler.job_31_days")  # billed per day the job exists
+    return rate * u.days / 31, f"1 job x {_rate(rate)}/31 days x {u.days:g} days"
 
 
 def _alert_policy(r: dict[str, Any], u: _Usage) -> tuple[float, str]:

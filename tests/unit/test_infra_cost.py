@@ -292,7 +292,7 @@ def test_nat_bills_its_gateway_addresses_data_and_the_results_egress_to_aws() ->
         + (results - 10_240) * table.usd("egress.internet_gib.over_10_tib")
     )
     # 1 node and 1 Dataflow worker behind the gateway; one auto-allocated address serves them.
-    fixed = (2 * table.usd("nat.gateway_vm_hour") + table.usd("network.external_ip_hour")) * 730
+    fixed = (2 * table.usd("nat.gateway_vm_hour") + table.usd("nat.ip_hour")) * 730
     data = (30 + results) * table.usd("nat.data_gib")
     assert nat["usd_per_month"] == pytest.approx(fixed + data + egress, rel=1e-4)
     assert "1 external IP(s)" in nat["basis"] and "results to AWS" in nat["basis"]

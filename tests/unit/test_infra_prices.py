@@ -132,7 +132,7 @@ def test_a_malformed_price_table_is_refused_in_one_line(old: str, new: str, prob
 
 def test_an_unverified_price_without_a_note_is_refused() -> None:
     doc = copy.deepcopy(load_prices().raw)
-    doc["prices"]["gke.cluster_hour"]["note"] = " "
+    doc["prices"]["memorystore.BASIC.M1"]["note"] = " "
     with pytest.raises(PriceTableError, match="needs a note saying where the figure came from"):
         table_from(doc)
 
