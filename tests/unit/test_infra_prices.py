@@ -239,6 +239,24 @@ def test_units_and_nanos_read_as_one_price(units: int, nanos: int) -> None:
     assert money({"nanos": nanos}) == pytest.approx(nanos / 1e9)
 
 
+@given(
+    starts=st.lists(st.integers(min_value=1, max_value=100_000), max_size=5, unique=True),
+    amount=st.floats(min_value=0, max_value=200_000, allow_nan=False),
+)
+def test_the_tier_read_is_the_last_one_started_at_or_below_the_amount(starts: list[int], amount: float) -> None:
+    tiers = [0, *sorted(starts)]
+    rates = [{"startUsageAmount": s, "unitPrice": {"units": "0", "nanos": 1000 + i}} for i, s in enumerate(tiers)]
+    sku = {
+        "skuId": "T",
+        "description": "Tiered thing",
+        "serviceRegions": ["europe-west1"],
+        "pricingInfo": [{"pricingExpression": {"usageUnit": "GiBy", "tieredRates": rates}}],
+    }
+    price = gcp_price("t", {"gcp": "s", "description": "Tiered", "tier_at": amount}, lambda _: [sku], "europe-west1")
+    expected = max(i for i, s in enumerate(tiers) if s <= amount)
+    assert price.usd == pytest.approx((1000 + expected) / 1e9)
+
+
 # --- refresh --------------------------------------------------------------------------------------
 
 
