@@ -388,8 +388,8 @@ class CostConfig(_Strict):
     feature_event_bytes: int = Field(default=600, ge=1)
     # Share of messages that end up on a dead-letter topic.
     dead_letter_fraction: float = Field(default=0.001, ge=0, le=1)
-    # Average worker nodes over a month; unset: the node pool's minimum, but at least one (KEDA and
-    # the system pods need a node).
+    # Average nodes of the workers' Spot pool over a month; unset: its minimum, but at least one
+    # (KEDA and the system pods need a node). Other autoscaled pools are priced at their minimum.
     avg_nodes: float | None = Field(default=None, ge=0)
     # Average Dataflow workers, and the Streaming Engine compute units a resource-based job uses
     # (a data-processed job is billed per GiB of its feature events instead).

@@ -191,14 +191,17 @@ class _Usage:
 
     def nodes(self, pool: dict[str, Any]) -> float:
         """A pool's average nodes: its fixed count, or within its autoscaling bounds the stack's
-        ``cost.avg_nodes`` (unset: the minimum, but at least one)."""
+        ``cost.avg_nodes`` for the workers' Spot (or preemptible) pool and the minimum for an
+        on-demand one (a system pool); at least one."""
         scaling = pool["inputs"].get("autoscaling") or {}
         fixed = pool["inputs"].get("nodeCount")
         if not scaling:
             return float(fixed if fixed is not None else pool["inputs"].get("initialNodeCount", 1) or 1)
         low = scaling.get("totalMinNodeCount", scaling.get("minNodeCount", 0)) or 0
         high = scaling.get("totalMaxNodeCount", scaling.get("maxNodeCount", low)) or low
-        wanted = self.cost.avg_nodes if self.cost.avg_nodes is not None else max(low, 1)
+        config = pool["inputs"].get("nodeConfig") or {}
+        workers = bool(config.get("spot") or config.get("preemptible"))
+        wanted = self.cost.avg_nodes if workers and self.cost.avg_nodes is not None else max(low, 1)
         return float(min(max(wanted, low), max(high, 1)))
 
     def dataflow_workers(self, job: dict[str, Any]) -> float:

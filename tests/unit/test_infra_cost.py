@@ -182,6 +182,13 @@ def test_a_new_node_pool_is_priced_from_the_plan_with_no_cost_code_change() -> N
         "compute.ondemand.e2.memory_gib_hour",
         "disk.pd_standard_gib_month",
     }
+    # Autoscaled, it is priced at its minimum: the stack's avg_nodes is the workers' Spot pool's.
+    prod = load_stack("prod")
+    assert prod.cost.avg_nodes == 2
+    scaled = {**system, "inputs": {**system["inputs"], "autoscaling": {"totalMinNodeCount": 1, "totalMaxNodeCount": 3}}}
+    lines = by_name(estimate([*inventory, scaled], prod, table).to_json())
+    assert lines["gcp:container/nodePool:NodePool::system"]["basis"].startswith("1 node(s)")
+    assert lines["gcp:container/nodePool:NodePool::serving-workers"]["basis"].startswith("2 node(s)")
 
 
 def test_a_changed_size_shows_in_the_cost_diff() -> None:
