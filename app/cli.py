@@ -257,8 +257,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=5, help="show: how many letters to print")
     p.add_argument("--out", default=None, help="replay --file: where to write the lines (default FILE.replay.jsonl)")
 
-    p = command("infra", _infra, "a cloud stack's resource inventory (plan) or monthly estimate (cost), under mocks")
-    p.add_argument("action", choices=["plan", "cost"])
+    p = command(
+        "infra",
+        _infra,
+        "a cloud stack's resource inventory (plan) or monthly estimate (cost), under mocks; "
+        "prices refresh: the price table re-read from the billing catalogs",
+    )
+    p.add_argument("action", choices=["plan", "cost", "prices"])
+    p.add_argument("what", nargs="?", choices=["refresh"], help="prices: refresh (the only one)")
+    p.add_argument("--region", default=None, help="prices refresh: the GCP region to read (default: the table's)")
     p.add_argument(
         "--diff", metavar="GIT_REF", help="show what this tree adds, removes, alters or costs against GIT_REF"
     )

@@ -104,6 +104,9 @@ class DataflowConfig(_Strict):
     # the same code) unless dev's file says otherwise.
     enabled: bool = True
     in_review_stacks: bool = False
+    # How Streaming Engine is billed: per GiB processed (what a job runs unless it asks otherwise)
+    # or per compute unit (the job gets the resource-based billing option). Price it in `infra cost`.
+    streaming_billing: Literal["data_processed", "resource_based"] = "data_processed"
 
 
 class RedisConfig(_Strict):
@@ -452,25 +455,31 @@ class CostConfig(_Strict):
     feature_event_bytes: int = Field(default=600, ge=1)
     # Share of messages that end up on a dead-letter topic.
     dead_letter_fraction: float = Field(default=0.001, ge=0, le=1)
-    # Average worker nodes over a month; unset: the node pool's minimum, but at least one (KEDA and
-    # the system pods need a node).
+    # Average nodes of the workers' Spot pool over a month; unset: its minimum, but at least one
+    # (KEDA and the system pods need a node). Other autoscaled pools are priced at their minimum.
     avg_nodes: float | None = Field(default=None, ge=0)
-    # Average Dataflow workers and Streaming Engine compute units per hour of the streaming job.
+    # Average Dataflow workers, and the Streaming Engine compute units a resource-based job uses
+    # (a data-processed job is billed per GiB of its feature events instead).
     dataflow_avg_workers: float = Field(default=1.0, ge=0)
     streaming_engine_units: float = Field(default=1.0, ge=0)
     # Hours a day the always-on parts (cluster, nodes, Memorystore, Dataflow, NAT) run.
     hours_per_day: float = Field(default=24.0, gt=0, le=24)
-    # Stored data: BigQuery offline store (split evenly over its tables), each bucket, the images
-    # in Artifact Registry, the DynamoDB results table.
-    offline_store_gb: float = Field(default=50.0, ge=0)
+    # Stored data: each bucket, the images in Artifact Registry, the DynamoDB results table. The
+    # BigQuery tables are priced from their traffic and partition expiration; a table that never
+    # expires partitions grows, and is priced as it stands after this many months.
+    storage_horizon_months: int = Field(default=12, ge=1, le=120)
     bucket_gb: float = Field(default=20.0, ge=0)
     image_storage_gb: float = Field(default=10.0, ge=0)
     results_store_gb: float = Field(default=1.0, ge=0)
-    # Bytes through Cloud NAT (image pulls, calls to AWS), BigQuery bytes scanned by training and
-    # drift queries, and how long one training-trigger function run takes.
+    # Bytes through Cloud NAT besides the results written to AWS (image pulls, other calls),
+    # BigQuery bytes scanned by training and drift queries, and how long one training-trigger
+    # function run takes.
     nat_gb_per_month: float = Field(default=30.0, ge=0)
     bigquery_scanned_tib_per_month: float = Field(default=0.5, ge=0)
     function_seconds_per_run: float = Field(default=30.0, ge=0)
+    # Time series each alert condition returns per execution period (the stack's conditions each
+    # filter one subscription or job).
+    alert_time_series_per_condition: int = Field(default=1, ge=0)
     secret_accesses_per_month: int = Field(default=10_000, ge=0)
 
 

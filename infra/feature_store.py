@@ -206,7 +206,14 @@ class FeatureStore(pulumi.ComponentResource):
             sdk_container_image=image,
             max_workers=fs.dataflow.max_workers,
             enable_streaming_engine=True,
-            additional_experiments=[f"use_network_tags={DATAFLOW_TAG}"],
+            # Streaming Engine's billing mode, as the stack sets it: without the resource-based
+            # billing option a job is billed per GiB processed (`rerank infra cost` prices either).
+            additional_experiments=[f"use_network_tags={DATAFLOW_TAG}"]
+            + (
+                ["enable_streaming_engine_resource_based_billing"]
+                if fs.dataflow.streaming_billing == "resource_based"
+                else []
+            ),
             # Drain on delete or replacement: events already pulled are written, not dropped. A
             # review stack's job is cancelled: its events are test data and a drain can take hours.
             on_delete="cancel" if ctx.settings.env == "ephemeral" else "drain",

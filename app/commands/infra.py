@@ -3,7 +3,9 @@
 No credentials and no Pulumi CLI: what the stack would contain (type, name, key settings, what
 each resource waits for), and with ``--diff`` what this tree adds, removes or alters compared with
 another commit, for review beside ``pulumi preview`` (which needs the cloud). ``cost`` prices the
-same inventory from ``infra/prices.toml`` and the stack's usage assumptions.
+same inventory from ``infra/prices.toml`` and the stack's usage assumptions, saying of each price
+how it was obtained. ``rerank infra prices refresh [--region R]`` re-reads that table's prices
+from Google's Cloud Billing Catalog and AWS's Price List (credentials needed; one line if not).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from app.settings import (
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "prices":
+        return prices(args)
+    if args.what:
+        raise UsageError(f"infra {args.action} takes no {args.what!r}")
     if args.stack == DEFAULT_STACK:
         raise UsageError("the local stack has no cloud resources; give --stack dev, prod or pr-<n>")
     settings = load_stack(args.stack)
@@ -269,6 +275,7 @@ def cost_diff(base: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
                 "after": now if new else "absent",
                 "delta_usd_per_month": delta,
                 "basis": (new or old or {}).get("basis", ""),
+                "unverified": (new or old or {}).get("unverified", []),
             }
         )
     delta_total = round(current["total_usd_per_month"] - base["total_usd_per_month"], 2)
@@ -280,6 +287,8 @@ def cost_diff(base: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
         "delta_usd_per_day": round(current["total_usd_per_day"] - base["total_usd_per_day"], 2),
         "unpriced": current["unpriced"],
         "base_unpriced": base["unpriced"],
+        "unverified": current["unverified"],
+        "unverified_usd_per_month": current["unverified_usd_per_month"],
         "changes": changes,
         "prices": current["prices"],
         "assumptions": current["assumptions"],
@@ -298,16 +307,36 @@ def _unpriced_note(names: list[str]) -> str:
     return f", plus {len(names)} unpriced" if names else ""
 
 
+def prices_line(p: dict[str, Any]) -> str:
+    """Which table an estimate used: its date, whether it was refreshed, how its prices were obtained."""
+    counts = p.get("provenance") or {}
+    refreshed = f"refreshed {p['refreshed']}" if p.get("refreshed") else "not refreshed (the committed table)"
+    made = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    return f"prices: {p['table']} dated {p['dated']}, {refreshed}; {made}"
+
+
+def _unverified_note(e: dict[str, Any]) -> str:
+    lines = e.get("unverified") or []
+    if not lines:
+        return "every price used was read from a catalog or a page"
+    return (
+        f"{len(lines)} line(s) use unverified prices: {usd(e['unverified_usd_per_month'])}/month of the total "
+        "(marked [unverified] below)"
+    )
+
+
 def cost_text(e: dict[str, Any]) -> str:
     lines_by = {p: [r for r in e["resources"] if r["pricing"] == p] for p in ("priced", "free", "unpriced")}
     lines = [
         f"stack {e['stack']}: {usd(e['total_usd_per_month'])}/month ({usd(e['total_usd_per_day'])}/day)"
         f"{_unpriced_note(e['unpriced'])}; {len(lines_by['priced'])} priced, {len(lines_by['free'])} free, "
         f"{len(lines_by['unpriced'])} unpriced resources",
-        f"prices: {e['prices']['table']}, list prices dated {e['prices']['dated']} (to be re-checked)",
+        prices_line(e["prices"]),
+        _unverified_note(e),
     ]
     for r in sorted(lines_by["priced"], key=lambda r: -r["usd_per_month"]):
-        lines.append(f"{usd(r['usd_per_month']):>11}  {r['type']}  {r['name']}: {r['basis']}")
+        mark = f" [unverified: {', '.join(r['unverified'])}]" if r.get("unverified") else ""
+        lines.append(f"{usd(r['usd_per_month']):>11}  {r['type']}  {r['name']}{mark}: {r['basis']}")
     for r in lines_by["unpriced"]:
         lines.append(f"{'unpriced':>11}  {r['type']}  {r['name']}: {r['basis']}")
     return "\n".join(lines)
@@ -319,11 +348,59 @@ def cost_diff_text(d: dict[str, Any]) -> str:
         f"{usd(d['total_usd_per_month'])}/month ({usd(d['delta_usd_per_month'], signed=True)}/month, "
         f"{usd(d['delta_usd_per_day'], signed=True)}/day){_unpriced_note(d['unpriced'])}",
         f"base priced with {d['base_assumptions']}",
+        prices_line(d["prices"]),
+        _unverified_note(d),
     ]
     for c in d["changes"]:
         mark = "+" if c["before"] == "absent" else "-" if c["after"] == "absent" else "~"
+        unverified = " [unverified]" if c.get("unverified") else ""
         lines.append(
-            f"{mark} {usd(c['delta_usd_per_month'], signed=True):>11}  {c['type']}  {c['name']}: "
+            f"{mark} {usd(c['delta_usd_per_month'], signed=True):>11}  {c['type']}  {c['name']}{unverified}: "
             f"{usd(c['before'])} -> {usd(c['after'])}"
         )
     return "\n".join(lines)
+
+
+def prices(args: argparse.Namespace) -> int:
+    """``rerank infra prices refresh [--region R]``: each price with a catalog query re-read from the
+    catalogs this machine can reach; the table is written only when something was read."""
+    from infra.prices import refresh as catalogs
+    from infra.prices import table as price_table
+    from infra.prices.gcp import CatalogError
+
+    if args.what != "refresh":
+        raise UsageError("infra prices: say what to do: refresh")
+    if args.region is not None and not re.fullmatch(r"[a-z]+-[a-z]+[0-9]", args.region):
+        raise UsageError(f"--region: {args.region!r} is not a GCP region (like europe-west1)")
+    path = price_table.PRICE_TABLE
+    try:
+        table = price_table.load_prices(path)
+    except price_table.PriceTableError as exc:
+        raise RunFailed(str(exc)) from None
+    readers: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for kind, make in (("gcp", catalogs.gcp_catalog), ("aws", catalogs.aws_price_list)):
+        try:
+            readers[kind] = make()
+        except catalogs.NotRefreshed as exc:
+            skipped[kind] = str(exc)
+    shown = table.summary()["table"]
+    if not readers:
+        why = "; ".join(f"{kind}: {reason}" for kind, reason in skipped.items())
+        raise RunFailed(f"prices not refreshed ({why}); {shown} dated {table.dated} is used as committed")
+    try:
+        done = catalogs.refresh(table.raw, readers.get("gcp"), readers.get("aws"), args.region, skipped=skipped)
+        fresh = price_table.table_from(done.doc, path)
+    except (CatalogError, price_table.PriceTableError) as exc:
+        raise RunFailed(f"prices not refreshed: {exc}") from None
+    if any(done.read.values()):
+        path.write_text(price_table.dump_table(done.doc))
+    result = {**fresh.summary(), "read": done.read, "not_refreshed": done.skipped}
+
+    def text() -> str:
+        read = ", ".join(f"{n} from {kind}" for kind, n in done.read.items())
+        missed = "".join(f"; {kind} not refreshed: {why}" for kind, why in done.skipped.items())
+        return f"{shown} dated {fresh.dated}: {read}{missed}"
+
+    emit(args, result, text)
+    return 0

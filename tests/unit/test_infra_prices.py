@@ -1,0 +1,384 @@
+"""The price table and the catalog readers behind `rerank infra prices refresh`: every price says
+how it was obtained, the readers pick the right SKU, tier and region from answers in the client
+libraries' shapes (tests/fixtures/prices, whose `_about` says what each entry is), and anything a
+catalog answer cannot price is a one-line error, never a zero."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.cli import main
+from app.settings import REPO_ROOT
+from infra.prices import refresh as catalogs
+from infra.prices import table as price_table
+from infra.prices.aws import aws_price, products_reader
+from infra.prices.gcp import CatalogError, gcp_price, money, sku_dict, skus_reader
+from infra.prices.table import PRICE_TABLE, PriceTableError, dump_table, load_prices, table_from
+
+FIXTURES = REPO_ROOT / "tests/fixtures/prices"
+RECORDED_SKU = "02EE-77CE-ACCD"  # a catalog entry recorded verbatim: tiered, US regions only
+NOW = dt.datetime(2026, 12, 4, 9, 30, tzinfo=dt.UTC)
+
+
+def gcp_answers() -> dict[str, list[dict[str, Any]]]:
+    doc = json.loads((FIXTURES / "gcp_list_skus.json").read_text())
+    return {service: skus for service, skus in doc.items() if service != "_about"}
+
+
+def aws_answers() -> dict[str, list[str]]:
+    doc = json.loads((FIXTURES / "aws_get_products.json").read_text())
+    return {usage: items for usage, items in doc.items() if usage != "_about"}
+
+
+class FakeCatalogClient:
+    """``CloudCatalogClient`` as far as the reader uses it: ``list_skus(parent=...)`` iterates SKUs."""
+
+    def __init__(self, answers: dict[str, list[dict[str, Any]]]) -> None:
+        self.answers, self.asked = answers, []
+
+    def list_skus(self, parent: str) -> list[dict[str, Any]]:
+        self.asked.append(parent)
+        return copy.deepcopy(self.answers.get(parent, []))
+
+
+def stubbed_pricing(answers: dict[str, list[str]], usage_types: list[str]) -> tuple[Any, Stubber]:
+    """A real boto3 pricing client whose answers are the recorded ones, asked in this order."""
+    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    for usage in usage_types:
+        stub.add_response(
+            "get_products",
+            {"PriceList": answers.get(usage, []), "FormatVersion": "aws_v1"},
+            {
+                "ServiceCode": "AmazonDynamoDB",
+                "Filters": [{"Type": "TERM_MATCH", "Field": "usagetype", "Value": usage}],
+                "FormatVersion": "aws_v1",
+            },
+        )
+    stub.activate()
+    return client, stub
+
+
+def queried(kind: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(k, p.catalog) for k, p in load_prices().prices.items() if kind in p.catalog]
+
+
+def refreshed(doc: dict[str, Any] | None = None) -> catalogs.Refreshed:
+    aws_queries = [q["usagetype"] for _, q in queried("aws")]
+    client, stub = stubbed_pricing(aws_answers(), aws_queries)
+    result = catalogs.refresh(
+        doc or load_prices().raw, skus_reader(FakeCatalogClient(gcp_answers())), products_reader(client), now=NOW
+    )
+    stub.assert_no_pending_responses()
+    return result
+
+
+# --- the committed table --------------------------------------------------------------------------
+
+
+def test_the_committed_table_is_exactly_what_the_writer_writes() -> None:
+    table = load_prices()
+    assert dump_table(table.raw) == PRICE_TABLE.read_text()
+
+
+def test_every_price_says_how_it_was_obtained_and_none_claims_a_catalog_it_was_not_read_from() -> None:
+    table = load_prices()
+    counts = table.counts()
+    # Nothing here could reach a catalog: the committed table has no catalog prices and says so.
+    assert table.refreshed == "" and counts["catalog"] == 0 and "Not refreshed" in table.note
+    assert counts["page"] > 0 and sum(counts.values()) == len(table.prices)
+    for key, p in table.prices.items():
+        if p.provenance == "page":
+            assert table.sources[p.source]["url"].startswith("https://") and p.checked <= table.dated, key
+        else:
+            assert p.provenance == "unverified" and p.note.strip(), key
+        assert p.region in ("global", table.gcp_region, table.aws_region), key
+    # Each source says what it is and when it was read.
+    assert all("read 2026-12-04" in s["about"] for s in table.sources.values())
+
+
+@pytest.mark.parametrize(
+    "old, new, problem",
+    [
+        ('provenance = "page"\nsource = "cyclenerd"', 'provenance = "page"\nsource = "memory"',
+         "source 'memory' is not under [sources]"),
+        ('provenance = "page"', 'provenance = "catalog"', "a catalog price needs its sku"),
+        ('provenance = "page"', 'provenance = "remembered"', "provenance must be one of catalog, page, unverified"),
+        ('checked = "2026-12-04"', 'checked = "last week"', "needs the day it was checked"),
+        ('usd = 0.1\nunit = "cluster-hour"', 'usd = -0.1\nunit = "cluster-hour"', "usd must be a number >= 0"),
+        ('"gcp:compute/firewall:Firewall" =', '"gcp:container/cluster:Cluster" =', "is both priced and free"),
+    ],
+)  # fmt: skip
+def test_a_malformed_price_table_is_refused_in_one_line(old: str, new: str, problem: str, tmp_path: Path) -> None:
+    text = PRICE_TABLE.read_text()
+    assert old in text
+    (tmp_path / "prices.toml").write_text(text.replace(old, new, 1))
+    with pytest.raises(PriceTableError) as err:
+        load_prices(tmp_path / "prices.toml")
+    assert problem in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_unverified_price_without_a_note_is_refused() -> None:
+    doc = copy.deepcopy(load_prices().raw)
+    doc["prices"]["memorystore.BASIC.M1"]["note"] = " "
+    with pytest.raises(PriceTableError, match="needs a note saying where the figure came from"):
+        table_from(doc)
+
+
+# --- the readers, on the client libraries' answer shapes ------------------------------------------
+
+
+def test_the_right_sku_is_picked_not_another_regions_or_a_custom_shapes() -> None:
+    skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
+    query = load_prices().prices["compute.spot.e2.vcpu_hour"].catalog
+    price = gcp_price("compute.spot.e2.vcpu_hour", query, skus_of, "europe-west1")
+    # The fixture also offers Iowa's Spot E2 core ($0.00669), a custom core and a commitment.
+    assert price.usd == pytest.approx(0.01162) and price.region == "europe-west1" and price.unit == "h"
+    assert price.sku.startswith("services/6F81-5844-456A/skus/") and price.effective.startswith("2026-07-30")
+    iowa = gcp_price("compute.spot.e2.vcpu_hour", query, skus_of, "us-central1")
+    assert iowa.usd == pytest.approx(0.00669)
+
+
+@pytest.mark.parametrize("amount, usd", [(0, 0.12), (1023, 0.12), (1024, 0.11), (5000, 0.11), (10_240, 0.08)])
+def test_a_tiered_sku_is_read_at_the_tier_of_the_usage_asked_for(amount: float, usd: float) -> None:
+    skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
+    query = {"gcp": "services/6F81-5844-456A", "description": "Network Vpn Internet Egress from Americas to Africa"}
+    price = gcp_price("vpn.egress", {**query, "tier_at": amount, "unit": "GiBy"}, skus_of, "us-east1")
+    assert price.usd == pytest.approx(usd) and price.sku.endswith(RECORDED_SKU)
+    assert price.effective == "2021-11-26T10:50:40.206Z"
+
+
+@pytest.mark.parametrize(
+    "query, region, problem",
+    [
+        ({"description": "Network Vpn Internet Egress from Americas to Africa"}, "europe-west1",
+         "is offered in us-central1, us-east1, us-west1, not europe-west1"),
+        ({"description": "Spot Preemptible C4 Instance", "group": "CPU"}, "europe-west1",
+         "no SKU 'Spot Preemptible C4 Instance'"),
+        ({"description": "Spot Preemptible E2 Instance", "group": "CPU", "unit": "GiBy.h"}, "europe-west1",
+         "is priced per 'h', not 'GiBy.h'"),
+        ({"description": "Spot Preemptible E2"}, "europe-west1", "SKUs match 'Spot Preemptible E2' in europe-west1"),
+    ],
+)  # fmt: skip
+def test_what_the_catalog_cannot_price_is_one_line_never_a_zero(
+    query: dict[str, Any], region: str, problem: str
+) -> None:
+    skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
+    with pytest.raises(CatalogError) as err:
+        gcp_price("x.y", {"gcp": "services/6F81-5844-456A", **query}, skus_of, region)
+    assert problem in str(err.value) and "\n" not in str(err.value) and str(err.value).startswith("prices.x.y: ")
+
+
+def test_a_client_library_message_is_read_as_its_protobuf_json() -> None:
+    recorded = next(s for s in gcp_answers()["services/6F81-5844-456A"] if s["skuId"] == RECORDED_SKU)
+
+    class Sku:  # the proto-plus surface the reader uses: the class's to_json(message)
+        @staticmethod
+        def to_json(message: Any) -> str:
+            return json.dumps(recorded)
+
+    assert sku_dict(Sku()) == recorded == sku_dict(recorded)
+
+
+def test_the_price_list_is_asked_per_usage_type_and_read_at_its_tier() -> None:
+    answers = aws_answers()
+    client, stub = stubbed_pricing(answers, ["EU-TimedStorage-ByteHrs", "EU-TimedStorage-ByteHrs"])
+    products_of = products_reader(client)
+    query = {"aws": "AmazonDynamoDB", "usagetype": "EU-TimedStorage-ByteHrs", "unit": "GB-Mo"}
+    free = aws_price("ddb.storage", query, products_of, "eu-west-1")
+    paid = aws_price("ddb.storage", {**query, "tier_at": 26}, products_of, "eu-west-1")
+    stub.assert_no_pending_responses()
+    assert free.usd == 0.0 and paid.usd == pytest.approx(0.283)
+    assert paid.sku.startswith("FIXTUREDDB0003.JRTCKXETXF.") and paid.effective == "2026-11-01T00:00:00Z"
+
+
+def test_the_price_list_pages_are_all_read() -> None:
+    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    item = aws_answers()["EU-WriteRequestUnits"][0]
+    stub.add_response("get_products", {"PriceList": [], "NextToken": "page-2"})
+    stub.add_response("get_products", {"PriceList": [item]})
+    with stub:
+        found = products_reader(client)("AmazonDynamoDB", "EU-WriteRequestUnits")
+    assert [p["product"]["sku"] for p in found] == ["FIXTUREDDB0001"]
+
+
+@pytest.mark.parametrize(
+    "usage, region, problem",
+    [
+        ("EU-WriteRequestUnits", "us-east-1", "is offered in eu-west-1, not us-east-1"),
+        (
+            "EU-WriteCapacityUnit-Hrs",
+            "eu-west-1",
+            "no AmazonDynamoDB product with usage type 'EU-WriteCapacityUnit-Hrs'",
+        ),
+    ],
+)
+def test_a_price_list_answer_that_cannot_price_is_one_line(usage: str, region: str, problem: str) -> None:
+    client, _ = stubbed_pricing(aws_answers(), [usage])
+    with pytest.raises(CatalogError) as err:
+        aws_price("ddb.writes", {"aws": "AmazonDynamoDB", "usagetype": usage}, products_reader(client), region)
+    assert problem in str(err.value) and "\n" not in str(err.value)
+
+
+@given(units=st.integers(min_value=0, max_value=10**6), nanos=st.integers(min_value=0, max_value=999_999_999))
+def test_units_and_nanos_read_as_one_price(units: int, nanos: int) -> None:
+    assert money({"units": str(units), "nanos": nanos}) == pytest.approx(units + nanos / 1e9)
+    assert money({"nanos": nanos}) == pytest.approx(nanos / 1e9)
+
+
+@given(
+    starts=st.lists(st.integers(min_value=1, max_value=100_000), max_size=5, unique=True),
+    amount=st.floats(min_value=0, max_value=200_000, allow_nan=False),
+)
+def test_the_tier_read_is_the_last_one_started_at_or_below_the_amount(starts: list[int], amount: float) -> None:
+    tiers = [0, *sorted(starts)]
+    rates = [{"startUsageAmount": s, "unitPrice": {"units": "0", "nanos": 1000 + i}} for i, s in enumerate(tiers)]
+    sku = {
+        "skuId": "T",
+        "description": "Tiered thing",
+        "serviceRegions": ["europe-west1"],
+        "pricingInfo": [{"pricingExpression": {"usageUnit": "GiBy", "tieredRates": rates}}],
+    }
+    price = gcp_price("t", {"gcp": "s", "description": "Tiered", "tier_at": amount}, lambda _: [sku], "europe-west1")
+    expected = max(i for i, s in enumerate(tiers) if s <= amount)
+    assert price.usd == pytest.approx((1000 + expected) / 1e9)
+
+
+# --- refresh --------------------------------------------------------------------------------------
+
+
+def test_refresh_with_the_recorded_answers_reproduces_the_committed_figures_exactly() -> None:
+    committed = load_prices()
+    done = refreshed()
+    assert done.read == {"gcp": len(queried("gcp")), "aws": len(queried("aws"))} and all(done.read.values())
+    fresh = table_from(done.doc)
+    for key, before in committed.prices.items():
+        after = fresh.prices[key]
+        assert after.usd == pytest.approx(before.usd, abs=1e-12), key
+        if before.catalog:
+            assert after.provenance == "catalog" and after.sku and after.effective, key
+            assert after.catalog == before.catalog and after.region in ("europe-west1", "global", "eu-west-1")
+        else:  # not queried: carried as committed, provenance and all
+            assert after == before, key
+    assert fresh.refreshed == "2026-12-04T09:30:00Z" and fresh.dated == "2026-12-04"
+    # Everything but the prices read and the table's dates is the committed table's.
+    rest = {k: v for k, v in done.doc.items() if k not in ("prices", "table")}
+    assert rest == {k: v for k, v in committed.raw.items() if k not in ("prices", "table")}
+    # What refresh writes loads back to the same table, and refreshing it again changes nothing.
+    text = dump_table(done.doc)
+    again = refreshed(table_from(tomllib.loads(text)).raw)
+    assert dump_table(again.doc) == text
+
+
+def test_refresh_into_another_region_needs_every_regional_price_from_a_catalog() -> None:
+    with pytest.raises(CatalogError) as err:
+        catalogs.refresh(load_prices().raw, skus_reader(FakeCatalogClient(gcp_answers())), None, "us-central1")
+    assert "cannot be read from a catalog here; the table stays in europe-west1" in str(err.value)
+
+
+def test_a_missing_sku_stops_the_refresh_in_one_line() -> None:
+    answers = gcp_answers()
+    answers["services/E505-1604-58F8"] = []
+    with pytest.raises(CatalogError) as err:
+        catalogs.refresh(load_prices().raw, skus_reader(FakeCatalogClient(answers)), None)
+    assert str(err.value) == (
+        "prices.nat.data_gib: no SKU 'Networking Cloud Nat Data Processing' in the catalog's services/E505-1604-58F8"
+    )
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def test_refresh_without_the_library_or_credentials_says_so_and_keeps_the_table(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    before = PRICE_TABLE.read_text()
+    assert main(["infra", "prices", "refresh"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "prices not refreshed (gcp: google-cloud-billing is not installed" in err
+    assert "aws: no AWS credentials" in err and "infra/prices.toml dated 2026-12-04 is used as committed" in err
+    assert PRICE_TABLE.read_text() == before
+
+
+@pytest.fixture
+def table_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "prices.toml"
+    shutil.copy(PRICE_TABLE, path)
+    monkeypatch.setattr(price_table, "PRICE_TABLE", path)
+    return path
+
+
+def test_refresh_writes_the_table_from_the_catalogs_it_can_read(
+    table_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = stubbed_pricing(aws_answers(), [q["usagetype"] for _, q in queried("aws")])
+    monkeypatch.setattr(catalogs, "gcp_catalog", lambda: skus_reader(FakeCatalogClient(gcp_answers())))
+    monkeypatch.setattr(catalogs, "aws_price_list", lambda: products_reader(client))
+    assert main(["infra", "prices", "refresh", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["read"] == {"gcp": len(queried("gcp")), "aws": len(queried("aws"))} and out["not_refreshed"] == {}
+    written = load_prices(table_copy)
+    assert written.refreshed and written.counts()["catalog"] == sum(out["read"].values())
+    assert out["provenance"] == written.counts()
+
+
+def test_refresh_with_one_catalog_reads_it_and_says_the_other_was_not(
+    table_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_aws() -> Any:
+        raise catalogs.NotRefreshed("no AWS credentials (the Price List API needs a signed request)")
+
+    monkeypatch.setattr(catalogs, "gcp_catalog", lambda: skus_reader(FakeCatalogClient(gcp_answers())))
+    monkeypatch.setattr(catalogs, "aws_price_list", no_aws)
+    assert main(["infra", "prices", "refresh"]) == 0
+    out = capsys.readouterr().out
+    assert "from gcp, 0 from aws; aws not refreshed: no AWS credentials" in out
+    written = load_prices(table_copy)
+    assert {p.provenance for p in written.prices.values() if p.region == "eu-west-1"} == {"unverified"}
+
+
+def test_a_refresh_that_fails_writes_nothing(
+    table_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = gcp_answers()
+    answers["services/6F81-5844-456A"] = [
+        s for s in answers["services/6F81-5844-456A"] if s["description"] != "Balanced PD Capacity in Belgium"
+    ]
+    monkeypatch.setattr(catalogs, "gcp_catalog", lambda: skus_reader(FakeCatalogClient(answers)))
+    before = table_copy.read_text()
+    assert main(["infra", "prices", "refresh"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SKU 'Balanced PD Capacity' is offered in us-central1, not europe-west1" in err
+    assert table_copy.read_text() == before
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["infra", "prices"], "say what to do: refresh"),
+        (["infra", "prices", "refresh", "--region", "Belgium"], "is not a GCP region"),
+        (["infra", "plan", "refresh", "--stack", "dev"], "infra plan takes no 'refresh'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
