@@ -324,21 +324,37 @@ def test_tables_are_priced_from_traffic_and_partition_expiration_with_long_term_
         table.usd("bigquery.active_storage_gib_month"),
         table.usd("bigquery.long_term_storage_gib_month"),
     )
-    # dev: the predictions table keeps its dataset's 90-day partitions: all active.
+    # dev: the predictions table keeps the stack's predictions retention (under 90 days): all active.
+    days = load_stack("dev").serving.predictions_partition_expiration_days
+    assert days is not None and days <= 90
     dev = line_of(priced("dev"), "serving-predictions")
-    gib = 100_000 * 2 * 3400 * 90 / 1024**3  # requests x (variant record + shadow record) a day
+    gib = 100_000 * 2 * 3400 * days / 1024**3  # requests x (variant record + shadow record) a day
     assert dev["usd_per_month"] == pytest.approx(gib * active, abs=0.01)
-    assert "partitions expire after 90 days" in dev["basis"]
-    # prod: no expiration: the table grows, priced at the 12-month horizon, most of it long-term.
+    assert f"partitions expire after {days} days" in dev["basis"]
+    # prod: the offline tables keep the stack's retention, beyond 90 days: the rest is long-term.
     prod_settings = load_stack("prod")
+    kept = prod_settings.feature_store.offline_partition_expiration_days
+    assert kept is not None and kept > 90
     prod = line_of(priced("prod"), "feature-store-user_profile_v1")
     daily = 5_000_000 * 600 / 3 / 1024**3
-    assert prod["usd_per_month"] == pytest.approx(daily * 90 * active + daily * 275 * long_term, abs=0.01)
-    assert "grows; priced at 12 months" in prod["basis"]
+    # A retention longer than the estimate's 12-month horizon is priced at the horizon.
+    assert prod_settings.cost.storage_horizon_months == 12
+    stored = min(kept, 365)
+    assert prod["usd_per_month"] == pytest.approx(daily * 90 * active + daily * (stored - 90) * long_term, abs=0.01)
+    # Without an expiration the table grows: priced at the stack's horizon, more for a longer one.
+    inventory = copy.deepcopy(planned("prod").to_json()["inventory"])
+    growing = next(r for r in inventory if r["name"] == "feature-store-user_profile_v1")
+    growing["inputs"]["timePartitioning"].pop("expirationMs", None)
+    for r in inventory:  # and no dataset default to fall back to
+        if r["type"] == "gcp:bigquery/dataset:Dataset":
+            r["inputs"].pop("defaultPartitionExpirationMs", None)
+    grows = line_of(estimate(inventory, prod_settings, table).to_json(), "feature-store-user_profile_v1")
+    assert "grows; priced at 12 months" in grows["basis"]
     longer = prod_settings.model_copy(
         update={"cost": prod_settings.cost.model_copy(update={"storage_horizon_months": 24})}
     )
-    assert line_of(priced("prod", longer), "feature-store-user_profile_v1")["usd_per_month"] > prod["usd_per_month"]
+    longer_line = line_of(estimate(inventory, longer, table).to_json(), "feature-store-user_profile_v1")
+    assert longer_line["usd_per_month"] > grows["usd_per_month"]
     # A real inventory given a 30-day partition expiration is priced at 30 days.
     inventory = copy.deepcopy(planned("prod").to_json()["inventory"])
     offline = next(r for r in inventory if r["name"] == "feature-store-user_profile_v1")
