@@ -19,3 +19,9 @@ class RunFailed(Exception):
 def emit(args: argparse.Namespace, payload: dict[str, Any], text: Callable[[], str]) -> None:
     """One JSON object with ``--json``, else the human text."""
     print(json.dumps(payload, default=str) if getattr(args, "json", False) else text())
+
+
+def one_line(text: object, limit: int = 2000) -> str:
+    """``text`` on one line of at most ``limit`` characters: the contract, whatever a library's message holds."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else f"{line[: limit - 30]}... ({len(line)} characters)"

@@ -9,11 +9,14 @@ stack's are its BigQuery dataset (``--offline bq://PROJECT.DATASET``).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands.base import UsageError, emit
+from app.commands.base import RunFailed, UsageError, emit, one_line
+from app.output_paths import output_file, shown
 from app.settings import load_stack
 
 if TYPE_CHECKING:
@@ -31,10 +34,37 @@ def parse_since(text: str | None) -> datetime:
             return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--since {text!r} is not a date (2026-03-01) or an RFC 3339 time") from None
+        raise UsageError(f"--since {shown(text)} is not a date (2026-03-01) or an RFC 3339 time") from None
     if at.tzinfo is None:
-        raise UsageError(f"--since {text!r} has no time zone (add Z or +00:00)")
-    return at.astimezone(UTC)
+        raise UsageError(f"--since {shown(text)} has no time zone (add Z or +00:00)")
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise UsageError(f"--since {shown(text)} is beyond the last representable UTC time") from None
+
+
+def bigquery_dataset(uri: str, flag: str = "--offline") -> tuple[str, str]:
+    """``bq://PROJECT.DATASET`` as its two names."""
+    project, _, dataset = uri.removeprefix("bq://").partition(".")
+    if not project or not dataset:
+        raise UsageError(f"{flag} {shown(uri)}: expected bq://PROJECT.DATASET")
+    return project, dataset
+
+
+@contextmanager
+def google_calls(what: str) -> Iterator[None]:
+    """Google's client errors (no credentials, no permission, no such dataset) as one line, exit 1."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        yield
+    except GoogleAuthError as exc:
+        raise RunFailed(
+            f"{what}: no usable Google credentials ({one_line(exc)}); run `gcloud auth application-default login`"
+        ) from None
+    except GoogleAPIError as exc:
+        raise RunFailed(f"{what}: {one_line(exc)}") from None
 
 
 def _impressions(args: argparse.Namespace) -> pa.Table:
@@ -59,17 +89,20 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     top_k = TOP_K if args.top_k is None else args.top_k
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
+    html = output_file("--html", args.html, force=args.force) if args.html else None
     offline = args.offline
     if offline is None:
         if settings.env != "local":
             raise UsageError(f"stack {args.stack} lands predictions in BigQuery: pass --offline bq://PROJECT.DATASET")
         offline = str(state_dir / settings.stack / "offline")
+    bigquery = bigquery_dataset(offline) if offline.startswith("bq://") else None
     impressions = _impressions(args)
-    if offline.startswith("bq://"):
-        from google.cloud import bigquery
+    if bigquery:
+        from google.cloud.bigquery import Client
 
-        project, _, dataset = offline.removeprefix("bq://").partition(".")
-        data = bigquery_data(bigquery.Client(project=project), project, dataset, impressions)
+        project, dataset = bigquery
+        with google_calls(offline):
+            data = bigquery_data(Client(project=project), project, dataset, impressions)
     else:
         predictions = read_predictions(Path(offline))
         if predictions.num_rows == 0:
@@ -79,11 +112,12 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         data = local_data(predictions, impressions)
     # Impressions carry their own times; the end only has to be after the last one.
     until = datetime.now(UTC) + timedelta(days=1)
-    doc = {"stack": settings.stack, **readout(settings.serving.variants, data, since, until, top_k)}
+    with google_calls(offline):
+        doc = {"stack": settings.stack, **readout(settings.serving.variants, data, since, until, top_k)}
     doc["window"] = {"since": since.isoformat() if args.since else None}
-    if args.html:
-        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.html).write_text(html_page(doc, settings.stack))
-        doc["html"] = str(args.html)
+    if html:
+        with html.staged() as page:
+            page.write_text(html_page(doc, settings.stack))
+        doc["html"] = str(html.path)
     emit(args, doc, lambda: text(doc) + (f"\nreport: {args.html}" if args.html else ""))
     return 0

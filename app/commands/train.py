@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.commands.base import RunFailed, UsageError, emit
+from app.output_paths import output_file
 from app.settings import REPO_ROOT, StackSettings, load_stack
 
 
@@ -17,7 +18,11 @@ def compile_run(args: argparse.Namespace) -> int:
     from pipelines.training import BUILD_DIR, DEFAULT_IMAGE, PIPELINE_NAME, compile_pipeline
 
     image = args.image or DEFAULT_IMAGE
-    out = compile_pipeline(Path(args.out) if args.out else BUILD_DIR / f"{PIPELINE_NAME}.yaml", image)
+    # The default build file is this command's own output, replaced on every compile.
+    spec = output_file("--out", args.out or BUILD_DIR / f"{PIPELINE_NAME}.yaml", force=args.force or not args.out)
+    with spec.staged() as staged:
+        compile_pipeline(staged, image)
+    out = spec.path
     emit(args, {"spec": str(out), "image": image}, lambda: f"wrote {out}")
     return 0
 
