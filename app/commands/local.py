@@ -13,12 +13,15 @@ from app.settings import load_stack
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
     if args.action == "down":
-        stopped = stop_services(args.stack, state_dir, keep_data=args.keep_data)
-        emit(
-            args,
-            {"stack": args.stack, "stopped": stopped},
-            lambda: f"stopped {', '.join(stopped)}" if stopped else f"nothing of stack {args.stack} was running",
-        )
+        stopped, left = stop_services(args.stack, state_dir, keep_data=args.keep_data)
+
+        def text() -> str:
+            lines = [f"stopped {', '.join(stopped)}" if stopped else f"nothing of stack {args.stack} was running"]
+            if left:
+                lines.append(f"left alone, not the processes started: {', '.join(left)}")
+            return "\n".join(lines)
+
+        emit(args, {"stack": args.stack, "stopped": stopped, "left_alone": left}, text)
         return 0
     settings = load_stack(args.stack)
     if settings.env != "local":
