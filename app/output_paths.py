@@ -18,19 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.echo import shown
+
 # Characters glob-matching file systems (Beam's among them) read as patterns.
 GLOB_CHARACTERS = frozenset("*?[]{}")
-SHOWN_CHARS = 200
 
 
 class OutputPathError(ValueError):
     """An output path the command refuses; one line naming the flag."""
-
-
-def shown(text: object, limit: int = SHOWN_CHARS) -> str:
-    """``repr(text)``, cut to ``limit`` characters: an error line never echoes a huge value back."""
-    r = repr(text)
-    return r if len(r) <= limit else f"{r[: limit - 20]}... ({len(r)} characters)"
 
 
 def has_glob_characters(path: str | Path) -> bool:

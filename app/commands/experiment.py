@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.commands.base import RunFailed, UsageError, emit, one_line
-from app.output_paths import output_file, shown
+from app.echo import shown
+from app.output_paths import output_file
 from app.settings import load_stack
 
 if TYPE_CHECKING:

@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 
 from app.commands.base import RunFailed, UsageError, emit
+from app.echo import shown
 from app.featurestore.pipeline import IngestConfigError, IngestSummary, stack_args
 from app.local.services import LocalState
 from app.local.session import running_state
-from app.output_paths import OutputPathError, output_file, shown
+from app.output_paths import OutputPathError, output_file
 from app.settings import StackSettings, load_stack
 
 

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.cli import main
-from app.output_paths import OutputPathError, output_file, output_folder, shown
+from app.echo import shown
+from app.output_paths import OutputPathError, output_file, output_folder
 
 BOUNDED = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
