@@ -161,14 +161,18 @@ def metrics_table(m: dict[str, Any]) -> list[str]:
     for who in ("model", "baseline", "serving", "oracle"):
         if f"{who}_ndcg_at_10" in m:
             rows.append(f"{who:10} {fig(f'{who}_ndcg_at_10', 8)} {fig(f'{who}_map_at_10', 8)} {fig(f'{who}_auc', 7)}")
+
+    def signed(key: str) -> str:
+        return f"{m[key]:+.4f}" if isinstance(m.get(key), (int, float)) else "?"
+
     for who in ("baseline", "serving"):
         d = f"model_minus_{who}_ndcg_at_10"
         if d in m:
             rows.append(
-                f"model - {who} NDCG@10: {m[d]:+.4f} (95% interval over sessions "
-                f"[{m[d + '_ci_low']:+.4f}, {m[d + '_ci_high']:+.4f}])"
+                f"model - {who} NDCG@10: {signed(d)} (95% interval over sessions "
+                f"[{signed(d + '_ci_low')}, {signed(d + '_ci_high')}])"
             )
-    if "model_vs_oracle_ndcg_at_10" in m:
+    if isinstance(m.get("model_vs_oracle_ndcg_at_10"), (int, float)):
         rows.append(f"model / oracle NDCG@10: {m['model_vs_oracle_ndcg_at_10']:.3f}")
     return rows
 
