@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from app.commands.base import RunFailed, UsageError, one_line
 from app.local.services import LocalServiceError
@@ -127,8 +128,15 @@ def endpoints_flag(p: argparse.ArgumentParser, cloud_env: str) -> None:
     )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is the contract's one line (argparse prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, one_line(f"{self.prog}: {message} (see {self.prog} --help)") + "\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="rerank", description="rerank-platform: run and operate the re-ranking system")
+    top = OneLineParser(prog="rerank", description="rerank-platform: run and operate the re-ranking system")
     sub = top.add_subparsers(dest="command", required=True)
 
     def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
@@ -277,7 +285,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2), already printed
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.fn(args))
     except (UsageError, StackConfigError, OutputPathError) as exc:

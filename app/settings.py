@@ -31,6 +31,8 @@ _CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"
 _LABEL_KEY = r"^[a-z][a-z0-9_-]{0,62}$"
 _LABEL_VALUE = r"^[a-z0-9_-]{0,63}$"
 EPHEMERAL_STACK = re.compile(r"^pr-[0-9]{1,6}$")
+# What a stack file's name may hold (Pulumi's own rule, shorter): never a path.
+STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EPHEMERAL_BASE = "dev"
 
 
@@ -725,6 +727,8 @@ def stack_file(stack: str, stacks_dir: Path | None = None) -> Path:
 
 def load_stack(stack: str = DEFAULT_STACK, stacks_dir: Path | None = None) -> StackSettings:
     """Read and validate ``stacks/Pulumi.<stack>.yaml``; every problem is reported at once."""
+    if not STACK_NAME.match(stack):
+        raise StackConfigError("--stack", [f"{shown(stack)} is not a stack name (letters, digits, '.', '_', '-')"])
     path = stack_file(stack, stacks_dir)
     if EPHEMERAL_STACK.match(stack) and not path.exists():
         return ephemeral_settings(load_stack(EPHEMERAL_BASE, stacks_dir), stack)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.bounds import parse_rfc3339
-from app.commands.base import RunFailed, UsageError, emit
+from app.commands.base import RunFailed, UsageError, emit, google_calls
 from app.deadletters import DeadLetterQueue, Letter, by_reason, hand_back, peek, queues, read_file, select
 from app.output_paths import output_file
 from app.settings import StackSettings, load_stack
@@ -94,6 +94,17 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         raise UsageError("--out is for replay --file (a subscription's letters are re-published, not written)")
     settings = load_stack(args.stack)
     chosen = _chosen(settings, args.subscription)
+    with google_calls(f"Pub/Sub of stack {settings.stack}"):
+        return _queues_report(args, settings, state_dir, chosen, since)
+
+
+def _queues_report(
+    args: argparse.Namespace,
+    settings: StackSettings,
+    state_dir: Path,
+    chosen: list[DeadLetterQueue],
+    since: datetime | None,
+) -> int:
     subscriber, publisher = _clients(settings, state_dir)
     project = settings.gcp.project
     report: dict[str, dict[str, Any]] = {}

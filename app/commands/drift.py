@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from app.commands.base import RunFailed, UsageError, emit
+from app.commands.base import RunFailed, UsageError, emit, google_calls
 from app.settings import StackSettings, load_stack
 
 
@@ -70,8 +70,11 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
             f"variant {args.variant!r} is not in stack {settings.stack} "
             f"(variants: {', '.join(v.name for v in settings.serving.variants)})"
         )
-    inputs = env_inputs(settings, args.variant) if args.endpoints == "env" else local_inputs(args, settings, state_dir)
-    return check_and_publish(args, settings, inputs)
+    with google_calls(f"drift check of stack {settings.stack}"):
+        inputs = (
+            env_inputs(settings, args.variant) if args.endpoints == "env" else local_inputs(args, settings, state_dir)
+        )
+        return check_and_publish(args, settings, inputs)
 
 
 def local_inputs(args: argparse.Namespace, settings: StackSettings, state_dir: Path) -> DriftInputs:

@@ -9,13 +9,11 @@ stack's are its BigQuery dataset (``--offline bq://PROJECT.DATASET``).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands.base import RunFailed, UsageError, emit, one_line
+from app.commands.base import UsageError, emit, google_calls
 from app.echo import shown
 from app.output_paths import output_file
 from app.settings import load_stack
@@ -50,22 +48,6 @@ def bigquery_dataset(uri: str, flag: str = "--offline") -> tuple[str, str]:
     if not project or not dataset:
         raise UsageError(f"{flag} {shown(uri)}: expected bq://PROJECT.DATASET")
     return project, dataset
-
-
-@contextmanager
-def google_calls(what: str) -> Iterator[None]:
-    """Google's client errors (no credentials, no permission, no such dataset) as one line, exit 1."""
-    from google.api_core.exceptions import GoogleAPIError
-    from google.auth.exceptions import GoogleAuthError
-
-    try:
-        yield
-    except GoogleAuthError as exc:
-        raise RunFailed(
-            f"{what}: no usable Google credentials ({one_line(exc)}); run `gcloud auth application-default login`"
-        ) from None
-    except GoogleAPIError as exc:
-        raise RunFailed(f"{what}: {one_line(exc)}") from None
 
 
 def _impressions(args: argparse.Namespace) -> pa.Table:
@@ -105,7 +87,10 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         with google_calls(offline):
             data = bigquery_data(Client(project=project), project, dataset, impressions)
     else:
-        predictions = read_predictions(Path(offline))
+        try:
+            predictions = read_predictions(Path(offline))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         if predictions.num_rows == 0:
             raise UsageError(
                 f"{offline}: no prediction records landed (workers publish them, `rerank sink` lands them)"

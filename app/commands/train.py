@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.commands.base import RunFailed, UsageError, emit
+from app.commands.base import RunFailed, UsageError, emit, one_line
+from app.echo import shown
 from app.output_paths import output_file
 from app.settings import REPO_ROOT, StackSettings, load_stack
 
@@ -59,23 +60,26 @@ def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
         ("--hyperparameters", hyperparameters),
         ("--baseline-hyperparameters", args.baseline_hyperparameters),
     ):
+        params = _json_object(text, flag)
         try:
-            split_params(_json_object(text, flag))
+            split_params(params)
         except ValueError as exc:
             raise UsageError(f"{flag}: {exc}") from None
+        problems = hyperparameter_problems(params)
+        if problems:
+            raise UsageError(f"{flag}: {'; '.join(problems)}")
+    for flag, days in (("--valid-days", args.valid_days), ("--test-days", args.test_days)):
+        if not 1 <= days <= MAX_DAYS:
+            raise UsageError(f"{flag} {days}: must be a whole number of days from 1 to {MAX_DAYS}")
     given = stack["features"] if args.features is None else args.features
     features = [f.strip() for f in given.split(",") if f.strip()]
     try:
         check_features(features, default_registry(), model_entities(settings))
     except UnknownFeatureError as exc:
         raise UsageError(str(exc)) from None
-    for flag, text in (("--window-start", args.window_start), ("--window-end", args.window_end)):
-        if text:
-            try:
-                if datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo is None:
-                    raise ValueError("no time zone")
-            except ValueError as exc:
-                raise UsageError(f"{flag} {text!r} is not an RFC 3339 time: {exc}") from None
+    start, end = _window_time("--window-start", args.window_start), _window_time("--window-end", args.window_end)
+    if start and end and start >= end:
+        raise UsageError(f"--window-start {args.window_start} is not before --window-end {args.window_end}")
     return {
         **stack,
         "window_start": args.window_start,
@@ -92,6 +96,82 @@ def _check(args: argparse.Namespace, settings: StackSettings) -> dict[str, Any]:
     }
 
 
+# LightGBM's parameters the stack and --hyperparameters may set: (type, lowest, highest).
+PARAMETER_RANGES: dict[str, tuple[type, float, float]] = {
+    "num_leaves": (int, 2, 131_072),
+    "learning_rate": (float, 1e-6, 1.0),
+    "num_boost_round": (int, 1, 100_000),
+    "min_data_in_leaf": (int, 1, 10_000_000),
+    "feature_fraction": (float, 1e-6, 1.0),
+    "early_stopping_rounds": (int, 1, 100_000),
+}
+MAX_DAYS = 3650
+
+
+def hyperparameter_problems(params: dict[str, Any]) -> list[str]:
+    """What LightGBM would refuse only once the pipeline runs: a value of the wrong kind or range."""
+    problems = []
+    for key, value in params.items():
+        if key not in PARAMETER_RANGES:
+            continue  # split_params names unknown keys
+        kind, low, high = PARAMETER_RANGES[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (kind is int and value != int(value)) or not low <= value <= high:
+            what = "a whole number" if kind is int else "a number"
+            problems.append(f"{key} must be {what} from {low:g} to {high:g}, got {shown(value)}")
+    return problems
+
+
+def _window_time(flag: str, text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if at.tzinfo is None:
+            raise ValueError("no time zone")
+        return at.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise UsageError(f"{flag} {shown(text)} is not an RFC 3339 time: {exc}") from None
+
+
+def check_outcomes(impressions: Path, start: datetime | None, end: datetime | None) -> None:
+    """Refuse impressions with no positive label in the window before the pipeline runs (a model of
+    all-negative data has no figures: LightGBM learns nothing, every AUC is undefined). Reads only
+    the label and time columns, a batch at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from app.ranking.dataset import LABEL
+    from app.ranking.impressions import ImpressionsError, impression_files
+
+    try:
+        files = impression_files(impressions)
+        rows = 0
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(columns=[LABEL, "impression_time"], batch_size=65_536):
+                label, at = batch.column(0), batch.column(1)
+                if not pa.types.is_boolean(label.type) or not pa.types.is_timestamp(at.type):
+                    return  # the contract check in the pipeline names the column
+                keep = pc.is_valid(label)
+                if start is not None:
+                    keep = pc.and_(keep, pc.greater_equal(at, pa.scalar(start, at.type)))
+                if end is not None:
+                    keep = pc.and_(keep, pc.less(at, pa.scalar(end, at.type)))
+                rows += pc.sum(pc.cast(keep, pa.int64())).as_py() or 0
+                if pc.any(pc.and_(keep, pc.fill_null(label, False))).as_py():
+                    return
+    except ImpressionsError as exc:
+        raise UsageError(str(exc)) from None
+    except (OSError, pa.ArrowException, KeyError) as exc:
+        raise UsageError(f"{impressions}: not readable impressions: {one_line(exc)[:200]}") from None
+    window = f" in [{start or '...'}, {end or '...'})" if start or end else ""
+    raise UsageError(
+        f"{impressions}: none of the {rows} impressions{window} has {LABEL}=true; "
+        "a model needs positive outcomes to learn from"
+    )
+
+
 def _oracle(path: str, min_ratio: float) -> str:
     if min_ratio and not path:
         raise UsageError("--min-oracle-ratio needs --oracle FILE (the simulator's true probabilities)")
@@ -104,7 +184,10 @@ def impressions_path(args: argparse.Namespace) -> Path:
     """``--impressions PATH`` as given, or the ``impressions/`` folder of ``--market DIR``."""
     from app.market.writer import IMPRESSIONS_DIR
 
-    path = Path(args.impressions) if args.impressions else Path(args.market) / IMPRESSIONS_DIR
+    given = args.impressions if args.impressions is not None else args.market
+    if not given:
+        raise UsageError("--impressions or --market needs a path")
+    path = Path(given) if args.impressions is not None else Path(given) / IMPRESSIONS_DIR
     if not path.exists():
         hint = f" (write a market with `rerank market --out {args.market}`)" if args.market else ""
         raise UsageError(f"{path}: no such file or folder{hint}")
@@ -127,6 +210,9 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         )
     impressions = impressions_path(args)
     arguments = _check(args, settings)
+    check_outcomes(
+        impressions, _window_time("--window-start", args.window_start), _window_time("--window-end", args.window_end)
+    )
     state = running_state(args.stack, state_dir)
     if not any(state.offline_dir.glob("*/*/event_date=*/*.parquet")):
         raise RunFailed(
