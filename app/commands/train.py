@@ -134,42 +134,51 @@ def _window_time(flag: str, text: str) -> datetime | None:
         raise UsageError(f"{flag} {shown(text)} is not an RFC 3339 time: {exc}") from None
 
 
-def check_outcomes(impressions: Path, start: datetime | None, end: datetime | None) -> None:
-    """Refuse impressions with no positive label in the window before the pipeline runs (a model of
-    all-negative data has no figures: LightGBM learns nothing, every AUC is undefined). Reads only
-    the label and time columns, a batch at a time."""
+def check_impressions(impressions: Path, start: datetime | None, end: datetime | None, held_out_days: int) -> None:
+    """Refuse, before the pipeline runs, impressions the pipeline would fail on: a file off the
+    contract (its schema), no positive label in the window (a model of all-negative data has no
+    figures: every AUC is undefined), or too few days for ``held_out_days`` of validation and test
+    plus one of training. Reads the schemas and the label and time columns, a batch at a time."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from app.ranking.dataset import LABEL
-    from app.ranking.impressions import ImpressionsError, impression_files
+    from app.ranking.impressions import ImpressionsError, check_schema, impression_files
 
+    rows, positive, first, last = 0, False, None, None
     try:
-        files = impression_files(impressions)
-        rows = 0
-        for f in files:
+        for f in impression_files(impressions):
+            check_schema(pq.read_schema(f), str(f))
             for batch in pq.ParquetFile(f).iter_batches(columns=[LABEL, "impression_time"], batch_size=65_536):
-                label, at = batch.column(0), batch.column(1)
-                if not pa.types.is_boolean(label.type) or not pa.types.is_timestamp(at.type):
-                    return  # the contract check in the pipeline names the column
-                keep = pc.is_valid(label)
+                label, at = batch.column(0), pc.cast(batch.column(1), pa.timestamp("us", "UTC"))
+                keep = pc.and_(pc.is_valid(label), pc.is_valid(at))
                 if start is not None:
                     keep = pc.and_(keep, pc.greater_equal(at, pa.scalar(start, at.type)))
                 if end is not None:
                     keep = pc.and_(keep, pc.less(at, pa.scalar(end, at.type)))
-                rows += pc.sum(pc.cast(keep, pa.int64())).as_py() or 0
-                if pc.any(pc.and_(keep, pc.fill_null(label, False))).as_py():
-                    return
+                kept = pc.filter(at, keep)
+                if len(kept):
+                    rows += len(kept)
+                    lo, hi = pc.min(kept).as_py(), pc.max(kept).as_py()
+                    first, last = min(first or lo, lo), max(last or hi, hi)
+                    positive = positive or bool(pc.any(pc.filter(label, keep)).as_py())
     except ImpressionsError as exc:
         raise UsageError(str(exc)) from None
-    except (OSError, pa.ArrowException, KeyError) as exc:
-        raise UsageError(f"{impressions}: not readable impressions: {one_line(exc)[:200]}") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise UsageError(f"{impressions}: not readable impressions: {one_line(exc, 200)}") from None
     window = f" in [{start or '...'}, {end or '...'})" if start or end else ""
-    raise UsageError(
-        f"{impressions}: none of the {rows} impressions{window} has {LABEL}=true; "
-        "a model needs positive outcomes to learn from"
-    )
+    if not positive:
+        raise UsageError(
+            f"{impressions}: none of the {rows} impressions{window} has {LABEL}=true; "
+            "a model needs positive outcomes to learn from"
+        )
+    days = (last.date() - first.date()).days + 1  # type: ignore[union-attr]
+    if days <= held_out_days:
+        raise UsageError(
+            f"{impressions}: {days} day(s) of impressions{window} leave no training day after "
+            f"{held_out_days} valid and test day(s) (--valid-days, --test-days)"
+        )
 
 
 def _oracle(path: str, min_ratio: float) -> str:
@@ -210,8 +219,11 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         )
     impressions = impressions_path(args)
     arguments = _check(args, settings)
-    check_outcomes(
-        impressions, _window_time("--window-start", args.window_start), _window_time("--window-end", args.window_end)
+    check_impressions(
+        impressions,
+        _window_time("--window-start", args.window_start),
+        _window_time("--window-end", args.window_end),
+        args.valid_days + args.test_days,
     )
     state = running_state(args.stack, state_dir)
     if not any(state.offline_dir.glob("*/*/event_date=*/*.parquet")):

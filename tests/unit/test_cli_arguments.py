@@ -207,6 +207,20 @@ def test_train_on_all_negative_impressions_is_refused_before_the_pipeline(
     assert code == 2 and "none of the 2 impressions" in err and "match=true" in err, err
 
 
+def test_train_refuses_impressions_off_the_contract_or_too_short_before_the_pipeline(
+    no_work: Path, capsys: pytest.CaptureFixture[str], market_dir: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    state = ["--state-dir", str(no_work / "state")]
+    assert main(["train", "--market", str(market_dir), "--valid-days", "1", "--test-days", "1", *state]) == 2
+    assert "1 day(s) of impressions leave no training day after 2 valid and test day(s)" in capsys.readouterr().err
+    path = market_dir / "impressions" / "x.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["match"]), path)
+    assert main(["train", "--market", str(market_dir), *state]) == 2
+    assert "required column 'match' is missing" in capsys.readouterr().err
+
+
 def test_experiment_report_on_damaged_predictions_or_bigquery_without_credentials(
     no_work: Path, capsys: pytest.CaptureFixture[str], market_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
