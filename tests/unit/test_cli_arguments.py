@@ -148,6 +148,8 @@ def test_every_subcommand_ends_in_a_code_and_one_line(
         ["ingest", "--input", "m"],
         ["ingest", "--input", "m/impressions/x.parquet.jsonl", "--dead-letter", "m/impressions"],
         ["serve", "--http-port", "70000"],
+        ["experiment", "report", "--market", "m", "--html", "/proc/x.html"],
+        ["experiment", "report", "--market", "m", "--html", "m"],
         ["models", "show", "nope"],
     ],
 )
@@ -188,6 +190,22 @@ def market_dir(no_work: Path) -> Path:
     (no_work / "m" / "impressions" / "x.parquet.jsonl").write_text("")
     (no_work / "state" / "local" / "registry").mkdir(parents=True)
     return no_work / "m"
+
+
+def test_serve_on_a_port_in_use_is_refused_before_the_worker_starts(
+    no_work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["serve", "--http-port", port, "--state-dir", str(no_work / "state")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"rerank serve: --http-port {port} on --http-host '127.0.0.1': Address already in use"
+    ]
 
 
 def test_train_on_all_negative_impressions_is_refused_before_the_pipeline(
