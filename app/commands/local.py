@@ -71,7 +71,9 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     def text() -> str:
         lines = [f"stack {args.stack}: {'healthy' if ok else 'NOT healthy'}"]
         for name, s in report.items():
-            lines.append(f"  {name:9} pid {s['pid']:<7} port {s['port']:<6} {'ok' if s['healthy'] else 'DOWN'}")
+            lines.append(
+                f"  {name:9} pid {s['pid'] or '-'!s:<7} port {s['port'] or '-'!s:<6} {'ok' if s['healthy'] else 'DOWN'}"
+            )
         lines += [f"  {k.replace('_', ' ')}: {', '.join(v)}" for k, v in missing.items() if v]
         return "\n".join(lines)
 

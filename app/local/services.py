@@ -381,11 +381,17 @@ def stop_services(
 def service_status(
     stack: str, state_dir: Path = DEFAULT_STATE_DIR
 ) -> tuple[LocalState | None, dict[str, dict[str, object]]]:
+    """The recorded state and, for every service a stack runs, whether it is ours and healthy (one
+    that was never recorded, after a start that failed half way, is reported as not running)."""
     state = LocalState.load(state_dir / stack)
     if state is None:
         return None, {}
-    report = {
-        s.name: {"pid": s.pid, "port": s.port, "alive": ours(s), "healthy": healthy(s), "log": s.log}
-        for s in state.services.values()
-    }
+    report: dict[str, dict[str, object]] = {}
+    for name in SERVICES:
+        s = state.services.get(name)
+        report[name] = (
+            {"pid": s.pid, "port": s.port, "alive": ours(s), "healthy": healthy(s), "log": s.log}
+            if s
+            else {"pid": None, "port": None, "alive": False, "healthy": False, "log": None}
+        )
     return state, report

@@ -117,3 +117,14 @@ def test_a_damaged_state_file_is_one_line(
     # No document drawn here is a state file this module wrote: each is refused, nothing started.
     assert code == 1 and len(err.strip().splitlines()) == 1 and "is damaged" in err, err
     assert (state_dir / "local" / "state.json").read_bytes() == data
+
+
+def test_a_state_of_a_start_that_failed_half_way_is_not_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_state(tmp_path, {})  # what a failed `up` leaves: no service recorded
+    assert main(["local", "status", "--json", "--state-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr()
+    assert not out.err and json.loads(out.out)["healthy"] is False
+    assert main(["dlq", "list", "--state-dir", str(tmp_path)]) == 1
+    assert "are not running; start them with `rerank local up`" in capsys.readouterr().err
