@@ -21,7 +21,7 @@ from app.commands.base import RunFailed
 from app.local.services import LocalServiceError
 
 BOUNDED = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 SUBCOMMANDS: dict[str, argparse.ArgumentParser] = next(
     a.choices for a in parser()._actions if isinstance(a, argparse._SubParsersAction)

@@ -21,7 +21,7 @@ from app.local.services import ProcessIdentity, Service, ours
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process identities come from /proc")
 
 BOUNDED = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 
 

@@ -71,8 +71,8 @@ def test_every_stack_file_is_far_inside_the_budget() -> None:
         assert read_yaml(path.read_text()) == yaml.safe_load(path.read_text())
 
 
-@BOUNDED
-@given(size=st.integers(1_000, 200_000), key=st.sampled_from(["gcp.project", "env"]))
+@settings(BOUNDED, max_examples=8)
+@given(size=st.integers(1_000, 50_000), key=st.sampled_from(["gcp.project", "env"]))
 def test_an_error_echoes_a_bounded_part_of_a_long_value(tmp_path: Path, size: int, key: str) -> None:
     value = "Z" * size
     text = LOCAL.replace("    project: rerank-local", f"    project: {value}") if key == "gcp.project" else LOCAL
