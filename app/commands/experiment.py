@@ -39,7 +39,7 @@ def parse_since(text: str | None) -> datetime:
     try:
         return at.astimezone(UTC)
     except OverflowError:
-        raise UsageError(f"--since {shown(text)} is beyond the last representable UTC time") from None
+        raise UsageError(f"--since {shown(text)} is outside the times UTC can represent") from None
 
 
 def bigquery_dataset(uri: str, flag: str = "--offline") -> tuple[str, str]:
