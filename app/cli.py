@@ -11,9 +11,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from app.commands.base import RunFailed, UsageError
+from app.commands.base import RunFailed, UsageError, one_line
 from app.local.services import LocalServiceError
+from app.output_paths import OutputPathError
 from app.settings import DEFAULT_STACK, REPO_ROOT, StackConfigError
 
 
@@ -113,6 +115,10 @@ def _dlq(args: argparse.Namespace) -> int:
     return dlq.run(args, state_dir(args))
 
 
+def force_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--force", action="store_true", help=f"replace {what} if it exists (default: refuse)")
+
+
 def endpoints_flag(p: argparse.ArgumentParser, cloud_env: str) -> None:
     p.add_argument(
         "--endpoints",
@@ -122,8 +128,15 @@ def endpoints_flag(p: argparse.ArgumentParser, cloud_env: str) -> None:
     )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is the contract's one line (argparse prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, one_line(f"{self.prog}: {message} (see {self.prog} --help)") + "\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="rerank", description="rerank-platform: run and operate the re-ranking system")
+    top = OneLineParser(prog="rerank", description="rerank-platform: run and operate the re-ranking system")
     sub = top.add_subparsers(dest="command", required=True)
 
     def command(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
@@ -149,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="streaming: stop once no event arrived for this many seconds (default: run until Ctrl-C)",
     )
+    force_flag(p, "the dead-letter file")
 
     p = command("schema", _schema, "regenerate code and docs from the protos, or check compatibility")
     p.add_argument("action", choices=["docs", "check"])
@@ -167,14 +181,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=5000)
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--out", required=True, help="folder to write (new or empty)")
     p.add_argument("--drift-day", type=int, default=None, help="a new cohort with other preferences joins this day")
     p.add_argument("--drift-share", type=float, default=0.3, help="share of users in the drift cohort")
+    force_flag(p, "the files of the same names in --out")
 
     p = command("pipeline", _pipeline, "compile the training pipeline for Vertex AI")
     p.add_argument("action", choices=["compile"])
     p.add_argument("--image", default=None, help="container image the steps run in (default: a placeholder path)")
     p.add_argument("--out", default=None, help="spec file (default pipelines/build/rerank-training.yaml)")
+    force_flag(p, "--out (the default build file is always replaced)")
 
     p = command("train", _train, "run the training pipeline locally (kfp.local) on the local stack")
     data = p.add_mutually_exclusive_group(required=True)
@@ -239,6 +255,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--since", default=None, help="only sessions shown at or after this date or RFC 3339 time")
     p.add_argument("--top-k", type=int, default=None, help="the top of the list a viewer looks at (default 10)")
     p.add_argument("--html", default=None, help="also write the readout as an HTML page here")
+    force_flag(p, "the --html file")
 
     p = command("demo", _demo, "the main job: the whole loop on the local stack, with a report")
     p.add_argument("--users", type=int, default=1200)
@@ -247,6 +264,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, default=400, help="sessions replayed through the workers")
     p.add_argument("--report", default=None, help="HTML report path (default .rerank/local/<stack>/demo/report.html)")
     p.add_argument("--keep", action="store_true", help="leave the local services running afterwards")
+    force_flag(p, "the --report file (the default one is always replaced)")
 
     p = command("dlq", _dlq, "count dead letters by reason, show them, re-publish them to their source topic")
     p.add_argument("action", choices=["list", "show", "replay"])
@@ -256,6 +274,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--file", default=None, help="a dead-letter file of `rerank ingest --input` instead")
     p.add_argument("--limit", type=int, default=5, help="show: how many letters to print")
     p.add_argument("--out", default=None, help="replay --file: where to write the lines (default FILE.replay.jsonl)")
+    force_flag(p, "the --out file")
 
     p = command(
         "infra",
@@ -273,18 +292,29 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2), already printed
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.fn(args))
-    except (UsageError, StackConfigError) as exc:
-        print(f"rerank {args.command}: {exc}".replace("\n", "; "), file=sys.stderr)
+    except (UsageError, StackConfigError, OutputPathError) as exc:
+        print(one_line(f"rerank {args.command}: {str(exc).replace(chr(10), '; ')}"), file=sys.stderr)
         return 2
     except (RunFailed, LocalServiceError) as exc:
-        print(f"rerank {args.command}: {exc}", file=sys.stderr)
+        print(one_line(f"rerank {args.command}: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"rerank {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a defect: still one line (the traceback only when asked for)
+        if os.environ.get("RERANK_DEBUG"):
+            raise
+        print(
+            one_line(f"rerank {args.command}: internal error, {type(exc).__name__}: {exc} (RERANK_DEBUG=1 shows it)"),
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.echo import shown
 from app.naming import CLOUD_BASE_MAX
 
 PROJECT = "rerank-platform"
@@ -30,6 +31,8 @@ _CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"
 _LABEL_KEY = r"^[a-z][a-z0-9_-]{0,62}$"
 _LABEL_VALUE = r"^[a-z0-9_-]{0,63}$"
 EPHEMERAL_STACK = re.compile(r"^pr-[0-9]{1,6}$")
+# What a stack file's name may hold (Pulumi's own rule, shorter): never a path.
+STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EPHEMERAL_BASE = "dev"
 
 
@@ -38,13 +41,64 @@ VariantKind = Literal["primary", "arm", "shadow"]
 PRIMARY_KIND, ARM_KIND, SHADOW_KIND = get_args(VariantKind)
 
 
+# A stack file is a few hundred nodes; aliases may share a node, but what validation walks (and an
+# error may echo) is the expanded tree, which an alias bomb makes exponential. Refused past this.
+MAX_EXPANDED_NODES = 20_000
+MAX_PROBLEMS_SHOWN = 20
+
+
 class StackConfigError(ValueError):
-    """A stack file that cannot be used; one line per problem, each naming the key."""
+    """A stack file that cannot be used; one line per problem, each naming the key (at most
+    ``MAX_PROBLEMS_SHOWN`` of them, then how many more)."""
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
-        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+        lines = [f"{source}: {p}" for p in problems[:MAX_PROBLEMS_SHOWN]]
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            lines.append(f"{source}: ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
+        super().__init__("\n".join(lines))
+
+
+def _expanded_size(node: yaml.Node, budget: int) -> int:
+    """How many nodes ``node`` stands for with every alias expanded, counted on the composed graph
+    (each shared node once, times its uses), stopping as soon as ``budget`` is passed."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        if id(n) in open_nodes:
+            raise ValueError("an alias refers to a node that holds it")
+        open_nodes.add(id(n))
+        total = 1
+        children = [x for pair in n.value for x in pair] if isinstance(n, yaml.MappingNode) else n.value
+        if isinstance(n, yaml.CollectionNode):
+            for child in children:
+                total += size(child)
+                if total > budget:
+                    break
+        open_nodes.discard(id(n))
+        sizes[id(n)] = total
+        return total
+
+    return size(node)
+
+
+def read_yaml(text: str | bytes, budget: int = MAX_EXPANDED_NODES) -> Any:
+    """A YAML document as ``yaml.safe_load`` reads it, refused (``ValueError``) when it expands to
+    more than ``budget`` nodes: checked on the composed nodes, before anything is built from them."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if (n := _expanded_size(node, budget)) > budget:
+            raise ValueError(f"expands to more than {budget} values (aliases repeat what they name); found {n}+")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 class _Strict(BaseModel):
@@ -696,7 +750,7 @@ def _describe_error(err: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         return f"{key}: unknown key"
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{key}: {msg} (got {err['input']!r})"
+    return f"{key}: {shown(msg)[1:-1] if len(msg) > 300 else msg} (got {shown(err['input'])})"
 
 
 def settings_from_mapping(config: dict[str, Any], stack: str, source: str) -> StackSettings:
@@ -778,6 +832,8 @@ def stack_file(stack: str, stacks_dir: Path | None = None) -> Path:
 
 def load_stack(stack: str = DEFAULT_STACK, stacks_dir: Path | None = None) -> StackSettings:
     """Read and validate ``stacks/Pulumi.<stack>.yaml``; every problem is reported at once."""
+    if not STACK_NAME.match(stack):
+        raise StackConfigError("--stack", [f"{shown(stack)} is not a stack name (letters, digits, '.', '_', '-')"])
     path = stack_file(stack, stacks_dir)
     if EPHEMERAL_STACK.match(stack) and not path.exists():
         return ephemeral_settings(load_stack(EPHEMERAL_BASE, stacks_dir), stack)
@@ -786,12 +842,14 @@ def load_stack(stack: str = DEFAULT_STACK, stacks_dir: Path | None = None) -> St
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in path.parent.glob("Pulumi.*.yaml"))
         raise StackConfigError(source, [f"no such stack file (stacks here: {', '.join(known) or 'none'})"])
     try:
-        doc = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        doc = read_yaml(path.read_bytes().decode("utf-8")) or {}
     except UnicodeDecodeError as exc:
         raise StackConfigError(source, [f"not UTF-8: {exc}"]) from None
     except (yaml.YAMLError, RecursionError) as exc:
         first = (str(exc).splitlines() or ["nested too deeply"])[0]
         raise StackConfigError(source, [f"not valid YAML: {first}"]) from None
+    except ValueError as exc:
+        raise StackConfigError(source, [f"refused: {exc}"]) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
         raise StackConfigError(source, ["expected a mapping with a 'config:' mapping inside"])
     keys = [k for k in (doc.get("config") or {}) if not isinstance(k, str)]

@@ -21,6 +21,7 @@ from app.settings import (
     StackConfigError,
     StackSettings,
     ephemeral_settings,
+    read_yaml,
     settings_from_mapping,
     stack_file,
 )
@@ -49,7 +50,10 @@ def review_settings(config: dict[str, Any], stack: str, source: str) -> StackSet
     file written on one CI runner is gone on the next, so nothing may depend on it; config that
     does reach the program must agree with dev's file, or the run stops naming the keys."""
     path = stack_file(EPHEMERAL_BASE)
-    dev = yaml.safe_load(path.read_text())["config"]
+    try:
+        dev = read_yaml(path.read_bytes())["config"]
+    except (ValueError, yaml.YAMLError) as exc:
+        raise StackConfigError(str(path), [f"not a readable stack file: {exc}"]) from None
     expected = {k: _decode(v) for k, v in stack_config_mapping(dev).items()}
     ours = {k: v for k, v in config.items() if k.split(":", 1)[0] == PROJECT}
     differ = sorted(k for k, v in ours.items() if expected.get(k) != v)

@@ -26,6 +26,7 @@ FUNCTION_FILES = (
     "app/__init__.py",
     "app/bounds.py",
     "app/contracts.py",
+    "app/echo.py",
     "app/naming.py",
     "app/settings.py",
     "app/trigger/__init__.py",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.commands.base import RunFailed, UsageError, emit
+from app.output_paths import output_file
 from app.settings import load_stack
 
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         days=args.days,
         seed=args.seed,
         sessions=args.sessions,
-        report=Path(args.report) if args.report else None,
+        report=output_file("--report", args.report, force=args.force) if args.report else None,
     )
     progress(f"starting the local stack {settings.stack} (Redis, Pub/Sub emulator, DynamoDB on moto)")
     try:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from app.bounds import parse_rfc3339
-from app.commands.base import RunFailed, UsageError, emit
+from app.commands.base import RunFailed, UsageError, emit, google_calls
 from app.deadletters import DeadLetterQueue, Letter, by_reason, hand_back, peek, queues, read_file, select
+from app.output_paths import output_file
 from app.settings import StackSettings, load_stack
 from app.topology import build_topology
 
@@ -59,6 +60,10 @@ def _file_report(args: argparse.Namespace, since: datetime | None) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"--file {path}: no such file")
+    if args.action == "replay":  # checked before anything is read; never the dead-letter file itself
+        out = output_file("--out", args.out or f"{path}.replay.jsonl", force=args.force, inputs=[path])
+    elif args.out:
+        raise UsageError("--out is for replay --file")
     letters = select(read_file(path), args.reason, since)
     if args.action == "list":
         payload: dict[str, Any] = {"files": {str(path): {"total": len(letters), "by_reason": by_reason(letters)}}}
@@ -68,13 +73,13 @@ def _file_report(args: argparse.Namespace, since: datetime | None) -> int:
         shown = [x.to_dict() for x in letters[: args.limit]]
         emit(args, {"letters": shown, "total": len(letters)}, lambda: _show_text(shown, len(letters)))
         return 0
-    out = Path(args.out or f"{path}.replay.jsonl")
-    out.write_bytes(b"".join(x.data.rstrip(b"\n") + b"\n" for x in letters))
-    payload = {"replayed": len(letters), "by_reason": by_reason(letters), "file": str(out)}
+    with out.staged() as staged:
+        staged.write_bytes(b"".join(x.data.rstrip(b"\n") + b"\n" for x in letters))
+    payload = {"replayed": len(letters), "by_reason": by_reason(letters), "file": str(out.path)}
     emit(
         args,
         payload,
-        lambda: f"wrote {len(letters)} original lines to {out}; ingest them with rerank ingest --input {out}",
+        lambda: f"wrote {len(letters)} original lines to {out.path}; ingest them with rerank ingest --input {out.path}",
     )
     return 0
 
@@ -85,8 +90,21 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         raise UsageError(f"--limit {args.limit}: must be at least 1")
     if args.file:
         return _file_report(args, since)
+    if args.out:
+        raise UsageError("--out is for replay --file (a subscription's letters are re-published, not written)")
     settings = load_stack(args.stack)
     chosen = _chosen(settings, args.subscription)
+    with google_calls(f"Pub/Sub of stack {settings.stack}"):
+        return _queues_report(args, settings, state_dir, chosen, since)
+
+
+def _queues_report(
+    args: argparse.Namespace,
+    settings: StackSettings,
+    state_dir: Path,
+    chosen: list[DeadLetterQueue],
+    since: datetime | None,
+) -> int:
     subscriber, publisher = _clients(settings, state_dir)
     project = settings.gcp.project
     report: dict[str, dict[str, Any]] = {}

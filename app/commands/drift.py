@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from app.commands.base import UsageError, emit
+from app.commands.base import RunFailed, UsageError, emit, google_calls
 from app.settings import StackSettings, load_stack
 
 
@@ -70,8 +70,11 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
             f"variant {args.variant!r} is not in stack {settings.stack} "
             f"(variants: {', '.join(v.name for v in settings.serving.variants)})"
         )
-    inputs = env_inputs(settings, args.variant) if args.endpoints == "env" else local_inputs(args, settings, state_dir)
-    return check_and_publish(args, settings, inputs)
+    with google_calls(f"drift check of stack {settings.stack}"):
+        inputs = (
+            env_inputs(settings, args.variant) if args.endpoints == "env" else local_inputs(args, settings, state_dir)
+        )
+        return check_and_publish(args, settings, inputs)
 
 
 def local_inputs(args: argparse.Namespace, settings: StackSettings, state_dir: Path) -> DriftInputs:
@@ -155,21 +158,25 @@ def check_and_publish(args: argparse.Namespace, settings: StackSettings, inputs:
     from app.featurestore.stores import offline_store_from_uri
     from app.naming import Names
     from app.ranking.features import model_entities
-    from app.ranking.registry import ModelRegistry
+    from app.ranking.registry import ModelRegistry, RegistryError
     from app.trigger.drift import check_drift
     from app.trigger.local import encode
     from app.trigger.payload import TriggerPayload
 
     registry = ModelRegistry(inputs.registry_dir)
-    deployed = registry.deployment(args.variant)
-    if deployed is None:
-        raise UsageError(f"variant {args.variant} serves no model yet; nothing to check (run `rerank train`)")
+    try:
+        deployed = registry.deployment(args.variant)
+        if deployed is None:
+            raise UsageError(f"variant {args.variant} serves no model yet; nothing to check (run `rerank train`)")
+        trained = registry.metadata(deployed.model_id)
+    except RegistryError as exc:
+        raise RunFailed(f"the registry cannot say what {args.variant} serves: {exc}") from None
     report = check_drift(
         offline_store_from_uri(inputs.offline_uri, default_registry()),
         default_registry(),
         inputs.impressions,
         deployed.model_uri,
-        registry.metadata(deployed.model_id),
+        trained,
         settings.training.drift,
         model_entities(settings),
         served=lambda start, end: inputs.served(args.variant, deployed.model_id, start, end),

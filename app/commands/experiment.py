@@ -13,7 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands.base import UsageError, emit
+from app.commands.base import UsageError, emit, google_calls
+from app.echo import shown
+from app.output_paths import output_file
 from app.settings import load_stack
 
 if TYPE_CHECKING:
@@ -31,10 +33,21 @@ def parse_since(text: str | None) -> datetime:
             return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--since {text!r} is not a date (2026-03-01) or an RFC 3339 time") from None
+        raise UsageError(f"--since {shown(text)} is not a date (2026-03-01) or an RFC 3339 time") from None
     if at.tzinfo is None:
-        raise UsageError(f"--since {text!r} has no time zone (add Z or +00:00)")
-    return at.astimezone(UTC)
+        raise UsageError(f"--since {shown(text)} has no time zone (add Z or +00:00)")
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise UsageError(f"--since {shown(text)} is outside the times UTC can represent") from None
+
+
+def bigquery_dataset(uri: str, flag: str = "--offline") -> tuple[str, str]:
+    """``bq://PROJECT.DATASET`` as its two names."""
+    project, _, dataset = uri.removeprefix("bq://").partition(".")
+    if not project or not dataset:
+        raise UsageError(f"{flag} {shown(uri)}: expected bq://PROJECT.DATASET")
+    return project, dataset
 
 
 def _impressions(args: argparse.Namespace) -> pa.Table:
@@ -59,19 +72,25 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     top_k = TOP_K if args.top_k is None else args.top_k
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
+    html = output_file("--html", args.html, force=args.force) if args.html else None
     offline = args.offline
     if offline is None:
         if settings.env != "local":
             raise UsageError(f"stack {args.stack} lands predictions in BigQuery: pass --offline bq://PROJECT.DATASET")
         offline = str(state_dir / settings.stack / "offline")
+    bigquery = bigquery_dataset(offline) if offline.startswith("bq://") else None
     impressions = _impressions(args)
-    if offline.startswith("bq://"):
-        from google.cloud import bigquery
+    if bigquery:
+        from google.cloud.bigquery import Client
 
-        project, _, dataset = offline.removeprefix("bq://").partition(".")
-        data = bigquery_data(bigquery.Client(project=project), project, dataset, impressions)
+        project, dataset = bigquery
+        with google_calls(offline):
+            data = bigquery_data(Client(project=project), project, dataset, impressions)
     else:
-        predictions = read_predictions(Path(offline))
+        try:
+            predictions = read_predictions(Path(offline))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         if predictions.num_rows == 0:
             raise UsageError(
                 f"{offline}: no prediction records landed (workers publish them, `rerank sink` lands them)"
@@ -79,11 +98,12 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         data = local_data(predictions, impressions)
     # Impressions carry their own times; the end only has to be after the last one.
     until = datetime.now(UTC) + timedelta(days=1)
-    doc = {"stack": settings.stack, **readout(settings.serving.variants, data, since, until, top_k)}
+    with google_calls(offline):
+        doc = {"stack": settings.stack, **readout(settings.serving.variants, data, since, until, top_k)}
     doc["window"] = {"since": since.isoformat() if args.since else None}
-    if args.html:
-        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.html).write_text(html_page(doc, settings.stack))
-        doc["html"] = str(args.html)
+    if html:
+        with html.staged() as page:
+            page.write_text(html_page(doc, settings.stack))
+        doc["html"] = str(html.path)
     emit(args, doc, lambda: text(doc) + (f"\nreport: {args.html}" if args.html else ""))
     return 0

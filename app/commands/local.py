@@ -13,12 +13,15 @@ from app.settings import load_stack
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
     if args.action == "down":
-        stopped = stop_services(args.stack, state_dir, keep_data=args.keep_data)
-        emit(
-            args,
-            {"stack": args.stack, "stopped": stopped},
-            lambda: f"stopped {', '.join(stopped)}" if stopped else f"nothing of stack {args.stack} was running",
-        )
+        stopped, left = stop_services(args.stack, state_dir, keep_data=args.keep_data)
+
+        def text() -> str:
+            lines = [f"stopped {', '.join(stopped)}" if stopped else f"nothing of stack {args.stack} was running"]
+            if left:
+                lines.append(f"left alone, not the processes started: {', '.join(left)}")
+            return "\n".join(lines)
+
+        emit(args, {"stack": args.stack, "stopped": stopped, "left_alone": left}, text)
         return 0
     settings = load_stack(args.stack)
     if settings.env != "local":
@@ -68,7 +71,9 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     def text() -> str:
         lines = [f"stack {args.stack}: {'healthy' if ok else 'NOT healthy'}"]
         for name, s in report.items():
-            lines.append(f"  {name:9} pid {s['pid']:<7} port {s['port']:<6} {'ok' if s['healthy'] else 'DOWN'}")
+            lines.append(
+                f"  {name:9} pid {s['pid'] or '-'!s:<7} port {s['port'] or '-'!s:<6} {'ok' if s['healthy'] else 'DOWN'}"
+            )
         lines += [f"  {k.replace('_', ' ')}: {', '.join(v)}" for k, v in missing.items() if v]
         return "\n".join(lines)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from app.commands.base import UsageError, emit
 from app.market.simulate import MarketConfig, simulate
 from app.market.writer import write_market
+from app.output_paths import output_folder
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,11 +19,11 @@ def run(args: argparse.Namespace) -> int:
         config.check()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+    target = output_folder("--out", args.out, force=args.force)
+    out = target.path
     t = time.perf_counter()
-    doc = write_market(simulate(config), out)
+    with target.staged() as folder:
+        doc = write_market(simulate(config), folder)
     doc["seconds"] = round(time.perf_counter() - t, 1)
     doc["out"] = str(out)
     s = doc["summary"]

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from app.commands.base import UsageError, emit
+from app.commands.base import RunFailed, UsageError, emit
 from app.settings import load_stack
 
 FIGURES = ("model_ndcg_at_10", "baseline_ndcg_at_10", "serving_ndcg_at_10")
@@ -47,37 +47,48 @@ def _row(meta: dict[str, Any], serves: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
-    from app.ranking.registry import ModelRegistry, RegistryError
+    from app.ranking.registry import DamagedRecord, ModelRegistry, RegistryError
 
     registry = ModelRegistry(registry_path(args, state_dir))
-    serving = registry.deployments()
-    serves: dict[str, list[str]] = {}
-    for variant, d in serving.items():
-        serves.setdefault(d.model_id, []).append(variant)
-    if args.action == "list":
-        if args.model_id:
-            raise UsageError("list takes no model id (rerank models show ID)")
-        rows = [_row(meta, serves.get(meta["model_id"], [])) for meta in registry.models()]
-        doc = {
-            "registry": str(registry.root),
-            "models": rows,
-            "serving": {
-                v: {"model_id": d.model_id, "since": d.deployed_at, "reason": d.reason} for v, d in serving.items()
-            },
-        }
-        emit(args, doc, lambda: _list_text(doc))
-        return 0
-    if not args.model_id:
+    if args.action == "list" and args.model_id:
+        raise UsageError("list takes no model id (rerank models show ID)")
+    if args.action == "show" and not args.model_id:
         raise UsageError("show needs a model id (rerank models list shows them)")
     try:
-        meta = registry.metadata(args.model_id)
-    except RegistryError as exc:
-        raise UsageError(str(exc)) from None
-    history = [
-        {"variant": d.variant, "since": d.deployed_at, "reason": d.reason, "replaced": d.previous_model_id}
-        for d in registry.history()
-        if d.model_id == args.model_id
-    ]
+        serving = registry.deployments()
+        serves: dict[str, list[str]] = {}
+        for variant, d in serving.items():
+            serves.setdefault(d.model_id, []).append(variant)
+        if args.action == "list":
+            rows = [_row(meta, serves.get(meta["model_id"], [])) for meta in registry.models()]
+            doc = {
+                "registry": str(registry.root),
+                "models": rows,
+                "serving": {
+                    v: {"model_id": d.model_id, "since": d.deployed_at, "reason": d.reason} for v, d in serving.items()
+                },
+                "damaged": registry.damaged,
+            }
+            emit(args, doc, lambda: _list_text(doc))
+            if registry.damaged:
+                raise RunFailed(
+                    f"{len(registry.damaged)} model record(s) could not be read, listed without them: "
+                    f"{registry.damaged[0]}"
+                )
+            return 0
+        try:
+            meta = registry.metadata(args.model_id)
+        except DamagedRecord:
+            raise
+        except RegistryError as exc:
+            raise UsageError(str(exc)) from None
+        history = [
+            {"variant": d.variant, "since": d.deployed_at, "reason": d.reason, "replaced": d.previous_model_id}
+            for d in registry.history()
+            if d.model_id == args.model_id
+        ]
+    except DamagedRecord as exc:
+        raise RunFailed(str(exc)) from None
     doc = {"model": meta, "serves": serves.get(args.model_id, []), "deployments": history}
     emit(args, doc, lambda: _show_text(doc))
     return 0

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import threading
 from pathlib import Path
 
 from app.commands.base import UsageError, emit
+from app.echo import shown
 from app.local.session import running_state
 from app.settings import load_stack
 
@@ -18,12 +20,29 @@ def _stop_on_signals(stop: threading.Event) -> None:
         signal.signal(sig, lambda *_: stop.set())
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse a /healthz port that cannot be served before the worker starts pulling."""
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--http-port {port}: must be from 1 to 65535 (0: no HTTP server)")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server binds it
+            s.bind((host, port))
+    except (OSError, OverflowError, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"--http-port {port} on --http-host {shown(host)}: {why}") from None
+
+
 def run(args: argparse.Namespace, state_dir: Path) -> int:
     from app.serving.endpoints import CloudEndpoints, Endpoints, LocalEndpoints
     from app.serving.observability import serve_http
     from app.serving.runtime import build_worker
 
     settings = load_stack(args.stack)
+    if args.max_batch < 1:
+        raise UsageError(f"--max-batch {args.max_batch}: must be at least 1")
+    if args.http_port:
+        _check_port(args.http_host, args.http_port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         endpoints: Endpoints = (
@@ -43,7 +62,12 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
             worker.handler.scorer.store, default_registry(), worker.handler.scorer.entities
         )
     _stop_on_signals(worker.stop)
-    server = serve_http(args.http_port, worker.metrics, worker.healthy, host=args.http_host) if args.http_port else None
+    try:
+        server = (
+            serve_http(args.http_port, worker.metrics, worker.healthy, host=args.http_host) if args.http_port else None
+        )
+    except OSError as exc:  # taken since the check above
+        raise UsageError(f"--http-port {args.http_port} on {args.http_host}: {exc.strerror or exc}") from None
     worker.run()
     if server:
         server.shutdown()

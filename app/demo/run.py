@@ -37,6 +37,7 @@ from app.local.services import LocalState, free_port
 from app.market.simulate import Market, MarketConfig, simulate
 from app.market.writer import IMPRESSIONS_DIR, ORACLE_FILE, write_market
 from app.naming import Names
+from app.output_paths import Output, output_file
 from app.ranking.registry import ModelRegistry
 from app.ranking.variant_training import training_parameters
 from app.serving.client import CoreServiceClient
@@ -54,7 +55,7 @@ class DemoOptions:
     days: int = 10
     seed: int = 42
     sessions: int = 400
-    report: Path | None = None
+    report: Output | None = None  # checked before the demo starts (app.output_paths)
 
 
 @contextmanager
@@ -325,8 +326,8 @@ def run_demo(
         }
         summary["experiment"] = _readout(settings, state, outcomes, work / "served")
         summary["total_s"] = round(time.perf_counter() - started, 1)
-        report = opts.report or work / "report.html"
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(render(summary, roc, latencies))
-        summary["report"] = str(report)
+        report = opts.report or output_file("--report", work / "report.html", force=True)  # the demo's own
+        with report.staged() as page:
+            page.write_text(render(summary, roc, latencies))
+        summary["report"] = str(report.path)
     return summary

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,11 +32,16 @@ from app.featurestore.beam_transforms import (
 from app.featurestore.events import RawEvent, from_json_line, from_pubsub, read_delimited
 from app.featurestore.progress import tally
 from app.featurestore.template_spec import stack_parameters
+from app.output_paths import OutputPathError, has_glob_characters, output_file
 from app.settings import LimitsConfig, StackSettings
 
 
 class IngestConfigError(ValueError):
     pass
+
+
+class DeadLettersNotPlaced(RuntimeError):
+    """The run ended but its dead-letter file could not be moved to its path; it is kept elsewhere."""
 
 
 class IngestOptions(PipelineOptions):
@@ -169,6 +176,10 @@ def build(p: beam.Pipeline, opts: IngestOptions) -> None:
         project, dataset = opts.bigquery_dataset.split(".", 1)
         rows | "WriteOffline" >> WriteOfflineBigQuery(project, dataset)
     if opts.input:
+        # Beam's file sink reads its path as a glob and clears what matches: it only ever gets a
+        # file in a folder of our own (run_bounded), never the user's path.
+        if has_glob_characters(opts.dead_letter_path):
+            raise IngestConfigError(f"dead letters are staged at a glob-free path, got {opts.dead_letter_path!r}")
         (
             dead
             | "DeadJson" >> beam.Map(lambda d: d.to_json())
@@ -208,17 +219,39 @@ def parse_options(argv: Sequence[str]) -> IngestOptions:
     return opts
 
 
-def run_bounded(argv: Sequence[str]) -> IngestSummary:
-    """Run a bounded ingest to completion and summarise it."""
+def run_bounded(argv: Sequence[str], force: bool = False) -> IngestSummary:
+    """Run a bounded ingest to completion and summarise it. The dead-letter file is checked before
+    the run (``app.output_paths``: never an existing file unless ``force``, never the input, never a
+    folder) and written only when something was rejected."""
     opts = parse_options(argv)
     if not opts.input:
         raise IngestConfigError("run_bounded needs --input")
-    with beam.Pipeline(options=opts) as p:
-        build(p, opts)
-    summary = summary_of(opts.run_id, opts.dead_letter_path)
-    if not summary.rejected_total:
-        Path(opts.dead_letter_path).unlink(missing_ok=True)  # WriteToText leaves an empty file behind
-        summary.dead_letter_path = None
+    try:
+        target = output_file("--dead-letter", opts.dead_letter_path, force=force, inputs=[opts.input])
+    except OutputPathError as exc:
+        raise IngestConfigError(str(exc)) from None
+    sink_dir = Path(tempfile.mkdtemp(prefix="rerank-dead-letters-"))
+    keep = False
+    try:
+        opts.dead_letter_path = str(sink_dir / "dead-letter.jsonl")
+        with beam.Pipeline(options=opts) as p:
+            build(p, opts)
+        summary = summary_of(opts.run_id, None)
+        if summary.rejected_total:
+            try:
+                with target.staged() as staged:
+                    shutil.move(opts.dead_letter_path, staged)
+            except OutputPathError as exc:
+                raise DeadLettersNotPlaced(f"{summary.rejected_total} dead letters: {exc}") from None
+            except OSError as exc:
+                keep = True
+                raise DeadLettersNotPlaced(
+                    f"{summary.rejected_total} dead letters are kept in {opts.dead_letter_path}: {exc}"
+                ) from None
+            summary.dead_letter_path = str(target.path)
+    finally:
+        if not keep:
+            shutil.rmtree(sink_dir, ignore_errors=True)
     return summary
 
 

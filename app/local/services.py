@@ -1,8 +1,10 @@
 """Start, stop and check the local services of a stack: Redis, the Pub/Sub emulator, moto (DynamoDB).
 
 Each runs as its own process group on a free loopback port. What was started is recorded in
-``<state_dir>/<stack>/state.json`` (pids, ports, logs) so ``down`` stops exactly those and
-``status`` can check them. ``up`` on a healthy stack reuses it.
+``<state_dir>/<stack>/state.json`` (pids, ports, logs and each process's identity: its start time
+and command line as seen once it was ready) so ``down`` stops exactly those and ``status`` can
+check them. ``up`` on a healthy stack reuses it. The file is not trusted: a pid whose process is
+not the one recorded (edited file, pid reused after a reboot or a crash) is never signalled.
 """
 
 from __future__ import annotations
@@ -50,6 +52,44 @@ class Service:
     pid: int
     port: int
     log: str
+    identity: ProcessIdentity | None = None  # None: recorded before identities were: never signalled
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """What tells a process from a later one with the same pid: the boot, the start time in clock
+    ticks since boot (``/proc/<pid>/stat``) and the command line."""
+
+    boot_id: str
+    start_ticks: int
+    command: tuple[str, ...]
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessIdentity | None:
+        """The identity of the live process ``pid`` now; None when there is none (or no /proc)."""
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                boot = f.read().strip()
+            with open(f"/proc/{pid}/stat") as f:
+                after_name = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = tuple(a.decode(errors="replace") for a in f.read().split(b"\0") if a)
+        except (OSError, IndexError):
+            return None
+        if after_name[0] == "Z":  # exited, not reaped yet
+            return None
+        return cls(boot, int(after_name[19]), command)  # field 22 of stat: starttime
+
+
+def ours(service: Service) -> bool:
+    """Whether ``service.pid`` is still the process this module started and recorded: the same
+    identity, and the leader of its own process group (what ``down`` signals)."""
+    if service.identity is None or ProcessIdentity.of(service.pid) != service.identity:
+        return False
+    try:
+        return os.getpgid(service.pid) == service.pid
+    except OSError:
+        return False
 
 
 @dataclass
@@ -80,12 +120,13 @@ class LocalState:
         return Path(self.dir) / "dead-letters"
 
     def endpoints(self) -> dict[str, str]:
-        return {
-            "redis": self.redis_url,
-            "pubsub": self.pubsub_host,
-            "dynamodb": self.dynamodb_url,
-            "offline": str(self.offline_dir),
+        """The endpoints of the services recorded (a start that failed half way records fewer)."""
+        found = {
+            "redis": lambda: self.redis_url,
+            "pubsub": lambda: self.pubsub_host,
+            "dynamodb": lambda: self.dynamodb_url,
         }
+        return {**{k: url() for k, url in found.items() if k in self.services}, "offline": str(self.offline_dir)}
 
     def save(self) -> None:
         path = Path(self.dir) / "state.json"
@@ -95,12 +136,55 @@ class LocalState:
 
     @classmethod
     def load(cls, stack_dir: Path) -> LocalState | None:
+        """The recorded state; a file this module did not write is one line, naming it."""
         path = stack_dir / "state.json"
         if not path.exists():
             return None
-        doc = json.loads(path.read_text())
-        doc["services"] = {k: Service(**v) for k, v in doc["services"].items()}
-        return cls(**doc)
+        try:
+            return _state_from(json.loads(path.read_bytes()), stack_dir)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            raise LocalServiceError(
+                f"{path} is damaged ({_why(exc)}); nothing was signalled. Stop the stack's services by hand "
+                "if any run (their logs are beside it), then delete the file"
+            ) from None
+
+
+def _why(exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+    line = " ".join(text.split())
+    return line if len(line) <= 200 else line[:180] + "..."
+
+
+def _int(doc: dict[str, object], key: str, low: int, high: int) -> int:
+    value = doc[key]
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"{key} {str(value)[:40]!r} is not a number in {low}..{high}")
+    return value
+
+
+def _state_from(doc: object, stack_dir: Path) -> LocalState:
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
+        raise ValueError("not a mapping with services")
+    services: dict[str, Service] = {}
+    for key, v in doc["services"].items():
+        if key not in SERVICES or not isinstance(v, dict) or v.get("name") != key:
+            raise ValueError(f"service {str(key)[:40]!r} is not one of {', '.join(SERVICES)}")
+        ident = v.get("identity")
+        identity = None
+        if ident is not None:
+            if not isinstance(ident, dict) or not isinstance(ident.get("boot_id"), str):
+                raise ValueError(f"{key}: identity is not a recorded one")
+            command = ident["command"]
+            if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+                raise ValueError(f"{key}: identity command is not a list of strings")
+            identity = ProcessIdentity(ident["boot_id"], _int(ident, "start_ticks", 0, 2**63), tuple(command))
+        if not isinstance(v.get("log"), str):
+            raise ValueError(f"{key}: log is not a path")
+        services[key] = Service(key, _int(v, "pid", 1, 2**22), _int(v, "port", 1, 65535), v["log"], identity)
+    for key in ("stack", "project", "dir"):
+        if not isinstance(doc.get(key), str):
+            raise ValueError(f"{key} is not text")
+    return LocalState(doc["stack"], doc["project"], str(stack_dir), services)
 
 
 def free_port() -> int:
@@ -182,21 +266,24 @@ SERVICES: dict[str, tuple[Callable[[int], list[str]], Callable[[int], bool]]] = 
 
 
 def healthy(service: Service) -> bool:
-    return alive(service.pid) and SERVICES[service.name][1](service.port)
+    return ours(service) and SERVICES[service.name][1](service.port)
 
 
-def _stop(service: Service, timeout: float = 10.0) -> None:
-    if not alive(service.pid):
-        return
+def _stop(service: Service, timeout: float = 10.0) -> bool:
+    """Stop the service's process group if its leader is still the process started; False when
+    ``service.pid`` is some other process (or none), which is then left alone."""
+    if not ours(service):
+        return False
     try:
         os.killpg(service.pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        return False
     deadline = time.monotonic() + timeout
-    while alive(service.pid) and time.monotonic() < deadline:
+    while ours(service) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if alive(service.pid):
+    if ours(service):  # checked again: a SIGKILL reaches only the group we started
         os.killpg(service.pid, signal.SIGKILL)
+    return True
 
 
 def _port_free(port: int) -> bool:
@@ -226,13 +313,15 @@ def _start(name: str, logs: Path, port: int | None = None) -> Service:
             start_new_session=True,
             cwd=logs,
         )
-    service = Service(name, proc.pid, port, str(log))
+    service = Service(name, proc.pid, port, str(log), ProcessIdentity.of(proc.pid))
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
             raise LocalServiceError(f"{name} exited with code {proc.returncode} at start: {' | '.join(tail)}")
         if ready(port):
+            # As it is once serving (Redis renames itself, a launcher script may exec): what ours() checks.
+            service.identity = ProcessIdentity.of(proc.pid)
             return service
         time.sleep(0.1)
     _stop(service)
@@ -265,34 +354,44 @@ def start_services(stack: str, project: str, state_dir: Path = DEFAULT_STATE_DIR
     return state, started
 
 
-def stop_services(stack: str, state_dir: Path = DEFAULT_STATE_DIR, keep_data: bool = False) -> list[str]:
+def stop_services(
+    stack: str, state_dir: Path = DEFAULT_STATE_DIR, keep_data: bool = False
+) -> tuple[list[str], list[str]]:
     """Stop what ``start_services`` recorded. Redis and the emulator keep their data in memory, so
     the stack's files (offline store, dead letters) go too unless ``keep_data``: a later ``up``
-    then starts from one consistent, empty state."""
+    then starts from one consistent, empty state. Returns what was stopped and the recorded pids
+    left alone because their process is not the one started (reused or edited)."""
     stack_dir = state_dir / stack
     state = LocalState.load(stack_dir)
     if state is None:
-        return []
-    stopped = []
+        return [], []
+    stopped, left = [], []
     for service in state.services.values():
-        if alive(service.pid):
+        if _stop(service):
             stopped.append(service.name)
-        _stop(service)
+        elif alive(service.pid):
+            left.append(f"{service.name} (pid {service.pid})")
     (stack_dir / "state.json").unlink()
     if not keep_data:
         for folder in (state.offline_dir, state.dead_letter_dir):
             shutil.rmtree(folder, ignore_errors=True)
-    return stopped
+    return stopped, left
 
 
 def service_status(
     stack: str, state_dir: Path = DEFAULT_STATE_DIR
 ) -> tuple[LocalState | None, dict[str, dict[str, object]]]:
+    """The recorded state and, for every service a stack runs, whether it is ours and healthy (one
+    that was never recorded, after a start that failed half way, is reported as not running)."""
     state = LocalState.load(state_dir / stack)
     if state is None:
         return None, {}
-    report = {
-        s.name: {"pid": s.pid, "port": s.port, "alive": alive(s.pid), "healthy": healthy(s), "log": s.log}
-        for s in state.services.values()
-    }
+    report: dict[str, dict[str, object]] = {}
+    for name in SERVICES:
+        s = state.services.get(name)
+        report[name] = (
+            {"pid": s.pid, "port": s.port, "alive": ours(s), "healthy": healthy(s), "log": s.log}
+            if s
+            else {"pid": None, "port": None, "alive": False, "healthy": False, "log": None}
+        )
     return state, report

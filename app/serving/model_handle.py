@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import lightgbm as lgb
 
-from app.ranking.registry import ModelRegistry
+from app.ranking.registry import ModelRegistry, RegistryError
+
+log = logging.getLogger(__name__)
 
 
 class DeployedModel:
@@ -24,10 +27,14 @@ class DeployedModel:
             now = time.monotonic()
             if now - self._checked >= self.check_every_s:
                 self._checked = now
-                record = self.registry.deployment(self.variant)
-                if record is not None and record.model_id != self.model_id:
-                    self.booster = lgb.Booster(model_file=record.model_uri)
-                    self.model_id = record.model_id
+                try:
+                    record = self.registry.deployment(self.variant)
+                    if record is not None and record.model_id != self.model_id:
+                        self.booster = lgb.Booster(model_file=record.model_uri)
+                        self.model_id = record.model_id
+                except (RegistryError, lgb.basic.LightGBMError) as exc:
+                    # A damaged record or model file: keep serving the model held (or none yet).
+                    log.warning("%s: not reloading, keeping %s: %s", self.variant, self.model_id, exc)
             if self.model_id is None or self.booster is None:
                 return None
             return self.model_id, self.booster

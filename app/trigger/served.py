@@ -78,7 +78,12 @@ def read_predictions(offline_dir: Path) -> pa.Table:
     if not any(folder.glob("event_date=*/*.parquet")):
         return PREDICTION_SCHEMA.empty_table()
     dataset = ds.dataset(folder, format="parquet", partitioning="hive", exclude_invalid_files=True)
-    return dataset.to_table(columns=PREDICTION_SCHEMA.names).cast(PREDICTION_SCHEMA)
+    if not dataset.files:  # only damaged or half-written files: nothing landed that can be read
+        return PREDICTION_SCHEMA.empty_table()
+    try:
+        return dataset.to_table(columns=PREDICTION_SCHEMA.names).cast(PREDICTION_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise ValueError(f"{folder}: not prediction records: {' '.join(str(exc).split())[:200]}") from None
 
 
 def latest_predictions(
