@@ -31,3 +31,19 @@ class EngineLimits:
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET TimeZone = 'UTC'")
         return con
+
+
+def memory_budget(share: float = 0.5) -> str:
+    """``share`` of the memory this process may use (its cgroup's limit, else the machine's), as a
+    DuckDB memory_limit: what a step gives the engine when it is not told."""
+    limit = None
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        limit = int(text) if text.isdigit() else None
+    except OSError:
+        pass
+    if limit is None:
+        import os
+
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(256, int(limit * share / 2**20))}MB"

@@ -19,9 +19,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from app.featurestore.engine import EngineLimits
 from app.featurestore.events import FeatureRow
 from app.featurestore.offline_schema import arrow_schema
-from app.featurestore.engine import EngineLimits
 from app.featurestore.pit import IMPRESSION_TIME, SIDES, FeatureView, event_time_column, plan_join, sql_timestamp
 from app.featurestore.registry import Registry
 
@@ -124,9 +124,18 @@ class ParquetOfflineStore(OfflineStore):
         ``engine`` bounds its memory and gives it a folder to spill to (and a database file)."""
         con = engine.connect() if engine else duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
+        self.attach(con, views, bounds)
+        return con
+
+    def attach(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        views: Sequence[tuple[str, str]],
+        bounds: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
+        """(Re)define the views of ``connect`` on ``con``, e.g. once a window's bounds are known."""
         for entity, version in views:
             self._source(con, entity, version, (bounds or {}).get(entity))
-        return con
 
     def read_table(self, entity: str, version: str) -> pa.Table:
         self.registry.get(entity, version)
