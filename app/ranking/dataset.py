@@ -243,7 +243,7 @@ def _write_shards(con: Any, staged: Path, out: Path, order: str, progress: Progr
 
 
 def build_dataset(
-    store: ParquetOfflineStore,
+    store: OfflineStore,
     req: DatasetRequest,
     out: dict[str, Path],
     rejected_path: Path,
@@ -253,7 +253,13 @@ def build_dataset(
     """The training data in DuckDB, out of core: impressions checked (bad rows and duplicates set
     aside by reason), the window chosen, joined point-in-time with both sides' features, rows whose
     ids the store did not know set aside (``unknown_id``), split by time, each split written to
-    ``out[split]`` as shards. Peak memory is the engine's limit, whatever the number of rows."""
+    ``out[split]`` as shards, the rows set aside to ``rejected_path`` (a folder too). Peak memory is
+    the engine's limit, whatever the number of rows. A BigQuery store does the same in BigQuery
+    (``build_dataset_bigquery``)."""
+    if not isinstance(store, ParquetOfflineStore):
+        return build_dataset_bigquery(
+            store, req, {k: gcs_uri(v) for k, v in out.items()}, gcs_uri(rejected_path), registry
+        )
     seconds: dict[str, float] = {}
     files, source, present = checked_files(req.impressions_uri)
     views = feature_views(registry, req.entities)
@@ -297,15 +303,18 @@ def build_dataset(
         joined_rows = con.execute("SELECT count(*) FROM joined").fetchone()[0]
         finished("impressions joined point-in-time", joined_rows, seconds["join"])
 
+        rejected_path.mkdir(parents=True, exist_ok=True)
         con.execute(
             f"COPY (SELECT {names}, reason FROM checked WHERE reason IS NOT NULL "
             f"UNION ALL SELECT {names}, 'unknown_id' AS reason FROM joined WHERE NOT __known) "
-            f"TO '{rejected_path}' (FORMAT PARQUET)"
+            f"TO '{rejected_path / 'part-00000.parquet'}' (FORMAT PARQUET)"
         )
         rejected = dict(
-            con.execute(
-                f"SELECT reason, count(*) FROM read_parquet('{rejected_path}') GROUP BY reason ORDER BY reason"
-            ).fetchall()
+            sorted(
+                con.execute(
+                    f"SELECT reason, count(*) FROM read_parquet('{rejected_path}/*.parquet') GROUP BY reason"
+                ).fetchall()
+            )
         )
 
         stats = {
@@ -346,3 +355,144 @@ def build_dataset(
         shutil.rmtree(staged, ignore_errors=True)
         seconds["shards"] = time.perf_counter() - t
     return DatasetBuilt(windows, len(files), rejected, splits, {k: round(v, 2) for k, v in seconds.items()})
+
+
+def gcs_uri(path: Path | str) -> str:
+    """The ``gs://`` URI of a Vertex artifact path (Cloud Storage is mounted at ``/gcs/``)."""
+    text = str(path)
+    if text.startswith("gs://"):
+        return text
+    if text.startswith("/gcs/"):
+        return "gs://" + text.removeprefix("/gcs/")
+    raise DatasetError(f"{text}: a BigQuery offline store exports to Cloud Storage; this output is not on it")
+
+
+MAX_BUCKETS = 3999  # BigQuery's partitions per table (4,000) bound the shards per split
+
+
+def _bq_scalar(store: Any, sql: str) -> Any:
+    rows = store.run_script(sql)
+    return rows[0] if rows else None
+
+
+def build_dataset_bigquery(
+    store: Any, req: DatasetRequest, out: dict[str, str], rejected_uri: str, registry: Registry
+) -> DatasetBuilt:
+    """``build_dataset`` in BigQuery (``store`` a ``BigQueryOfflineStore``): the impressions loaded
+    from their Cloud Storage files by a load job, checked, joined with ``portable_pit_sql`` (feature
+    partitions pruned to the window's bounds) and exported to Cloud Storage with ``EXPORT DATA``.
+    Nothing passes through this process but counts. Sessions stay in one file: the joined rows are
+    put in buckets by a fingerprint of ``session_id`` (an integer-range partition each), and every
+    bucket is exported on its own, ordered inside it, as one ``part-<bucket>-*.parquet`` shard; no
+    statement orders or numbers the whole result."""
+    from app.featurestore.bigquery_store import bq_quote
+    from app.featurestore.pit import plan_join, portable_pit_sql
+    from app.ranking.impressions import BIGQUERY, KEY, bigquery_schema
+
+    t0 = time.perf_counter()
+    staging, checked, joined, shards = (store.scratch_table(w) for w in ("impressions", "checked", "joined", "shards"))
+    expiry = "OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))"
+    names = [c.name for c in COLUMNS]
+    cols = ", ".join(bq_quote(n) for n in names)
+    files = store.load_parquet(req.impressions_uri, staging, bigquery_schema())
+    # Without file order after a load, the first of a duplicate pair is the earliest shown.
+    store.run_script(
+        f"CREATE TABLE `{checked}` {expiry} AS\n"
+        + checked_sql(f"`{staging}`", names, BIGQUERY, ("impression_time", "outcome_time"))
+    )
+    total = _bq_scalar(store, f"SELECT COUNT(*) FROM `{checked}`")[0]
+    finished("impressions checked", total, time.perf_counter() - t0)
+    start, end = req.window_start, req.window_end
+    if start is None and req.window_days:
+        before = f" AND impression_time < {sql_timestamp(end.isoformat())}" if end else ""
+        newest = _bq_scalar(store, f"SELECT MAX(impression_time) FROM `{checked}` WHERE reason IS NULL{before}")[0]
+        start = days_up_to(newest, req.window_days, end)
+    inside = " AND ".join(
+        ["reason IS NULL"]
+        + ([f"impression_time >= {sql_timestamp(start.isoformat())}"] if start else [])
+        + ([f"impression_time < {sql_timestamp(end.isoformat())}"] if end else [])
+    )
+    first, last = _bq_scalar(
+        store, f"SELECT MIN(impression_time), MAX(impression_time) FROM `{checked}` WHERE {inside}"
+    )
+    if first is None:
+        raise DatasetError(f"no impressions between {start} and {end}")
+    windows = windows_between(first.astimezone(UTC), last.astimezone(UTC), req.valid_days, req.test_days)
+
+    t1 = time.perf_counter()
+    views = feature_views(registry, req.entities)
+    plan = plan_join(views, registry, names)
+    chosen = f"(SELECT {cols} FROM `{checked}` WHERE {inside})"
+    pit = portable_pit_sql(
+        chosen,
+        lambda e, v: f"`{store.table_id(e, v)}`",
+        plan,
+        names,
+        bq_quote,
+        KEY,
+        bounds_for(windows, req.entities, req.ttl_days),
+    )
+    identity = identity_view(registry, req.entities)
+    known = " AND ".join(f"{bq_quote(event_time_column(s, identity))} IS NOT NULL" for s in ("viewer", "candidate"))
+    store.run_script(
+        f"CREATE TABLE `{joined}` {expiry} AS\nSELECT *, {split_case(windows)} AS __split, {known} AS __known "
+        f"FROM (\n{pit}\n)"
+    )
+    stats = {
+        r[0]: tuple(r[1:])
+        for r in store.run_script(
+            f"SELECT __split, COUNT(*), COUNTIF(`match`), COUNT(DISTINCT session_id) FROM `{joined}` "
+            "WHERE __known GROUP BY __split"
+        )
+    }
+    for name, lo, hi in (
+        ("train", windows.start, windows.train_end),
+        ("valid", windows.train_end, windows.valid_end),
+        ("test", windows.valid_end, windows.end),
+    ):
+        if name not in stats:
+            raise DatasetError(f"the {name} window [{lo}, {hi}) has no impressions")
+    finished("impressions joined point-in-time", sum(s[0] for s in stats.values()), time.perf_counter() - t1)
+
+    t2 = time.perf_counter()
+    buckets = {n: min(MAX_BUCKETS, max(1, -(-stats[n][0] // req.shard_rows))) for n in SPLITS}
+    per_split = " ".join(f"WHEN '{n}' THEN {b}" for n, b in buckets.items())
+    where_to = " ".join(f"WHEN '{n}' THEN '{out[n].rstrip('/')}'" for n in SPLITS)
+    export = (
+        "EXPORT DATA OPTIONS (uri = '%s/part-%05d-*.parquet', format = 'PARQUET', overwrite = true) AS "
+        f"SELECT * EXCEPT (__split, __bucket) FROM `{shards}` WHERE __split = '%s' AND __bucket = %d "
+        f"ORDER BY {', '.join(SHARD_ORDER)}"
+    )
+    set_aside = (
+        f"SELECT {cols}, reason FROM `{checked}` WHERE reason IS NOT NULL "
+        f"UNION ALL SELECT {cols}, 'unknown_id' FROM `{joined}` WHERE NOT __known"
+    )
+    store.run_script(
+        f"CREATE TABLE `{shards}` PARTITION BY RANGE_BUCKET(__bucket, GENERATE_ARRAY(0, {MAX_BUCKETS + 1}, 1))\n"
+        f"CLUSTER BY __split, session_id {expiry} AS\n"
+        f"SELECT * EXCEPT (__known), MOD(ABS(FARM_FINGERPRINT(session_id)), CASE __split {per_split} END) AS __bucket\n"
+        f"FROM `{joined}` WHERE __known;\n"
+        f"FOR b IN (SELECT DISTINCT __split, __bucket FROM `{shards}`) DO\n"
+        f'  EXECUTE IMMEDIATE FORMAT("""{export}""",\n'
+        f"    CASE b.__split {where_to} END, b.__bucket, b.__split, b.__bucket);\n"
+        "END FOR;\n"
+        f"EXPORT DATA OPTIONS (uri = '{rejected_uri.rstrip('/')}/part-*.parquet', format = 'PARQUET', overwrite = true)"
+        f" AS {set_aside}"
+    )
+    rejected = dict(
+        sorted(
+            store.run_script(
+                f"SELECT reason, COUNT(*) FROM (SELECT reason FROM `{checked}` WHERE reason IS NOT NULL "
+                f"UNION ALL SELECT 'unknown_id' FROM `{joined}` WHERE NOT __known) GROUP BY reason"
+            )
+        )
+    )
+    width = len(names) + len(plan) + 2 * len(views)
+    sizes = store.exported_sizes(out)
+    splits = {
+        n: SplitFiles(out[n], stats[n][0], width, sizes[n][0], sizes[n][1], stats[n][1], stats[n][2]) for n in SPLITS
+    }
+    for table in (staging, checked, joined, shards):
+        store.client.delete_table(table, not_found_ok=True)
+    seconds = {"check": t1 - t0, "join": t2 - t1, "shards": time.perf_counter() - t2}
+    return DatasetBuilt(windows, files, rejected, splits, {k: round(v, 2) for k, v in seconds.items()})

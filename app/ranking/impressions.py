@@ -139,6 +139,12 @@ DUCKDB = Dialect(
 BIGQUERY = Dialect(quote=lambda c: f"`{c}`", blank=lambda e: f"REGEXP_CONTAINS({e}, r'^\\s*$')", cast=lambda e, c: e)
 
 
+def bigquery_schema() -> list[dict[str, str]]:
+    """The contract as a BigQuery load schema (every column nullable: rows are checked, not the schema)."""
+    kinds = {"string": "STRING", "int32": "INT64", "bool": "BOOL"}
+    return [{"name": c.name, "type": kinds.get(str(c.type), "TIMESTAMP")} for c in COLUMNS]
+
+
 def problem_sql(d: Dialect) -> str:
     """Each row's first problem as a SQL CASE (NULL: none); duplicates are found apart (``checked_sql``)."""
     q = d.quote
@@ -159,19 +165,21 @@ def problem_sql(d: Dialect) -> str:
     )
 
 
-def checked_sql(source: str, present: Sequence[str], d: Dialect, order: str) -> str:
+def checked_sql(source: str, present: Sequence[str], d: Dialect, order: Sequence[str]) -> str:
     """Every row of ``source`` in the contract's columns (those not ``present`` as NULLs) plus
     ``reason``: its first problem, else ``duplicate`` when an earlier row (by ``order``, an
-    expression over ``source``) without problems has the same (session_id, candidate_id), else NULL.
+    expressions over ``source``) without problems has the same (session_id, candidate_id), else NULL.
     The duplicate check is a window partitioned by that key: it spreads over workers and spills."""
     q = d.quote
     cols = ", ".join(f"{d.cast(q(c.name) if c.name in present else 'NULL', c)} AS {q(c.name)}" for c in COLUMNS)
     names = ", ".join(q(c.name) for c in COLUMNS)
     key = ", ".join(q(k) for k in KEY)
+    orders = ", ".join(f"{e} AS __order{n}" for n, e in enumerate(order))
+    by = ", ".join(f"__order{n}" for n in range(len(order)))
     return (
         f"SELECT {names}, COALESCE(__problem, CASE WHEN __n > 1 THEN 'duplicate' END) AS reason FROM (\n"
-        f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY {key}, __problem IS NULL ORDER BY __order) AS __n FROM (\n"
-        f"    SELECT *, {problem_sql(d)} AS __problem FROM (SELECT {cols}, {order} AS __order FROM {source}) AS c\n"
+        f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY {key}, __problem IS NULL ORDER BY {by}) AS __n FROM (\n"
+        f"    SELECT *, {problem_sql(d)} AS __problem FROM (SELECT {cols}, {orders} FROM {source}) AS c\n"
         "  ) AS p\n"
         ") AS r"
     )
@@ -204,7 +212,7 @@ def checked_files(uri: str | Path) -> tuple[list[Path], str, list[str]]:
     return files, source, present
 
 
-FILE_ORDER = "__file, file_row_number"  # ``checked_sql``'s order over ``checked_files``' relation
+FILE_ORDER = ("__file", "file_row_number")  # ``checked_sql``'s order over ``checked_files``' relation
 
 
 def _split_checked(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[pa.Table, pa.Table]:
@@ -220,7 +228,7 @@ def validate(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         con.register("given", table.append_column("__row", pa.array(np.arange(table.num_rows), pa.int64())))
-        return _split_checked(con, checked_sql("given", table.column_names, DUCKDB, "__row"))
+        return _split_checked(con, checked_sql("given", table.column_names, DUCKDB, ("__row",)))
 
 
 def impression_files(uri: str | Path) -> list[Path]:

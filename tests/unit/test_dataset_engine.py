@@ -62,7 +62,7 @@ def build(world: dict, tmp: Path, registry: Registry, **over: object) -> tuple:
     out = {name: tmp / name for name in ("train", "valid", "test")}
     req = DatasetRequest(str(world["impressions"]), ENTITIES, valid_days=1, test_days=1, **over)  # type: ignore[arg-type]
     built = build_dataset(
-        world["offline"], req, out, tmp / "rejected.parquet", EngineLimits(tmp / "work", "256MB", 1), registry
+        world["offline"], req, out, tmp / "rejected", EngineLimits(tmp / "work", "256MB", 1), registry
     )
     return built, out
 
@@ -77,7 +77,7 @@ def test_the_engine_gives_the_in_memory_answer_in_shards(world: dict, tmp_path: 
         "negative_position": 1,
         **({"unknown_id": unknown.num_rows} if unknown.num_rows else {}),
     }
-    assert pq.read_table(tmp_path / "rejected.parquet").num_rows == sum(built.rejected.values())
+    assert pq.read_table(tmp_path / "rejected").num_rows == sum(built.rejected.values())
     order = [("session_id", "ascending"), ("position", "ascending")]
     for name, want in expected.items():
         part = built.splits[name]
