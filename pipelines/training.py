@@ -51,9 +51,14 @@ def _component(fn: Callable[..., Any], image: str) -> Any:
     return dsl.component(fn, base_image=image, packages_to_install=[])
 
 
-def _sized(task: Any, step: str, name: str, size: tuple[Any, Any] | None = None) -> Any:
-    """``size``: (cpu, memory) a step's output decides; else the step's row of ``RESOURCES``."""
-    cpu, memory = size or RESOURCES[step]
+def _sized(task: Any, step: str, name: str, size: tuple[Any, Any, Any] | None = None) -> Any:
+    """``size``: (the sizing task, cpu, memory) from its outputs; else the step's row of ``RESOURCES``."""
+    if size is not None:
+        # Resources read from another task's outputs do not make a dependency by themselves.
+        sizer, cpu, memory = size
+        task.after(sizer)
+    else:
+        cpu, memory = RESOURCES[step]
     return (
         task.set_display_name(name)
         .set_cpu_request(cpu)
@@ -117,8 +122,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             "sizing",
             "size the training steps from the data",
         )
-        train_size = (sizing.outputs["train_cpu"], sizing.outputs["train_memory"])
-        evaluate_size = (sizing.outputs["evaluate_cpu"], sizing.outputs["evaluate_memory"])
+        train_size = (sizing, sizing.outputs["train_cpu"], sizing.outputs["train_memory"])
+        evaluate_size = (sizing, sizing.outputs["evaluate_cpu"], sizing.outputs["evaluate_memory"])
         model = _sized(
             train_op(
                 train=data.outputs["train"],
