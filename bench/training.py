@@ -28,6 +28,9 @@ from bench.training_market import generate
 
 STEPS = ("dataset", "train", "baseline", "evaluate")
 DAYS, VALID_DAYS, TEST_DAYS = 14, 2, 2
+# OpenMP threads (LightGBM) sleep rather than spin while they wait: on a shared machine spinning
+# threads fight each other and time says more about the neighbours than about the step.
+STEP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 class BenchError(RuntimeError):
@@ -56,7 +59,11 @@ def run_step(path: str, step: str, args: dict[str, Any]) -> dict[str, Any]:
     """One step in a child process: its JSON result, wall seconds and peak RSS (``wait4``'s, the
     child's own maximum resident set)."""
     spec = json.dumps({"path": path, "step": step, "args": args})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        **STEP_ENV,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -148,7 +155,8 @@ def run(
     registry = default_registry()
     out: dict[str, Any] = {
         "benchmark": "training",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_1m": os.getloadavg()[0]},
+        "step_env": STEP_ENV,
         "days": DAYS,
         "engine_memory_limit": memory_limit,
         "sampling": sampling,
