@@ -394,7 +394,7 @@ def build_dataset_bigquery(
     expiry = "OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))"
     names = [c.name for c in COLUMNS]
     cols = ", ".join(bq_quote(n) for n in names)
-    files = store.load_parquet(req.impressions_uri, staging, bigquery_schema())
+    files = store.load_parquet(gcs_uri(req.impressions_uri), staging, bigquery_schema())
     # Without file order after a load, the first of a duplicate pair is the earliest shown.
     store.run_script(
         f"CREATE TABLE `{checked}` {expiry} AS\n"

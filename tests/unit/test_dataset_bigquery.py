@@ -63,10 +63,10 @@ class RecordingStore:
 def test_the_bigquery_build_loads_from_storage_and_exports_ordered_buckets(registry: Registry) -> None:
     store = RecordingStore()
     req = DatasetRequest(
-        "gs://b/impressions", ENTITIES, 2, 2, window_days=14, ttl_days={"user_profile": 30}, shard_rows=300
+        "/gcs/b/impressions", ENTITIES, 2, 2, window_days=14, ttl_days={"user_profile": 30}, shard_rows=300
     )
     built = build_dataset_bigquery(store, req, OUT, "gs://b/run/rejected", registry)
-    assert store.loaded == ["gs://b/impressions"] and built.files == 14
+    assert store.loaded == ["gs://b/impressions"] and built.files == 14, "the mounted path read as its gs:// URI"
     assert built.rejected == {"duplicate": 2, "unknown_id": 3}
     assert built.splits["train"].metadata() == {
         "rows": 800,

@@ -58,6 +58,7 @@ def test_compile_writes_a_spec_with_every_step_sized(tmp_path: Path) -> None:
         ("train LambdaRank baseline", "train"),
         ("evaluate vs baseline and serving model", "evaluate"),
     ):
+        assert "size-training" in by_name[name]["dependentTasks"], "sized after the sizing step has run"
         wired = by_name[name]["inputs"]["parameters"]
         for what in ("cpu", "memory"):
             source = wired[f"pipelinechannel--size-training-{step}_{what}"]["taskOutputParameter"]
