@@ -165,12 +165,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--impressions", default="1M,3M", help="training, pit-sql: sizes to generate, e.g. 1M,3M,10M")
     p.add_argument("--sampling", type=float, default=None, help="training: share of negatives the train step keeps")
     p.add_argument(
-        "--in-memory-max", default="1M", help="training: the largest size the old in-memory path runs at (its baseline)"
+        "--in-memory-max", default="1M", help="training: the largest size the old in-memory path runs at (0: never)"
     )
     p.add_argument(
         "--engine-memory", default="1GB", help="training, pit-sql: DuckDB's memory limit (it spills past it)"
     )
     p.add_argument("--work-dir", default=None, help="training, pit-sql: keep generated data here (reused by size)")
+    p.add_argument(
+        "--steps", default="dataset,train,baseline,evaluate", help="training: the first steps only, e.g. dataset"
+    )
 
     p = command("market", _market, "write a synthetic two-sided market (feature events, impressions, truth)")
     p.add_argument("--users", type=int, default=5000)

@@ -106,7 +106,9 @@ def _figures(evaluate: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _path(name: str, data: Path, work: Path, extra: dict[str, Any]) -> dict[str, Any]:
+def _path(
+    name: str, data: Path, work: Path, extra: dict[str, Any], steps_run: tuple[str, ...] = STEPS
+) -> dict[str, Any]:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -119,12 +121,12 @@ def _path(name: str, data: Path, work: Path, extra: dict[str, Any]) -> dict[str,
         "test_days": TEST_DAYS,
         **extra,
     }
-    steps = {step: run_step(name, step, args) for step in STEPS}
+    steps = {step: run_step(name, step, args) for step in steps_run}
     out = {
         "steps": {s: {k: r[k] for k in ("rows", "wall_s", "rows_per_s", "peak_rss_mb")} for s, r in steps.items()},
         "wall_s": round(sum(r["wall_s"] for r in steps.values()), 2),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in steps.values()),
-        **_figures(steps["evaluate"]),
+        **_figures(steps.get("evaluate", {})),
     }
     if name == "streaming":
         out["dataset"] = steps["dataset"]["splits"]
@@ -137,6 +139,8 @@ def _growth(sizes: list[dict[str, Any]], path: str) -> dict[str, Any]:
     rows = [s["impressions"] for s in runs]
     growth = {}
     for step in STEPS:
+        if not all(step in s[path]["steps"] for s in runs):
+            continue
         growth[step] = {
             "time_slope": slope(rows, [s[path]["steps"][step]["wall_s"] for s in runs]),
             "memory_slope": slope(rows, [s[path]["steps"][step]["peak_rss_mb"] for s in runs]),
@@ -150,7 +154,11 @@ def run(
     in_memory_max: int = 1_000_000,
     memory_limit: str = "1GB",
     work_dir: Path | None = None,
+    steps: tuple[str, ...] = STEPS,
 ) -> dict[str, Any]:
+    """``steps``: a prefix of ``STEPS`` (each reads what the one before wrote)."""
+    if steps != STEPS[: len(steps)] or not steps:
+        raise BenchError(f"--steps must be a prefix of {','.join(STEPS)}, got {','.join(steps)}")
     root = Path(work_dir or tempfile.mkdtemp(prefix="rerank-bench-training-"))
     registry = default_registry()
     out: dict[str, Any] = {
@@ -160,6 +168,7 @@ def run(
         "days": DAYS,
         "engine_memory_limit": memory_limit,
         "sampling": sampling,
+        "steps": list(steps),
         "sizes": [],
     }
     try:
@@ -176,9 +185,9 @@ def run(
                 "match_rate": market["match_rate"],
             }
             extra = {"memory_limit": memory_limit, **({"sampling": sampling} if sampling is not None else {})}
-            size["streaming"] = _path("streaming", data, root / "work-streaming", extra)
+            size["streaming"] = _path("streaming", data, root / "work-streaming", extra, steps)
             if n <= in_memory_max:
-                size["in_memory"] = _path("in_memory", data, root / "work-in-memory", {})
+                size["in_memory"] = _path("in_memory", data, root / "work-in-memory", {}, steps)
                 a, b = size["streaming"]["ndcg_at_10"], size["in_memory"]["ndcg_at_10"]
                 size["ndcg_at_10_streaming_minus_in_memory"] = (
                     round(a - b, 4) if a is not None and b is not None else None

@@ -34,7 +34,9 @@ def _training(args: argparse.Namespace) -> dict:
     if args.target == "pit-sql":
         return training.run_pit_sql(sizes, args.engine_memory, work)
     try:
-        return training.run(sizes, args.sampling, training.parse_sizes(args.in_memory_max)[0], args.engine_memory, work)
+        steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
+        in_memory_max = training.parse_sizes(args.in_memory_max)[0] if args.in_memory_max != "0" else 0
+        return training.run(sizes, args.sampling, in_memory_max, args.engine_memory, work, steps)
     except training.BenchError as exc:
         raise UsageError(str(exc)) from None
 
