@@ -6,6 +6,11 @@ that break it (a required value missing, an outcome before the candidate was sho
 both likes, a pair shown twice in one session) are set aside with their reason and counted; the
 rest is used. Columns outside the contract are dropped, so nothing downstream can come to depend on
 them (the simulator's true probabilities travel in a separate oracle file: ``read_oracle``).
+
+File checks read only each file's footer. Row checks are one SQL text (``checked_sql``) the engine
+runs over the files as it scans them, in record batches: DuckDB here, BigQuery in the cloud; the
+duplicate check is a window partitioned by the key, so no step holds every row. ``read_impressions``
+returns the result as tables, for callers that hold a small window.
 """
 
 from __future__ import annotations
