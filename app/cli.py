@@ -171,11 +171,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", type=Path, default=REPO_ROOT, help="repository holding app/schemas (default: this one)")
 
     p = command("bench", _bench, "benchmarks that print JSON figures beside a same-run baseline")
-    p.add_argument("target", choices=["ingest", "serving"])
+    p.add_argument("target", choices=["ingest", "serving", "training", "pit-sql"])
     p.add_argument("--rate", type=float, default=100.0, help="serving: offered requests per second")
     p.add_argument("--seconds", type=float, default=10.0, help="serving: how long to offer that rate")
     p.add_argument("--users", type=int, default=2000, help="users whose events the benchmark ingests (4 each)")
     p.add_argument("--reads", type=int, default=2000, help="100-entity batch reads to time")
+    p.add_argument("--impressions", default="1M,3M", help="training, pit-sql: sizes to generate, e.g. 1M,3M,10M")
+    p.add_argument("--sampling", type=float, default=None, help="training: share of negatives the train step keeps")
+    p.add_argument(
+        "--in-memory-max", default="1M", help="training: the largest size the old in-memory path runs at (0: never)"
+    )
+    p.add_argument(
+        "--engine-memory", default="1GB", help="training, pit-sql: DuckDB's memory limit (it spills past it)"
+    )
+    p.add_argument("--work-dir", default=None, help="training, pit-sql: keep generated data here (reused by size)")
+    p.add_argument(
+        "--steps", default="dataset,train,baseline,evaluate", help="training: the first steps only, e.g. dataset"
+    )
 
     p = command("market", _market, "write a synthetic two-sided market (feature events, impressions, truth)")
     p.add_argument("--users", type=int, default=5000)

@@ -455,10 +455,45 @@ class GateConfig(_Strict):
     margin: float = Field(default=0.005, ge=0, le=1)
 
 
+class MachineConfig(_Strict):
+    cpu: int = Field(ge=1, le=96)
+    memory_gb: int = Field(ge=1, le=1024)
+
+
+class TrainingResourcesConfig(_Strict):
+    """The machines the train and evaluate steps may run on, smallest first: each step gets the
+    smallest that holds its data (app/ranking/sizing.py); past ``max_memory_gb`` the pipeline stops
+    after the dataset step with one line saying what to change."""
+
+    ladder: list[MachineConfig] = Field(
+        default_factory=lambda: [
+            MachineConfig(cpu=4, memory_gb=16),
+            MachineConfig(cpu=8, memory_gb=32),
+            MachineConfig(cpu=16, memory_gb=64),
+            MachineConfig(cpu=32, memory_gb=128),
+        ],
+        min_length=1,
+    )
+    max_memory_gb: int = Field(default=128, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _ascending_and_reachable(self) -> TrainingResourcesConfig:
+        memory = [m.memory_gb for m in self.ladder]
+        if memory != sorted(set(memory)):
+            raise ValueError(f"ladder: machines smallest first, each with more memory than the last, got {memory}")
+        if memory[0] > self.max_memory_gb:
+            raise ValueError(
+                f"max_memory_gb {self.max_memory_gb} allows no machine of the ladder (smallest {memory[0]})"
+            )
+        return self
+
+
 class TrainingConfig(_Strict):
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     drift: DriftConfig = DriftConfig()
     gate: GateConfig = GateConfig()
+    # issue 17a: machines sized from the data
+    resources: TrainingResourcesConfig = TrainingResourcesConfig()
 
     @field_validator("schedules")
     @classmethod

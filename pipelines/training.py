@@ -19,17 +19,18 @@ from pipelines.components.dataset import make_dataset
 from pipelines.components.deploy import deploy_model
 from pipelines.components.evaluate import evaluate_models
 from pipelines.components.register import lookup_latest_model, register_model
+from pipelines.components.sizing import size_training
 from pipelines.components.train import train_model
 
 PIPELINE_NAME = "rerank-training"
 DEFAULT_IMAGE = "europe-west1-docker.pkg.dev/PROJECT/rerank/training:latest"
 BUILD_DIR = Path(__file__).resolve().parent / "build"
 # CPU and memory per step on Vertex AI (requests = limits: a training step should not be throttled).
+# The dataset step's engine works in bounded memory (it spills), so its size is fixed; train, the
+# baseline and evaluate get theirs at run time from the sizing step (app/ranking/sizing.py).
 RESOURCES = {
     "dataset": ("4", "16G"),
-    "train": ("8", "32G"),
-    "baseline": ("8", "32G"),
-    "evaluate": ("4", "16G"),
+    "sizing": ("1", "2G"),
     "register": ("1", "2G"),
     "deploy": ("1", "2G"),
 }
@@ -50,8 +51,14 @@ def _component(fn: Callable[..., Any], image: str) -> Any:
     return dsl.component(fn, base_image=image, packages_to_install=[])
 
 
-def _sized(task: Any, step: str, name: str) -> Any:
-    cpu, memory = RESOURCES[step]
+def _sized(task: Any, step: str, name: str, size: tuple[Any, Any, Any] | None = None) -> Any:
+    """``size``: (the sizing task, cpu, memory) from its outputs; else the step's row of ``RESOURCES``."""
+    if size is not None:
+        # Resources read from another task's outputs do not make a dependency by themselves.
+        sizer, cpu, memory = size
+        task.after(sizer)
+    else:
+        cpu, memory = RESOURCES[step]
     return (
         task.set_display_name(name)
         .set_cpu_request(cpu)
@@ -63,6 +70,7 @@ def _sized(task: Any, step: str, name: str) -> Any:
 
 def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
     dataset_op = _component(make_dataset, image)
+    sizing_op = _component(size_training, image)
     train_op = _component(train_model, image)
     evaluate_op = _component(evaluate_models, image)
     register_op = _component(register_model, image)
@@ -91,6 +99,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
         oracle_uri: str = "",
         min_oracle_ratio: float = 0.0,
         code_version: str = "",
+        entity_ttl_days: str = "",
+        training_resources: str = "",
     ) -> TrainingRun:
         data = _sized(
             dataset_op(
@@ -102,10 +112,18 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 valid_days=valid_days,
                 test_days=test_days,
                 entities=entities,
+                entity_ttl_days=entity_ttl_days,
             ),
             "dataset",
             "point-in-time dataset",
         )
+        sizing = _sized(
+            sizing_op(dataset_json=data.outputs["Output"], resources=training_resources),
+            "sizing",
+            "size the training steps from the data",
+        )
+        train_size = (sizing, sizing.outputs["train_cpu"], sizing.outputs["train_memory"])
+        evaluate_size = (sizing, sizing.outputs["evaluate_cpu"], sizing.outputs["evaluate_memory"])
         model = _sized(
             train_op(
                 train=data.outputs["train"],
@@ -119,6 +137,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             ),
             "train",
             "train pointwise LightGBM",
+            train_size,
         )
         baseline = _sized(
             train_op(
@@ -133,6 +152,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             ),
             "baseline",
             "train LambdaRank baseline",
+            train_size,
         )
         evaluation = _sized(
             evaluate_op(
@@ -147,6 +167,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             ),
             "evaluate",
             "evaluate vs baseline and serving model",
+            evaluate_size,
         )
         registered = _sized(
             register_op(

@@ -1,4 +1,4 @@
-"""`rerank bench ingest`: benchmarks print JSON figures beside a same-run baseline."""
+"""`rerank bench ingest|serving|training|pit-sql`: benchmarks print JSON figures beside a same-run baseline."""
 
 from __future__ import annotations
 
@@ -12,6 +12,36 @@ from app.settings import load_stack
 
 
 def run(args: argparse.Namespace, state_dir: Path) -> int:
+    if args.target in ("training", "pit-sql"):
+        figures = _training(args)
+    else:
+        figures = _against_local_stack(args, state_dir)
+    print(json.dumps(figures, indent=None if args.json else 2))
+    return 0
+
+
+def _training(args: argparse.Namespace) -> dict:
+    # No services: the training path reads files (the market it generates, the Parquet offline store).
+    from bench import training
+
+    try:
+        sizes = training.parse_sizes(args.impressions)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.sampling is not None and not 0 < args.sampling <= 1:
+        raise UsageError(f"--sampling must be in (0, 1], got {args.sampling}")
+    work = Path(args.work_dir) if args.work_dir else None
+    if args.target == "pit-sql":
+        return training.run_pit_sql(sizes, args.engine_memory, work)
+    try:
+        steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
+        in_memory_max = training.parse_sizes(args.in_memory_max)[0] if args.in_memory_max != "0" else 0
+        return training.run(sizes, args.sampling, in_memory_max, args.engine_memory, work, steps)
+    except training.BenchError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _against_local_stack(args: argparse.Namespace, state_dir: Path) -> dict:
     settings = load_stack(args.stack)
     if settings.env != "local":
         raise UsageError("benchmarks run against a local stack")
@@ -21,10 +51,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         if args.target == "ingest":
             from bench import ingest
 
-            figures = ingest.run(settings, state.redis_url, args.users, args.reads)
-        else:
-            from bench import serving
+            return ingest.run(settings, state.redis_url, args.users, args.reads)
+        from bench import serving
 
-            figures = serving.run(state, settings, args.rate, args.seconds)
-    print(json.dumps(figures, indent=None if args.json else 2))
-    return 0
+        return serving.run(state, settings, args.rate, args.seconds)

@@ -8,12 +8,14 @@ can be exercised against BigQuery on this machine (no emulator fits); see the is
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from app.featurestore.beam_transforms import bigquery_row
 from app.featurestore.events import FeatureRow
@@ -71,18 +73,66 @@ class BigQueryOfflineStore(OfflineStore):
         return self.client.query(sql).to_arrow()
 
     def point_in_time_join(self, impressions: pa.Table, views: Sequence[FeatureView]) -> pa.Table:
+        """A small table's join (drift checks): the table is loaded from Arrow, never through pandas.
+        Training data never comes through here: see ``load_parquet`` and ``run_script``."""
         from google.cloud import bigquery
 
         plan = plan_join(views, self.registry, impressions.column_names)
-        staging = f"{self.project}.{self.dataset}._impressions_{uuid.uuid4().hex[:12]}"
-        self.client.load_table_from_dataframe(impressions.to_pandas(), staging).result()
+        keyed = impressions.append_column("__row", pa.array(range(impressions.num_rows), pa.int64()))
+        staging = self.scratch_table("impressions")
+        buf = pa.BufferOutputStream()
+        pq.write_table(keyed, buf)
+        config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET)
+        self.client.load_table_from_file(io.BytesIO(buf.getvalue().to_pybytes()), staging, job_config=config).result()
         try:
             sql = portable_pit_sql(
-                f"`{staging}`", lambda e, v: f"`{self.table_id(e, v)}`", plan, impressions.column_names, bq_quote
+                f"`{staging}`",
+                lambda e, v: f"`{self.table_id(e, v)}`",
+                plan,
+                keyed.column_names,
+                bq_quote,
+                ("__row",),
             )
-            return self.client.query(sql, job_config=bigquery.QueryJobConfig()).to_arrow()
+            # The caller's order back: a small table's, sorted here rather than in BigQuery.
+            out = self.client.query(sql).to_arrow().sort_by("__row")
+            return out.drop_columns(["__row"])
         finally:
             self.client.delete_table(staging, not_found_ok=True)
+
+    def scratch_table(self, what: str) -> str:
+        return f"{self.project}.{self.dataset}._{what}_{uuid.uuid4().hex[:12]}"
+
+    def load_parquet(self, uri: str, table: str, schema: list[dict[str, str]]) -> int:
+        """A load job from Cloud Storage (``gs://.../*.parquet``) into ``table``: the files go from
+        storage to BigQuery directly, never through this process."""
+        from google.cloud import bigquery
+
+        if not uri.startswith("gs://"):
+            raise ValueError(f"{uri}: BigQuery loads impressions from Cloud Storage (gs://...)")
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            schema=[bigquery.SchemaField(f["name"], f["type"], mode="NULLABLE") for f in schema],
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        )
+        job = self.client.load_table_from_uri(uri.rstrip("/") + "/*.parquet", table, job_config=config)
+        job.result()
+        return int(job.input_files or 0)
+
+    def exported_sizes(self, prefixes: dict[str, str]) -> dict[str, tuple[int, int]]:
+        """(bytes, files) of the ``part-*.parquet`` objects under each ``gs://`` prefix."""
+        from google.cloud import storage
+
+        gcs = storage.Client(project=self.project)
+        sizes = {}
+        for name, uri in prefixes.items():
+            bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+            blobs = [b for b in gcs.list_blobs(bucket, prefix=prefix.rstrip("/") + "/part-")]
+            sizes[name] = (sum(int(b.size or 0) for b in blobs), len(blobs))
+        return sizes
+
+    def run_script(self, sql: str) -> list[tuple[Any, ...]]:
+        """A query or multi-statement script; the rows of its last statement (small results only)."""
+        return [tuple(row.values()) for row in self.client.query(sql).result()]
 
 
 def bigquery_tables(registry: Registry) -> dict[str, list[dict[str, Any]]]:

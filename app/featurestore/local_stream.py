@@ -8,6 +8,7 @@ import os
 import time
 
 from app.featurestore.pipeline import IngestSummary, stack_args
+from app.featurestore.progress import Progress
 from app.local.services import LocalState
 from app.naming import Names
 from app.settings import StackSettings
@@ -21,6 +22,7 @@ def stream_until_idle(argv: list[str], idle_exit: float | None) -> IngestSummary
 
     result, run_id = run_streaming(argv)
     seen, last_change = -1, time.monotonic()
+    progress = Progress("ingest", unit="events")
     try:
         while True:
             try:
@@ -31,10 +33,12 @@ def stream_until_idle(argv: list[str], idle_exit: float | None) -> IngestSummary
             count = summary.accepted + summary.rejected_total
             if count != seen:
                 seen, last_change = count, time.monotonic()
+                progress.advance(count - progress.done)
             elif idle_exit is not None and time.monotonic() - last_change >= idle_exit:
                 break
     finally:
         stop_streaming(result)
+        progress.finish()
     return summary_of(run_id)
 
 

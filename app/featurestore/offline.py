@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,9 +19,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from app.featurestore.engine import EngineLimits
 from app.featurestore.events import FeatureRow
 from app.featurestore.offline_schema import arrow_schema
-from app.featurestore.pit import IMPRESSION_TIME, SIDES, FeatureView, event_time_column, plan_join
+from app.featurestore.pit import IMPRESSION_TIME, SIDES, FeatureView, event_time_column, plan_join, sql_timestamp
 from app.featurestore.registry import Registry
 
 
@@ -86,15 +87,26 @@ class ParquetOfflineStore(OfflineStore):
             written += table.num_rows
         return written
 
-    def _source(self, con: duckdb.DuckDBPyConnection, entity: str, version: str) -> str:
-        """A view over the entity version's files (an empty typed one when nothing was written yet)."""
+    def _source(
+        self, con: duckdb.DuckDBPyConnection, entity: str, version: str, bounds: tuple[str, str] | None = None
+    ) -> str:
+        """A view over the entity version's files (an empty typed one when nothing was written yet);
+        with ``bounds`` (ISO [lo, hi)) only the event-date partitions and rows inside them."""
         view = f"{entity}_{version}"
         files = list(self.table_dir(entity, version).glob("event_date=*/*.parquet"))
         if files:
             glob = str(self.table_dir(entity, version) / "event_date=*" / "*.parquet")
+            where = ""
+            if bounds is not None:
+                lo, hi = bounds
+                # event_date prunes whole files (hive partitions); event_time keeps the exact bound.
+                where = (
+                    f" WHERE event_date >= '{lo[:10]}' AND event_date <= '{hi[:10]}'"
+                    f" AND event_time >= {sql_timestamp(lo)} AND event_time < {sql_timestamp(hi)}"
+                )
             con.execute(
                 f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * EXCLUDE (event_date) '
-                f"FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+                f"FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true){where}"
             )
         else:
             empty = arrow_schema(self.registry.get(entity, version)).empty_table()
@@ -102,39 +114,60 @@ class ParquetOfflineStore(OfflineStore):
             con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM "__empty_{view}"')
         return f'"{view}"'
 
-    def connect(self, views: Sequence[tuple[str, str]]) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with one view per (entity, version), named ``<entity>_<version>``."""
-        con = duckdb.connect()
+    def connect(
+        self,
+        views: Sequence[tuple[str, str]],
+        bounds: Mapping[str, tuple[str, str]] | None = None,
+        engine: EngineLimits | None = None,
+    ) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with one view per (entity, version), named ``<entity>_<version>``;
+        ``engine`` bounds its memory and gives it a folder to spill to (and a database file)."""
+        con = engine.connect() if engine else duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        for entity, version in views:
-            self._source(con, entity, version)
+        self.attach(con, views, bounds)
         return con
+
+    def attach(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        views: Sequence[tuple[str, str]],
+        bounds: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
+        """(Re)define the views of ``connect`` on ``con``, e.g. once a window's bounds are known."""
+        for entity, version in views:
+            self._source(con, entity, version, (bounds or {}).get(entity))
 
     def read_table(self, entity: str, version: str) -> pa.Table:
         self.registry.get(entity, version)
         with self.connect([(entity, version)]) as con:
             return con.sql(f'SELECT * FROM "{entity}_{version}" ORDER BY event_time, entity_id').to_arrow_table()
 
+    def pit_select(self, impressions: str, impression_columns: Sequence[str], views: Sequence[FeatureView]) -> str:
+        """The join as one SELECT over the relation ``impressions`` (on a connection from ``connect``):
+        DuckDB's ASOF join picks, per impression, the last event at or before impression_time."""
+        plan = plan_join(views, self.registry, impression_columns)
+        selects = [f'imp."{c}"' for c in impression_columns]
+        joins = []
+        for n, view in enumerate(views):
+            for side, id_col in SIDES.items():
+                alias = f"{side[0]}{n}"
+                cols = [jc for jc in plan if jc.side == side and jc.view == view]
+                selects.append(f'{alias}.event_time AS "{event_time_column(side, view)}"')
+                selects += [f'{alias}."{jc.column}" AS "{jc.output}"' for jc in cols]
+                joins.append(
+                    f'ASOF LEFT JOIN "{view.entity}_{view.version}" {alias} '
+                    f'ON imp."{id_col}" = {alias}.entity_id AND imp.{IMPRESSION_TIME} >= {alias}.event_time'
+                )
+        return f"SELECT {', '.join(selects)} FROM {impressions} AS imp {' '.join(joins)}"
+
     def point_in_time_join(self, impressions: pa.Table, views: Sequence[FeatureView]) -> pa.Table:
-        plan = plan_join(views, self.registry, impressions.column_names)
+        plan_join(views, self.registry, impressions.column_names)
         with self.connect([(v.entity, v.version) for v in views]) as con:
             con.register("impressions_in", impressions)
-            selects = [f'imp."{c}"' for c in impressions.column_names]
-            joins = []
-            for n, view in enumerate(views):
-                for side, id_col in SIDES.items():
-                    alias = f"{side[0]}{n}"
-                    cols = [jc for jc in plan if jc.side == side and jc.view == view]
-                    selects.append(f'{alias}.event_time AS "{event_time_column(side, view)}"')
-                    selects += [f'{alias}."{jc.column}" AS "{jc.output}"' for jc in cols]
-                    # ASOF picks, per impression, the last event at or before impression_time.
-                    joins.append(
-                        f'ASOF LEFT JOIN "{view.entity}_{view.version}" {alias} '
-                        f'ON imp."{id_col}" = {alias}.entity_id AND imp.{IMPRESSION_TIME} >= {alias}.event_time'
-                    )
-            sql = (
-                "WITH imp AS (SELECT * REPLACE (CAST(impression_time AS TIMESTAMPTZ) AS impression_time), "
-                f"ROW_NUMBER() OVER () AS __row FROM impressions_in) "
-                f"SELECT {', '.join(selects)} FROM imp {' '.join(joins)} ORDER BY imp.__row"
+            con.execute(
+                "CREATE TEMP VIEW imp_rows AS SELECT * REPLACE (CAST(impression_time AS TIMESTAMPTZ) AS "
+                "impression_time), ROW_NUMBER() OVER () AS __row FROM impressions_in"
             )
-            return con.sql(sql).to_arrow_table()
+            # A small table in, in its order out: the row number is this in-memory path's only.
+            select = self.pit_select("imp_rows", [*impressions.column_names, "__row"], views)
+            return con.sql(f"SELECT * EXCLUDE (__row) FROM ({select}) ORDER BY __row").to_arrow_table()

@@ -7,10 +7,12 @@ Runs on the DirectRunner locally (``rerank ingest``) and on Dataflow from the fl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from app.featurestore.beam_transforms import (
     dead_letter_message,
 )
 from app.featurestore.events import RawEvent, from_json_line, from_pubsub, read_delimited
-from app.featurestore.progress import tally
+from app.featurestore.progress import Progress, tally
 from app.featurestore.template_spec import stack_parameters
 from app.output_paths import OutputPathError, has_glob_characters, output_file
 from app.settings import LimitsConfig, StackSettings
@@ -219,6 +221,29 @@ def parse_options(argv: Sequence[str]) -> IngestOptions:
     return opts
 
 
+@contextlib.contextmanager
+def _progress_of(run_id: str, every_s: float = 10.0) -> Iterator[None]:
+    """Events processed so far, their rate (stderr: a bar on a terminal, a line per ``every_s`` in logs)."""
+    stop = threading.Event()
+    progress = Progress("ingest", unit="events", every_s=every_s)
+
+    def poll() -> None:
+        while not stop.wait(min(every_s, 1.0)):
+            s = summary_of(run_id)
+            progress.advance(s.accepted + s.rejected_total - progress.done)
+
+    watcher = threading.Thread(target=poll, name="ingest-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        s = summary_of(run_id)
+        progress.done = s.accepted + s.rejected_total
+        progress.finish()
+
+
 def run_bounded(argv: Sequence[str], force: bool = False) -> IngestSummary:
     """Run a bounded ingest to completion and summarise it. The dead-letter file is checked before
     the run (``app.output_paths``: never an existing file unless ``force``, never the input, never a
@@ -234,7 +259,7 @@ def run_bounded(argv: Sequence[str], force: bool = False) -> IngestSummary:
     keep = False
     try:
         opts.dead_letter_path = str(sink_dir / "dead-letter.jsonl")
-        with beam.Pipeline(options=opts) as p:
+        with _progress_of(opts.run_id), beam.Pipeline(options=opts) as p:
             build(p, opts)
         summary = summary_of(opts.run_id, None)
         if summary.rejected_total:

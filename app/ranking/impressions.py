@@ -6,18 +6,23 @@ that break it (a required value missing, an outcome before the candidate was sho
 both likes, a pair shown twice in one session) are set aside with their reason and counted; the
 rest is used. Columns outside the contract are dropped, so nothing downstream can come to depend on
 them (the simulator's true probabilities travel in a separate oracle file: ``read_oracle``).
+
+File checks read only each file's footer. Row checks are one SQL text (``checked_sql``) the engine
+runs over the files as it scans them, in record batches: DuckDB here, BigQuery in the cloud; the
+duplicate check is a window partitioned by the key, so no step holds every row. ``read_impressions``
+returns the result as tables, for callers that hold a small window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 CONTRACT_VERSION = 1
@@ -49,6 +54,7 @@ COLUMNS = (
     Column("outcome_time", TIMESTAMP, False),
 )
 SCHEMA = pa.schema([pa.field(c.name, c.type) for c in COLUMNS])  # nullable: rows are checked, not the schema
+REJECTED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string()))
 ORACLE_SCHEMA = pa.schema(
     [pa.field("session_id", pa.string()), pa.field("candidate_id", pa.string())]
     + [pa.field(c, pa.float64()) for c in ORACLE_COLUMNS]
@@ -119,41 +125,115 @@ def conform(table: pa.Table, source: str) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=SCHEMA)
 
 
-def _mask(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the engines that run the checks (DuckDB here, BigQuery in the cloud)."""
+
+    quote: Callable[[str], str]
+    blank: Callable[[str], str]  # SQL that is true when a string is empty or only whitespace
+    cast: Callable[[str, Column], str]  # an expression in the contract's type
+
+
+_DUCKDB_TYPES = {"string": "VARCHAR", "int32": "INTEGER", "bool": "BOOLEAN"}
+DUCKDB = Dialect(
+    quote=lambda c: f'"{c}"',
+    blank=lambda e: f"regexp_full_match({e}, '\\s*')",
+    cast=lambda e, c: f"CAST({e} AS {_DUCKDB_TYPES.get(str(c.type), 'TIMESTAMPTZ')})",
+)
+# BigQuery loads the files with the contract's schema (bigquery_store.py), so no cast is needed.
+BIGQUERY = Dialect(quote=lambda c: f"`{c}`", blank=lambda e: f"REGEXP_CONTAINS({e}, r'^\\s*$')", cast=lambda e, c: e)
+
+
+def bigquery_schema() -> list[dict[str, str]]:
+    """The contract as a BigQuery load schema (every column nullable: rows are checked, not the schema)."""
+    kinds = {"string": "STRING", "int32": "INT64", "bool": "BOOL"}
+    return [{"name": c.name, "type": kinds.get(str(c.type), "TIMESTAMP")} for c in COLUMNS]
+
+
+def problem_sql(d: Dialect) -> str:
+    """Each row's first problem as a SQL CASE (NULL: none); duplicates are found apart (``checked_sql``)."""
+    q = d.quote
+    missing = []
+    for c in COLUMNS:
+        if c.required:
+            missing.append(f"{q(c.name)} IS NULL" + (f" OR {d.blank(q(c.name))}" if pa.types.is_string(c.type) else ""))
+    # A NULL comparison is not a problem: an optional value left out (candidate_like, outcome_time).
+    return (
+        "CASE"
+        f" WHEN {' OR '.join(missing)} THEN 'missing_value'"
+        f" WHEN {q('viewer_id')} = {q('candidate_id')} THEN 'viewer_is_candidate'"
+        f" WHEN {q('position')} < 0 THEN 'negative_position'"
+        f" WHEN {q('outcome_time')} < {q('impression_time')} THEN 'outcome_before_shown'"
+        f" WHEN {q('match')} AND (NOT {q('viewer_like')} OR {q('candidate_like')} = FALSE)"
+        " THEN 'match_without_both_likes'"
+        " END"
+    )
+
+
+def checked_sql(source: str, present: Sequence[str], d: Dialect, order: Sequence[str]) -> str:
+    """Every row of ``source`` in the contract's columns (those not ``present`` as NULLs) plus
+    ``reason``: its first problem, else ``duplicate`` when an earlier row (by ``order``, an
+    expressions over ``source``) without problems has the same (session_id, candidate_id), else NULL.
+    The duplicate check is a window partitioned by that key: it spreads over workers and spills."""
+    q = d.quote
+    cols = ", ".join(f"{d.cast(q(c.name) if c.name in present else 'NULL', c)} AS {q(c.name)}" for c in COLUMNS)
+    names = ", ".join(q(c.name) for c in COLUMNS)
+    key = ", ".join(q(k) for k in KEY)
+    orders = ", ".join(f"{e} AS __order{n}" for n, e in enumerate(order))
+    by = ", ".join(f"__order{n}" for n in range(len(order)))
+    return (
+        f"SELECT {names}, COALESCE(__problem, CASE WHEN __n > 1 THEN 'duplicate' END) AS reason FROM (\n"
+        f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY {key}, __problem IS NULL ORDER BY {by}) AS __n FROM (\n"
+        f"    SELECT *, {problem_sql(d)} AS __problem FROM (SELECT {cols}, {orders} FROM {source}) AS c\n"
+        "  ) AS p\n"
+        ") AS r"
+    )
+
+
+def _duckdb_source(files: Sequence[Path]) -> tuple[str, list[str]]:
+    """A DuckDB relation over the files (columns by name; each file's rows keep their order in
+    ``__file``, ``file_row_number``) and the contract columns any of them has."""
+    present: list[str] = []
+    parts = []
+    for n, f in enumerate(files):
+        names = pq.read_schema(f).names
+        present += [c.name for c in COLUMNS if c.name in names and c.name not in present]
+        path = str(f).replace("'", "''")
+        parts.append(f"SELECT *, {n} AS __file FROM read_parquet('{path}', file_row_number = true)")
+    return "(" + " UNION ALL BY NAME ".join(parts) + ")", present
+
+
+def checked_files(uri: str | Path) -> tuple[list[Path], str, list[str]]:
+    """The impression files under ``uri`` with their schemas checked (footers only), and a DuckDB
+    relation over them with the contract columns they have: the input of ``checked_sql``."""
+    files = impression_files(uri)
+    for f in files:
+        try:
+            schema = pq.read_schema(f)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ImpressionsError(f"{f}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
+        check_schema(schema, str(f))
+    source, present = _duckdb_source(files)
+    return files, source, present
+
+
+FILE_ORDER = ("__file", "file_row_number")  # ``checked_sql``'s order over ``checked_files``' relation
+
+
+def _split_checked(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[pa.Table, pa.Table]:
+    con.execute(f"CREATE TEMP TABLE checked AS {sql}")
+    names = ", ".join(f'"{c.name}"' for c in COLUMNS)
+    valid = con.sql(f"SELECT {names} FROM checked WHERE reason IS NULL ORDER BY session_id, position")
+    rejected = con.sql(f"SELECT {names}, reason FROM checked WHERE reason IS NOT NULL")
+    return valid.to_arrow_table().cast(SCHEMA), rejected.to_arrow_table().cast(REJECTED_SCHEMA)
 
 
 def validate(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     """(valid rows, rejected rows with ``reason``) of a conformed table; each row gets its first problem."""
-    n = table.num_rows
-    reason = np.full(n, "", dtype=object)
-
-    def mark(bad: np.ndarray, why: str) -> None:
-        reason[(reason == "") & bad] = why
-
-    for c in COLUMNS:
-        if c.required:
-            col = table.column(c.name)
-            missing = _mask(pc.is_null(col))
-            if pa.types.is_string(c.type):
-                missing |= _mask(pc.equal(pc.utf8_trim_whitespace(col), ""))
-            mark(missing, "missing_value")
-    mark(_mask(pc.equal(table.column("viewer_id"), table.column("candidate_id"))), "viewer_is_candidate")
-    mark(_mask(pc.less(table.column("position"), 0)), "negative_position")
-    mark(_mask(pc.less(table.column("outcome_time"), table.column("impression_time"))), "outcome_before_shown")
-    match = _mask(table.column("match"))
-    no_like = ~_mask(table.column("viewer_like")) | _mask(pc.invert(table.column("candidate_like")))
-    mark(match & no_like, "match_without_both_likes")
-    keys = pd.DataFrame({k: table.column(k).to_numpy(zero_copy_only=False) for k in KEY})
-    ok = reason == ""
-    dupes = np.zeros(n, dtype=bool)
-    dupes[np.flatnonzero(ok)] = keys[ok].duplicated(keep="first").to_numpy()
-    mark(dupes, "duplicate")
-    good = pa.array(reason == "")
-    valid = table.filter(good)
-    order = pc.sort_indices(valid, sort_keys=[("session_id", "ascending"), ("position", "ascending")])
-    rejected = table.filter(pc.invert(good)).append_column("reason", pa.array(reason[reason != ""], pa.string()))
-    return valid.take(order), rejected
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("given", table.append_column("__row", pa.array(np.arange(table.num_rows), pa.int64())))
+        return _split_checked(con, checked_sql("given", table.column_names, DUCKDB, ("__row",)))
 
 
 def impression_files(uri: str | Path) -> list[Path]:
@@ -174,18 +254,13 @@ def impression_files(uri: str | Path) -> list[Path]:
 
 
 def read_impressions(uri: str | Path) -> ImpressionsRead:
-    """Every impression file under ``uri``, checked against the contract, bad rows set aside."""
-    files = impression_files(uri)
-    tables = []
-    for f in files:
-        try:
-            schema = pq.read_schema(f)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise ImpressionsError(f"{f}: not a readable Parquet file: {str(exc).splitlines()[0]}") from None
-        check_schema(schema, str(f))
-        present = [c.name for c in COLUMNS if c.name in schema.names]
-        tables.append(conform(pq.read_table(f, columns=present), str(f)))
-    valid, rejected = validate(pa.concat_tables(tables))
+    """Every impression file under ``uri``, checked against the contract, bad rows set aside, as
+    tables: for callers that hold a small window (drift checks, experiments, the demo). The dataset
+    step runs the same checks in the engine over any size (app/ranking/dataset.py)."""
+    files, source, present = checked_files(uri)
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        valid, rejected = _split_checked(con, checked_sql(source, present, DUCKDB, FILE_ORDER))
     return ImpressionsRead(valid, rejected, len(files))
 
 

@@ -16,50 +16,56 @@ def make_dataset(
     test: Output[Dataset],
     rejected: Output[Dataset],
     window_days: int = 0,
+    entity_ttl_days: str = "",
+    memory_limit: str = "",
 ) -> str:
     """Read the impressions (docs/specs/impressions.md: bad rows are set aside with their reason in
     ``rejected``), join those in [window_start, window_end) (without a start and with
     ``window_days``: the ``window_days`` whole days up to the newest impression) with both sides'
     features as of each impression; the last ``test_days`` days are the test set, the ``valid_days`` before them
-    validation. Returns the windows and the rejected counts as JSON."""
+    validation. All of it runs in the engine (DuckDB out of core here, BigQuery for a ``bq://``
+    store): each split is a folder of Parquet shards, every session's rows in one shard. Its
+    metadata has rows, columns, bytes, shards, positives and sessions. ``entity_ttl_days`` (JSON,
+    entity -> days) limits the feature rows read to [window start - TTL, window end);
+    ``memory_limit`` is the engine's (default: half the step's memory). Returns the windows, the
+    rejected counts and each split's size as JSON."""
     import json
+    import tempfile
     from datetime import datetime
+    from pathlib import Path
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    from app.featurestore.engine import EngineLimits, memory_budget
     from app.featurestore.registry import default_registry
     from app.featurestore.stores import offline_store_from_uri
-    from app.ranking.dataset import join_features, known_rows, last_days, select_window, split, time_windows
+    from app.ranking.dataset import DatasetRequest, build_dataset
     from app.ranking.features import parse_entities
-    from app.ranking.impressions import read_impressions
 
     def when(text: str) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
-    registry, views = default_registry(), parse_entities(entities)
-    read = read_impressions(impressions_uri)
-    end = when(window_end)
-    start = when(window_start) or (last_days(read.table, window_days, end) if window_days else None)
-    impressions = select_window(read.table, start, end)
-    windows = time_windows(impressions, valid_days, test_days)
-    joined, unknown = known_rows(
-        join_features(offline_store_from_uri(offline_uri, registry), impressions, registry, views), registry, views
+    registry = default_registry()
+    req = DatasetRequest(
+        impressions_uri=impressions_uri,
+        entities=parse_entities(entities),
+        valid_days=valid_days,
+        test_days=test_days,
+        window_start=when(window_start),
+        window_end=when(window_end),
+        window_days=window_days,
+        ttl_days=json.loads(entity_ttl_days) if entity_ttl_days else None,
     )
-    set_aside = pa.concat_tables([read.rejected, unknown.select(read.rejected.column_names).cast(read.rejected.schema)])
-    pq.write_table(set_aside, rejected.path)
-    reasons = set_aside.column("reason").to_pylist()
-    counts = {r: reasons.count(r) for r in sorted(set(reasons))}
-    rejected.metadata.update({"rows": set_aside.num_rows, "reasons": counts})
-    for name, part in split(joined, windows).items():
-        artifact = {"train": train, "valid": valid, "test": test}[name]
-        pq.write_table(part, artifact.path)
-        artifact.metadata.update(
-            {
-                "rows": part.num_rows,
-                "split": name,
-                **windows.as_dict(),
-                "sessions": len(set(part.column("session_id").to_pylist())),
-            }
+    outputs = {"train": train, "valid": valid, "test": test}
+    with tempfile.TemporaryDirectory(prefix="rerank-dataset-") as work:
+        built = build_dataset(
+            offline_store_from_uri(offline_uri, registry),
+            req,
+            {name: Path(a.path) for name, a in outputs.items()},
+            Path(rejected.path),
+            EngineLimits(Path(work), memory_limit or memory_budget()),
+            registry,
         )
-    return json.dumps({**windows.as_dict(), "impression_files": read.files, "rejected": counts})
+    rejected.metadata.update({"rows": sum(built.rejected.values()), "reasons": built.rejected})
+    for name, artifact in outputs.items():
+        artifact.metadata.update({**built.splits[name].metadata(), "split": name, **built.windows.as_dict()})
+    sizes = {name: built.splits[name].metadata() for name in outputs}
+    return json.dumps({**built.summary(), "splits": sizes, "seconds": built.seconds})

@@ -167,3 +167,12 @@ def test_the_oracle_is_joined_by_impression_key_and_must_cover_every_row(tmp_pat
     pq.write_table(oracle.drop_columns(["p_match"]), tmp_path / "bad-oracle.parquet")
     with pytest.raises(ImpressionsError, match=r"lacks column\(s\) \['p_match'\]"):
         read_oracle(tmp_path / "bad-oracle.parquet")
+
+
+def test_a_duplicate_across_files_is_caught_and_the_first_files_row_kept(tmp_path: Path) -> None:
+    write(tmp_path / "2026-03-01.parquet", rows())
+    later = rows(surface=["later"] * 6)
+    write(tmp_path / "2026-03-02.parquet", {k: v[:1] for k, v in later.items()})  # s1/c0 again, in a later file
+    read = read_impressions(tmp_path)
+    assert read.rejected_counts == {"duplicate": 1} and read.rejected.column("surface").to_pylist() == ["later"]
+    assert read.table.num_rows == 6 and "later" not in read.table.column("surface").to_pylist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,21 +100,59 @@ def test_an_event_at_exactly_the_impression_time_is_visible(store: ParquetOfflin
     assert store.point_in_time_join(imp, VIEWS).column("viewer_age").to_pylist() == [31]
 
 
+KEY = ("viewer_id", "candidate_id", "impression_time")  # what identifies a row of IMPRESSIONS
+
+
 def test_bigquery_sql_gives_the_same_answer_on_duckdb(store: ParquetOfflineStore, registry: Registry) -> None:
-    """The BigQuery query is run as-is (but for quoting) on DuckDB and compared with the ASOF join."""
-    expected = store.point_in_time_join(IMPRESSIONS, VIEWS)
+    """The BigQuery query is run as-is (but for quoting) on DuckDB and compared with the ASOF join;
+    it returns rows in no particular order, so both sides are compared in key order."""
+    expected = store.point_in_time_join(IMPRESSIONS, VIEWS).sort_by([(k, "ascending") for k in KEY])
     plan = plan_join(VIEWS, registry, IMPRESSIONS.column_names)
     with store.connect([(v.entity, v.version) for v in VIEWS]) as con:
         con.register("impressions", IMPRESSIONS)
         sql = portable_pit_sql(
-            "impressions", lambda e, v: f'"{e}_{v}"', plan, IMPRESSIONS.column_names, lambda c: f'"{c}"'
+            "impressions", lambda e, v: f'"{e}_{v}"', plan, IMPRESSIONS.column_names, lambda c: f'"{c}"', KEY
         )
-        got = con.sql(sql).to_arrow_table()
+        got = con.sql(sql).to_arrow_table().sort_by([(k, "ascending") for k in KEY])
     assert got.column_names == expected.column_names
     for name in expected.column_names:
         assert got.column(name).to_pylist() == expected.column(name).to_pylist(), name
-    bq = portable_pit_sql("`p.d.imp`", lambda e, v: f"`p.d.{e}_{v}`", plan, IMPRESSIONS.column_names, bq_quote)
-    assert "ASOF" not in bq and "QUALIFY ROW_NUMBER() OVER (PARTITION BY imp.__row" in bq
+
+
+def test_bigquery_sql_has_no_single_worker_construct_and_prunes_partitions(registry: Registry) -> None:
+    plan = plan_join(VIEWS, registry, IMPRESSIONS.column_names)
+    bounds = {"user_profile": ("2026-01-30T00:00:00+00:00", "2026-03-15T00:00:00+00:00")}
+    bq = portable_pit_sql(
+        "`p.d.imp`", lambda e, v: f"`p.d.{e}_{v}`", plan, IMPRESSIONS.column_names, bq_quote, KEY, bounds
+    )
+    assert "ASOF" not in bq and "OVER ()" not in bq.replace(" ", "").replace("OVER()", "OVER ()")
+    windows = re.findall(r"OVER \(([^)]*)\)", bq)
+    assert windows and all(
+        w.startswith("PARTITION BY imp.`viewer_id`, imp.`candidate_id`, imp.`impression_time` ") for w in windows
+    )
+    assert bq.count("ORDER BY") == len(windows), "every ORDER BY orders inside a partition, none the result"
+    sources = re.findall(r"LEFT JOIN (.*?) AS f\n", bq)
+    assert len(sources) == 4, "one per side and view"
+    lo, hi = "TIMESTAMP '2026-01-30 00:00:00'", "TIMESTAMP '2026-03-15 00:00:00'"
+    pruned = f"(SELECT * FROM `p.d.user_profile_v1` WHERE event_time >= {lo} AND event_time < {hi})"
+    assert sources.count(pruned) == 2, "the profile table is read only in [window start - TTL, window end)"
+    assert sources.count("`p.d.user_activity_v1`") == 2, "a table without bounds is read whole"
+
+
+def test_a_sql_row_key_must_be_impression_columns(registry: Registry) -> None:
+    plan = plan_join(VIEWS, registry, IMPRESSIONS.column_names)
+    with pytest.raises(JoinRequestError, match=r"row key column\(s\) \['session_id'\]"):
+        portable_pit_sql("imp", lambda e, v: e, plan, IMPRESSIONS.column_names, bq_quote, ("session_id",))
+
+
+def test_bounds_prune_the_local_store_the_same_way(store: ParquetOfflineStore) -> None:
+    """Local reads honour the same [lo, hi) bounds: an event before lo is not seen."""
+    imp = pa.table({"viewer_id": ["a"], "candidate_id": ["b"], "impression_time": [T0 + timedelta(days=3)]})
+    bounds = {"user_profile": ((T0 + timedelta(days=1)).isoformat(), (T0 + timedelta(days=4)).isoformat())}
+    with store.connect([(v.entity, v.version) for v in VIEWS], bounds) as con:
+        con.register("imp", imp)
+        got = con.sql(store.pit_select("imp", imp.column_names, VIEWS)).to_arrow_table()
+    assert got.column("viewer_age").to_pylist() == [31] and got.column("candidate_age").to_pylist() == [None]
 
 
 def test_join_with_no_data_yet_returns_nulls(tmp_path: Path, registry: Registry) -> None:

@@ -35,6 +35,7 @@ def test_compile_writes_a_spec_with_every_step_sized(tmp_path: Path) -> None:
     tasks = spec["root"]["dag"]["tasks"]
     assert {t["taskInfo"]["name"] for t in tasks.values()} == {
         "point-in-time dataset",
+        "size the training steps from the data",
         "train pointwise LightGBM",
         "train LambdaRank baseline",
         "evaluate vs baseline and serving model",
@@ -50,6 +51,19 @@ def test_compile_writes_a_spec_with_every_step_sized(tmp_path: Path) -> None:
         # only kfp itself is installed at start; the image carries every dependency
         installs = [part for part in container["command"] if "pip install" in part]
         assert all("lightgbm" not in p and "pyarrow" not in p for p in installs)
+    # Train, baseline and evaluate get CPU and memory from the sizing step's outputs at run time.
+    by_name = {t["taskInfo"]["name"]: t for t in tasks.values()}
+    for name, step in (
+        ("train pointwise LightGBM", "train"),
+        ("train LambdaRank baseline", "train"),
+        ("evaluate vs baseline and serving model", "evaluate"),
+    ):
+        assert "size-training" in by_name[name]["dependentTasks"], "sized after the sizing step has run"
+        wired = by_name[name]["inputs"]["parameters"]
+        for what in ("cpu", "memory"):
+            source = wired[f"pipelinechannel--size-training-{step}_{what}"]["taskOutputParameter"]
+            assert source == {"outputParameterKey": f"{step}_{what}", "producerTask": "size-training"}
+            assert f"size-training-{step}_{what}" in wired[f"{what}_limit"]["runtimeValue"]["constant"]
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert {"offline_uri", "impressions_uri", "registry_uri", "hyperparameters", "features", "gate_margin"} <= set(
         params
