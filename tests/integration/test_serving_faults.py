@@ -149,3 +149,31 @@ def test_internal_errors_are_retried_then_dead_lettered_and_the_rest_is_written(
         ledger.close()
     assert count.lost == 0 and count.duplicates == 0, count
     assert count.dead_lettered == {"internal_error": 4} and count.written == 8, count
+
+
+def test_a_damaged_stored_value_costs_no_request(world: ServedMarket) -> None:
+    """One candidate's stored value is not in the layout: every request naming it is written (that
+    candidate read as missing, ranked after the others) and the damage is counted."""
+    from app.featurestore.online import online_store
+
+    ledger = Ledger(world)
+    users = world.users_in("primary", 6)
+    victim = next(c for c in world.users if c not in users)
+    r = clients.redis_client(world.state.redis_url)
+    store = online_store(r, world.settings, world.registry)
+    for entity in world.settings.feature_store.entities:
+        for version in entity.versions:
+            r.set(store.key(entity.name, version, victim), b"\x00not a value")
+    r.close()
+    client = world.client()
+    try:
+        with running_worker(world, "primary", retry=FAST_RETRY, max_delivery_attempts=3) as worker:
+            reqs = [client.request(u, "damaged", [victim, *[c for c in world.users if c != u][:10]]) for u in users]
+            count = ledger.settle(reqs, timeout=30)
+            print("a damaged candidate value:", count)
+    finally:
+        ledger.close()
+    assert count.lost == 0 and count.duplicates == 0 and count.written == len(reqs), count
+    assert all(client.ordering(q).ids[-1] == victim for q in reqs), "read as missing: ranked last"
+    damaged = sum(s.value for m in worker.metrics.damaged.collect() for s in m.samples if s.name.endswith("_total"))
+    assert damaged >= 1, "the damage is counted (a batch reads each candidate once)"
