@@ -177,3 +177,24 @@ def test_a_damaged_stored_value_costs_no_request(world: ServedMarket) -> None:
     assert all(client.ordering(q).ids[-1] == victim for q in reqs), "read as missing: ranked last"
     damaged = sum(s.value for m in worker.metrics.damaged.collect() for s in m.samples if s.name.endswith("_total"))
     assert damaged >= 1, "the damage is counted (a batch reads each candidate once)"
+
+
+def test_a_request_superseded_by_a_newer_one_is_a_fallback_not_served(world: ServedMarket) -> None:
+    """Request A, then a newer B for the same user and surface with other candidates: once B's
+    result is stored, A's ordering is the caller's order with the reason, never "re-ranked"."""
+    from app.serving.client import NEWER_RESULT, RERANKED
+
+    client = world.client()
+    user = world.users_in("primary", 1)[0]
+    others = [c for c in world.users if c != user]
+    with running_worker(world, "primary"):
+        a = client.request(user, "superseded", others[:10])
+        b = client.request(user, "superseded", others[10:20])
+        ledger = Ledger(world)
+        assert ledger.settle([b], timeout=20).written == 1  # (a may have been written before it)
+        ledger.close()
+    o = client.ordering(a)
+    assert o.fell_back and o.reason == NEWER_RESULT and o.ids == a.candidate_ids, o
+    assert o.result is not None and o.result.request_id == b.request_id
+    ob = client.ordering(b)
+    assert not ob.fell_back and ob.reason == RERANKED and sorted(ob.ids) == sorted(b.candidate_ids)
