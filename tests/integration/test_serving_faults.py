@@ -11,14 +11,17 @@ import collections
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from app.local import clients
+from app.local.services import LocalState
 from app.naming import Names
 from app.serving.messages import RerankRequest
 from app.serving.runtime import result_store
 from app.settings import RetryConfig
+from tests.integration.conftest import Channel, wait_until
 from tests.integration.serving_world import ServedMarket, running_worker
 
 FAST_RETRY = RetryConfig(minimum_backoff_seconds=1, maximum_backoff_seconds=1)
@@ -198,3 +201,43 @@ def test_a_request_superseded_by_a_newer_one_is_a_fallback_not_served(world: Ser
     assert o.result is not None and o.result.request_id == b.request_id
     ob = client.ordering(b)
     assert not ob.fell_back and ob.reason == RERANKED and sorted(ob.ids) == sorted(b.candidate_ids)
+
+
+def test_the_prediction_sink_holds_records_while_the_folder_refuses_writes(
+    local_stack: LocalState, channel: Channel, tmp_path: Path
+) -> None:
+    """The offline folder refuses writes (its predictions table is a file, not a folder: an OSError
+    a root user meets too): nothing is acked or rejected meanwhile; once it is writable again every
+    record lands, none rejected."""
+    import threading
+    from datetime import UTC, datetime
+
+    import pyarrow.parquet as pq
+
+    from app.serving.messages import Prediction
+    from app.serving.sink import PREDICTIONS_TABLE, run_sink
+
+    now = datetime.now(UTC).isoformat()
+    records = [Prediction(f"p{i}", "u", "s", "primary", "m", ("a",), (0.5,), now, now) for i in range(5)]
+    pub = clients.publisher(local_stack.pubsub_host)
+    for f in [pub.publish(channel.topic, r.to_json()) for r in records]:
+        f.result(timeout=30)
+    blocker = tmp_path / PREDICTIONS_TABLE
+    blocker.write_text("not a folder")
+    stop, landed = threading.Event(), []
+    sub = clients.subscriber(local_stack.pubsub_host)
+    t = threading.Thread(target=lambda: landed.append(run_sink(sub, channel.subscription, tmp_path, stop)))
+    t.start()
+    try:
+        time.sleep(3.0)  # a few refused attempts
+        assert not list(tmp_path.glob("*.rejected.jsonl")), "a refused write is no record's fault"
+        blocker.unlink()
+        wait_until(lambda: blocker.is_dir() and len(pq.read_table(blocker)) >= len(records), timeout=20)
+    finally:
+        stop.set()
+        t.join(timeout=10)
+        sub.close()
+    written = sorted(set(pq.read_table(blocker).column("request_id").to_pylist()))
+    print("sink, folder refusing writes:", {"published": len(records), "written": len(written), "rejected": 0})
+    assert written == sorted(r.request_id for r in records) and landed == [len(records)]
+    assert not list(tmp_path.glob("*.rejected.jsonl"))
