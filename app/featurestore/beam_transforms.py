@@ -26,7 +26,15 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 
 from app.bounds import DEFAULT_LIMITS
-from app.featurestore.events import REASONS, DeadLetter, FeatureRow, RawEvent, format_event_time, process_event
+from app.featurestore.events import (
+    REASONS,
+    DeadLetter,
+    FeatureRow,
+    RawEvent,
+    format_event_time,
+    json_line,
+    process_event,
+)
 from app.featurestore.progress import RunCounter
 from app.featurestore.registry import Registry, default_registry
 from app.settings import LimitsConfig
@@ -49,11 +57,14 @@ class StoreRefused(Exception):
         self.refused, self.cause = refused, cause
 
 
-def store_dead_letter(row: FeatureRow, reason: str, detail: str) -> DeadLetter:
-    """A row a store refused, in the Pub/Sub wire form (protobuf bytes and attributes): replayable."""
-    return DeadLetter(
-        reason, detail, row.source, row.entity, row.version, format_event_time(row.event_time), row.payload
-    )
+def store_dead_letter(row: FeatureRow, reason: str, detail: str, registry: Registry | None = None) -> DeadLetter:
+    """A row a store refused, as the event it was, replayable: given the ``registry`` (file sources)
+    a JSON line for ``rerank ingest --input``, else the Pub/Sub wire form (protobuf bytes, attributes)."""
+    raw = row.payload
+    if registry is not None:
+        msg = registry.get(row.entity, row.version).message_cls.FromString(row.payload)
+        raw = json_line(row.entity, row.version, row.event_time, msg).encode()
+    return DeadLetter(reason, detail, row.source, row.entity, row.version, format_event_time(row.event_time), raw)
 
 
 class ProcessEventFn(beam.DoFn):
@@ -96,8 +107,8 @@ class _BufferedWriteFn(beam.DoFn):
 
     store = "store"
 
-    def __init__(self, run_id: str, retry_s: float) -> None:
-        self.retry_s = retry_s
+    def __init__(self, run_id: str, retry_s: float, file_source: bool) -> None:
+        self.retry_s, self.file_source = retry_s, file_source
         self.refused = {r: RunCounter(run_id, f"rejected_{r}") for r in STORE_REASONS}
         self._down_since: float | None = None
 
@@ -114,10 +125,11 @@ class _BufferedWriteFn(beam.DoFn):
         if not rows:
             return
         where = {id(r): (ts, w) for r, ts, w in rows}
+        registry = default_registry() if self.file_source else None  # file rows are dead-lettered as JSON lines
         for row, reason, detail in self._write_with_retry([r for r, _, _ in rows]):
             self.refused[reason].inc()
             ts, w = where[id(row)]
-            yield TaggedOutput(DEAD, WindowedValue(store_dead_letter(row, reason, detail), ts, [w]))
+            yield TaggedOutput(DEAD, WindowedValue(store_dead_letter(row, reason, detail, registry), ts, [w]))
 
     def _write_with_retry(self, rows: list[FeatureRow]) -> list[tuple[FeatureRow, str, str]]:
         """Write ``rows``; returns those still refused after the retries, with reason and detail.
@@ -166,8 +178,9 @@ class WriteOnlineFn(_BufferedWriteFn):
         ttl_seconds: dict[str, int],
         run_id: str,
         retry_s: float = STORE_RETRY_SECONDS,
+        file_source: bool = False,
     ) -> None:
-        super().__init__(run_id, retry_s)
+        super().__init__(run_id, retry_s, file_source)
         self.redis_url, self.prefix, self.ttl_seconds = redis_url, prefix, ttl_seconds
         self.written = RunCounter(run_id, "online_written")
         self.stale = RunCounter(run_id, "online_stale")
@@ -202,8 +215,8 @@ class WriteOnlineFn(_BufferedWriteFn):
 class WriteParquetFn(_BufferedWriteFn):
     store = "offline store (Parquet)"
 
-    def __init__(self, root: str, run_id: str, retry_s: float = STORE_RETRY_SECONDS) -> None:
-        super().__init__(run_id, retry_s)
+    def __init__(self, root: str, run_id: str, retry_s: float = STORE_RETRY_SECONDS, file_source: bool = False) -> None:
+        super().__init__(run_id, retry_s, file_source)
         self.root = root
         self.written = RunCounter(run_id, "offline_written")
 

@@ -174,14 +174,15 @@ def build(p: beam.Pipeline, opts: IngestOptions) -> None:
         )
     outputs = events | "Decode" >> DecodeFeatureEvents(opts.run_id, limits)
     rows, dead_parts = outputs.rows, [outputs[DEAD]]
-    retry_s = opts.store_retry_seconds
+    retry_s, from_file = opts.store_retry_seconds, bool(opts.input)
+    ttls = parse_ttls(opts.online_ttl_seconds)
     online = rows | "WriteOnline" >> beam.ParDo(
-        WriteOnlineFn(opts.redis_url, opts.redis_prefix, parse_ttls(opts.online_ttl_seconds), opts.run_id, retry_s)
+        WriteOnlineFn(opts.redis_url, opts.redis_prefix, ttls, opts.run_id, retry_s, from_file)
     ).with_outputs(DEAD, main="unused")
     dead_parts.append(online[DEAD])  # what a store refused is dead-lettered with the decoder's rejects
     if opts.offline_path:
         offline = rows | "WriteOffline" >> beam.ParDo(
-            WriteParquetFn(opts.offline_path, opts.run_id, retry_s)
+            WriteParquetFn(opts.offline_path, opts.run_id, retry_s, from_file)
         ).with_outputs(DEAD, main="unused")
         dead_parts.append(offline[DEAD])
     else:
