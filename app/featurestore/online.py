@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -89,12 +90,13 @@ class StoreWriteError(RuntimeError):
         self.done, self.failed, self.cause = done, failed, cause
 
 
+_HEADER_RE = re.compile(rb"[0-9]{17}[0-9a-f]{12}")
+_LAYOUT_RE = re.compile(rb"[0-9a-f]{12}")
+
+
 def header_in_layout(reply: bytes) -> bool:
-    """A value of the documented layout: 17 digits, 12 hex digits, whole float32s."""
-    if len(reply) < _HEADER or (len(reply) - _HEADER) % 4:
-        return False
-    head = reply[:_HEADER]
-    return head[:_TIME_DIGITS].isdigit() and all(c in b"0123456789abcdef" for c in head[_TIME_DIGITS:])
+    """A value of the documented layout: 17 digits, 12 lowercase hex digits, whole float32s."""
+    return (len(reply) - _HEADER) % 4 == 0 and _HEADER_RE.match(reply) is not None
 
 
 @dataclass(frozen=True)
@@ -194,33 +196,41 @@ class RedisOnlineStore:
             self._layouts[lid] = tuple(names)
         return self._layouts[lid]
 
+    def _value_length(self, lid: bytes) -> int | None:
+        """The length of a stored value of layout ``lid``, or None if ``lid`` names no readable layout."""
+        if _LAYOUT_RE.fullmatch(lid) is None:
+            return None
+        names = self._names(lid.decode())
+        return None if names is None else _HEADER + 4 * len(names)
+
     def _matrix(
         self, where: str, ids: list[str], features: Sequence[str], replies: Sequence[bytes | None]
     ) -> FeatureMatrix:
         n = len(ids)
         values = np.full((n, len(features)), np.nan, dtype=np.float32)
-        found = np.zeros(n, dtype=bool)
         times = np.zeros(n, dtype=np.int64)
-        by_layout: dict[str, list[int]] = {}
+        by_layout: dict[bytes, list[int]] = {}
+        lengths: dict[bytes, int | None] = {}  # layout id -> the length of its values (None: no such layout)
         damaged = 0
         for i, reply in enumerate(replies):
             if reply is None:
                 continue
-            if not isinstance(reply, bytes) or not header_in_layout(reply):
-                damaged += 1
+            lid, at = reply[_TIME_DIGITS:_HEADER], reply[:_TIME_DIGITS]
+            if lid not in lengths:
+                lengths[lid] = self._value_length(lid)
+            if len(reply) != lengths[lid] or not at.isdigit():
+                damaged += 1  # not in the layout: read as missing
                 continue
-            lid = reply[_TIME_DIGITS:_HEADER].decode()
-            names = self._names(lid)
-            if names is None or len(reply) - _HEADER != 4 * len(names):
-                damaged += 1
-                continue
-            found[i], times[i] = True, int(reply[:_TIME_DIGITS])
+            times[i] = int(at)
             by_layout.setdefault(lid, []).append(i)
+        found = np.zeros(n, dtype=bool)
+        for rows in by_layout.values():
+            found[rows] = True
         if damaged:
             self.on_damaged(where, damaged)
         # One vectorised copy per layout: rows of a layout have equal length.
         for lid, rows in by_layout.items():
-            index = {name: k for k, name in enumerate(self._layouts[lid])}
+            index = {name: k for k, name in enumerate(self._layouts[lid.decode()])}
             pos = np.array([index.get(name, -1) for name in features], dtype=np.int64)
             present = np.flatnonzero(pos >= 0)
             block = np.frombuffer(b"".join(replies[i][_HEADER:] for i in rows), dtype="<f4")  # type: ignore[index]
