@@ -166,5 +166,6 @@ class UnaryPuller:
         with self._room:
             self._room.notify_all()
         for t in self._threads:
-            t.join(timeout)
+            if t.ident is not None:  # started
+                t.join(timeout)
         self._release_due(everything=True)

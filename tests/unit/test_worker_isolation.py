@@ -229,3 +229,20 @@ def test_a_transient_reason_is_held_for_the_retry_policys_delay_then_handed_back
         assert subscriber.deadlines[1:] == handed_back, later
     assert puller._waiting == {}
     assert dead_letters(published)[batch[3].data]["reason"] == "unknown_user"
+
+
+def test_a_stop_hands_back_at_once_what_waits_out_a_delay() -> None:
+    from types import SimpleNamespace
+
+    from app.serving.unary_pull import UnaryMessage, UnaryPuller
+
+    subscriber = RecordingSubscriber()
+    puller = UnaryPuller(subscriber, "s", lambda m: None, 10, 30)
+    puller._held.add("w")
+    msg = SimpleNamespace(data=b"{}", attributes={}, message_id="w")
+    UnaryMessage(puller, SimpleNamespace(ack_id="w", message=msg, delivery_attempt=1)).nack(300)
+    puller.flush()
+    assert subscriber.deadlines == [] and puller._waiting
+    puller.stop(0)  # the worker's shutdown: stop pulling, then flush
+    puller.flush()
+    assert subscriber.deadlines == [(["w"], 0)], "handed back for another worker, not held for 300 s"
