@@ -258,23 +258,56 @@ def bigquery_row(row: FeatureRow, ingest_time: datetime) -> dict[str, Any]:
     return out
 
 
+def bigquery_refused(entity: str, version: str, failed: Any) -> DeadLetter:
+    """A row BigQuery refused for good, ``(table, row, errors)``, as the event it was: replayable."""
+    import base64
+
+    table, row, errors = failed
+    messages = "; ".join(str(e.get("message", e)) for e in errors or [])[:800] or "no error given"
+    return DeadLetter(
+        "store_conflict",
+        f"offline store (BigQuery {table}): {messages}",
+        f"bigquery:{table}",
+        entity,
+        version,
+        str(row.get("event_time", "")),
+        base64.b64decode(row.get("payload", "")),
+    )
+
+
+class _CountRefusedFn(beam.DoFn):
+    def __init__(self, run_id: str, entity: str, version: str) -> None:
+        self.entity, self.version = entity, version
+        self.refused = RunCounter(run_id, "rejected_store_conflict")
+
+    def process(self, failed: Any) -> Iterator[DeadLetter]:
+        self.refused.inc()
+        yield bigquery_refused(self.entity, self.version, failed)
+
+
 class WriteOfflineBigQuery(beam.PTransform):
-    """Streaming inserts into ``<dataset>.<entity>_<version>``, one sink per entity version.
+    """Streaming inserts into ``<dataset>.<entity>_<version>``, one sink per entity version; the
+    output is the dead letters of the rows BigQuery refused.
 
     Tables are created (partitioned by event date) by the Pulumi program, hence CREATE_NEVER.
+    Transient insert errors are retried (the bundle is held meanwhile); a row refused for good is
+    dead-lettered as ``store_conflict`` with BigQuery's error, never dropped.
     """
 
-    def __init__(self, project: str, dataset: str) -> None:
+    def __init__(self, project: str, dataset: str, run_id: str = "") -> None:
         super().__init__()
-        self.project, self.dataset = project, dataset
+        self.project, self.dataset, self.run_id = project, dataset, run_id
 
     def expand(self, rows: beam.PCollection) -> Any:
+        from apache_beam.io.gcp.bigquery_tools import RetryStrategy
+
         from app.naming import Names
 
+        refused = []
         for spec in default_registry().specs():
             entity, version = spec.entity, spec.version
             table = f"{self.project}:{self.dataset}.{Names.offline_table(entity, version)}"
-            (
+            result = (
                 rows
                 | f"Only_{entity}_{version}"
                 >> beam.Filter(lambda r, e=entity, v=version: (r.entity, r.version) == (e, v))
@@ -285,9 +318,14 @@ class WriteOfflineBigQuery(beam.PTransform):
                     create_disposition=beam.io.BigQueryDisposition.CREATE_NEVER,
                     write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
                     method=beam.io.WriteToBigQuery.Method.STREAMING_INSERTS,
+                    insert_retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
                 )
             )
-        return rows.pipeline
+            refused.append(
+                result.failed_rows_with_errors
+                | f"Refused_{entity}_{version}" >> beam.ParDo(_CountRefusedFn(self.run_id, entity, version))
+            )
+        return refused | "AllRefused" >> beam.Flatten()
 
 
 def dead_letter_message(dead: DeadLetter) -> Any:

@@ -187,7 +187,7 @@ def build(p: beam.Pipeline, opts: IngestOptions) -> None:
         dead_parts.append(offline[DEAD])
     else:
         project, dataset = opts.bigquery_dataset.split(".", 1)
-        rows | "WriteOffline" >> WriteOfflineBigQuery(project, dataset)
+        dead_parts.append(rows | "WriteOffline" >> WriteOfflineBigQuery(project, dataset, opts.run_id))
     dead = dead_parts | "AllDead" >> beam.Flatten()
     if opts.input:
         (
