@@ -206,6 +206,7 @@ def test_redis_killed_mid_stream_every_event_is_written_or_dead_lettered(
     finally:
         stop_streaming(result)
         state, _ = start_services(settings.stack, settings.gcp.project, Path(local_stack.dir).parent)
+        local_stack.services["redis"] = state.services["redis"]  # the session's state names the new process
     count = {
         "published": len(before) + len(during),
         "online_written": summary.online_written,
