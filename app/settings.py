@@ -593,7 +593,8 @@ class LimitsConfig(_Strict):
 class RetryConfig(_Strict):
     """Redelivery backoff of every subscription with a dead-letter policy: attempt n waits
     min(maximum, minimum * 2**(n-1)) seconds, so the attempts span a window a dependency can
-    recover in (Pub/Sub's retry policy in the cloud; the worker's own delayed nack on the emulator)."""
+    recover in (Pub/Sub's retry policy in the cloud; on the emulator the worker
+    holds the message leased for the delay, then hands it back: app/serving/unary_pull.py)."""
 
     minimum_backoff_seconds: int = Field(default=5, ge=0, le=600)
     maximum_backoff_seconds: int = Field(default=300, ge=0, le=600)

@@ -21,6 +21,8 @@ def _text(summary: IngestSummary) -> str:
         f"online: {summary.online_written} written, {summary.online_stale} stale (a newer event was stored)",
         f"offline: {summary.offline_written} rows",
     ]
+    if summary.not_stored:
+        lines.append(f"not stored: {summary.not_stored} (a store refused them; dead-lettered, see the reasons)")
     if summary.dead_letter_path:
         lines.append(f"dead letters: {summary.dead_letter_path}")
     return "\n".join(lines)
@@ -99,6 +101,12 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
     except DeadLettersNotPlaced as exc:
         raise RunFailed(str(exc)) from None
     emit(args, summary.to_dict(), lambda: _text(summary))
+    if summary.not_stored:  # a store refused events: kept as dead letters, but the run did not store them
+        where = summary.dead_letter_path or "the feature dead-letter topic"
+        raise RunFailed(
+            f"{summary.not_stored} accepted events were not stored (a store refused them after retries); "
+            f"they are dead letters in {where}: replay them once the store is back (rerank dlq replay)"
+        )
     if summary.rejected_total and args.input is not None:
         raise RunFailed(
             f"{summary.rejected_total} of {summary.accepted + summary.rejected_total} events were rejected; "

@@ -33,6 +33,9 @@ REASONS = (
     "bad_id",
     "schema_violation",
     "internal_error",
+    # A store refused the write (after retries), or its key holds something else: the event is kept here.
+    "store_unavailable",
+    "store_conflict",
 )
 _ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on an attribute value
 
@@ -84,6 +87,7 @@ class FeatureRow:
     values: dict[str, Any] = field(hash=False)
     vector: tuple[float, ...]
     payload: bytes
+    source: str = field(default="", compare=False)  # where it came from, for a store's dead letter
 
 
 def parse_event_time(text: str) -> datetime:
@@ -166,6 +170,7 @@ def _process(
         values,
         vector,
         msg.SerializeToString(deterministic=True),
+        raw.source,
     )
 
 

@@ -82,8 +82,12 @@ class ParquetOfflineStore(OfflineStore):
             # Write under a temporary name and rename, so a reader never sees half a file.
             name = f"part-{ingest_time:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
             tmp = part / f".{name}.tmp"
-            pq.write_table(table, tmp)
-            tmp.rename(part / name)
+            try:
+                pq.write_table(table, tmp)
+                tmp.rename(part / name)
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # e.g. a full disk: no partial file left behind
+                raise
             written += table.num_rows
         return written
 

@@ -25,6 +25,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from app.bounds import DEFAULT_LIMITS
 from app.featurestore.beam_transforms import (
     DEAD,
+    STORE_REASONS,
+    STORE_RETRY_SECONDS,
     DecodeFeatureEvents,
     WriteOfflineBigQuery,
     WriteOnlineFn,
@@ -68,6 +70,12 @@ class IngestOptions(PipelineOptions):
         parser.add_argument(
             "--input_limits", default=None, help="the stack's input bounds as JSON (settings limits; see stack_args)"
         )
+        parser.add_argument(
+            "--store_retry_seconds",
+            type=float,
+            default=STORE_RETRY_SECONDS,
+            help="how long a writer retries a store that refuses writes before dead-lettering (store_unavailable)",
+        )
 
 
 @dataclass
@@ -83,6 +91,11 @@ class IngestSummary:
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
 
+    @property
+    def not_stored(self) -> int:
+        """Events a store refused (dead-lettered as store_unavailable or store_conflict): never a clean run."""
+        return sum(n for reason, n in self.rejected.items() if reason in STORE_REASONS)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "accepted": self.accepted,
@@ -91,6 +104,7 @@ class IngestSummary:
             "online_written": self.online_written,
             "online_stale": self.online_stale,
             "offline_written": self.offline_written,
+            "not_stored": self.not_stored,
             "dead_letter_path": self.dead_letter_path,
         }
 
@@ -168,15 +182,22 @@ def build(p: beam.Pipeline, opts: IngestOptions) -> None:
             | "ToRawEvent" >> beam.Map(lambda m: from_pubsub(m.data, dict(m.attributes or {}), m.message_id or "?"))
         )
     outputs = events | "Decode" >> DecodeFeatureEvents(opts.run_id, limits)
-    rows, dead = outputs.rows, outputs[DEAD]
-    rows | "WriteOnline" >> beam.ParDo(
-        WriteOnlineFn(opts.redis_url, opts.redis_prefix, parse_ttls(opts.online_ttl_seconds), opts.run_id)
-    )
+    rows, dead_parts = outputs.rows, [outputs[DEAD]]
+    retry_s, from_file = opts.store_retry_seconds, bool(opts.input)
+    ttls = parse_ttls(opts.online_ttl_seconds)
+    online = rows | "WriteOnline" >> beam.ParDo(
+        WriteOnlineFn(opts.redis_url, opts.redis_prefix, ttls, opts.run_id, retry_s, from_file)
+    ).with_outputs(DEAD, main="unused")
+    dead_parts.append(online[DEAD])  # what a store refused is dead-lettered with the decoder's rejects
     if opts.offline_path:
-        rows | "WriteOffline" >> beam.ParDo(WriteParquetFn(opts.offline_path, opts.run_id))
+        offline = rows | "WriteOffline" >> beam.ParDo(
+            WriteParquetFn(opts.offline_path, opts.run_id, retry_s, from_file)
+        ).with_outputs(DEAD, main="unused")
+        dead_parts.append(offline[DEAD])
     else:
         project, dataset = opts.bigquery_dataset.split(".", 1)
-        rows | "WriteOffline" >> WriteOfflineBigQuery(project, dataset)
+        dead_parts.append(rows | "WriteOffline" >> WriteOfflineBigQuery(project, dataset, opts.run_id))
+    dead = dead_parts | "AllDead" >> beam.Flatten()
     if opts.input:
         # Beam's file sink reads its path as a glob and clears what matches: it only ever gets a
         # file in a folder of our own (run_bounded), never the user's path.

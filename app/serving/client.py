@@ -1,7 +1,11 @@
 """The core service's side: publish a re-rank request (ids only), read the result on the next access.
 
-When there is no result yet, or the stored one answers an older request, the caller's own order
-is returned and the answer says it fell back, so the product never waits on the re-ranker.
+A stored result re-ranks a request only if it answers that request (its request id): the table
+keeps one result per (user, surface), the newest request's. When there is no result yet, or the
+stored one answers another request (older: not served yet; newer: this one was superseded, and
+its order ranks other candidates), the caller's own order is returned and the answer says it fell
+back and why, so the product never waits on the re-ranker and never counts a fallback as served
+(docs/specs/serving-messages.md).
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from app.serving.experiments import assign_arm
 from app.serving.messages import RerankRequest
 from app.serving.results import RankedResult, ResultStore
 from app.settings import VariantConfig
+
+NO_RESULT = "no result yet"
+OLDER_RESULT = "the stored result answers an older request"
+NEWER_RESULT = "the stored result answers a newer request"
+RERANKED = "re-ranked"
 
 
 @dataclass(frozen=True)
@@ -58,14 +67,17 @@ class CoreServiceClient:
         return req
 
     def ordering(self, req: RerankRequest) -> Ordering:
-        """The re-ranked order for ``req``, or the caller's order when there is no fresh result."""
+        """The re-ranked order for ``req``, or the caller's order when no stored result answers it."""
         result = self.results.get(req.user_id, req.surface)
         if result is None:
-            return Ordering(req.candidate_ids, True, "no result yet")
-        if result.requested_at < req.requested_at:
-            return Ordering(req.candidate_ids, True, "the stored result answers an older request", result)
+            return Ordering(req.candidate_ids, True, NO_RESULT)
+        if result.request_id != req.request_id:
+            # Another request's order: older is not yet ours; newer ranked its own candidates (a
+            # superseded request is never served, whatever its candidates had in common).
+            reason = OLDER_RESULT if result.requested_at < req.requested_at else NEWER_RESULT
+            return Ordering(req.candidate_ids, True, reason, result)
         # Keep exactly the caller's candidates: ranked ones first, any the result lacks after, in caller order.
         wanted = set(req.candidate_ids)
         ranked = [i for i in result.ordered_ids if i in wanted]
         rest = [i for i in req.candidate_ids if i not in set(ranked)]
-        return Ordering(tuple(ranked + rest), False, "re-ranked", result)
+        return Ordering(tuple(ranked + rest), False, RERANKED, result)

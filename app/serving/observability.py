@@ -41,6 +41,12 @@ class WorkerMetrics:
         self.errors = Counter(
             "rerank_errors", "Dependency failures and poison messages", ["variant", "kind"], registry=self.registry
         )
+        self.damaged = Counter(
+            "rerank_damaged_values",
+            "Online-store values not in the documented layout, read as missing",
+            ["variant", "entity"],
+            registry=self.registry,
+        )
         self.backlog = Gauge(
             "rerank_backlog", "Messages received and not yet handled", ["variant"], registry=self.registry
         ).labels(**labels)
@@ -55,6 +61,9 @@ class WorkerMetrics:
 
     def error(self, kind: str) -> None:
         self.errors.labels(variant=self.variant, kind=kind).inc()
+
+    def damaged_values(self, entity: str, n: int) -> None:
+        self.damaged.labels(variant=self.variant, entity=entity).inc(n)
 
     def serving(self, model_id: str) -> None:
         if model_id != self._model_id:

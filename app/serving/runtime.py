@@ -58,9 +58,11 @@ def build_worker(settings: StackSettings, state: LocalState | Endpoints, variant
     cfg = WorkerConfig(**{**stack_config, **overrides})
     registry = default_registry()
     metrics = WorkerMetrics(variant)
+    store = online_store(endpoints.redis(), settings, registry)
+    store.on_damaged = metrics.damaged_values  # a damaged value reads as missing; this counts it
     handler = BatchHandler(
         cfg,
-        Scorer(online_store(endpoints.redis(), settings, registry), registry, model_entities(settings)),
+        Scorer(store, registry, model_entities(settings)),
         DeployedModel(ModelRegistry(registry_dir(state)), variant),
         None if v.kind == "shadow" else result_store(settings, state),
         lambda topic, data, attrs: publisher.publish(topic, data, **attrs),

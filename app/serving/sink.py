@@ -1,11 +1,17 @@
 """The prediction sink: lands prediction records in the offline store (locally; BigQuery
 subscriptions do this in the cloud). Appends Parquet under ``<offline>/predictions/event_date=...``
-and acks only what was written."""
+and acks only what was written, or rejected with its reason beside the table.
+
+A folder that refuses writes (disk full, read-only, not a folder) is no record's fault: the batch
+is not acked, its leases are extended while the write is retried with backoff, and it is handed
+back on a stop. A retried batch may land a record twice; readers keep the latest record per
+request and variant (``app/trigger/served.py``)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Sequence
@@ -18,6 +24,7 @@ import pyarrow.parquet as pq
 
 from app.serving.messages import Prediction
 
+log = logging.getLogger("rerank.sink")
 PREDICTIONS_TABLE = "predictions"
 SCHEMA = pa.schema(
     [
@@ -79,17 +86,37 @@ def land(root: Path, datas: Sequence[bytes]) -> tuple[int, list[str]]:
             bad.append(_rejected(data, f"not a prediction record: {exc}"))
     try:
         return write_predictions(root, [p for _, p in good]), bad
+    except OSError:
+        raise  # the folder refuses writes: no record is to blame (the caller retries)
     except Exception:  # the batch's writer failed on some record: find it
         landed = 0
         for data, p in good:
             try:
                 landed += write_predictions(root, [p])
+            except OSError:
+                raise
             except Exception as exc:
                 bad.append(_rejected(data, f"not writable: {type(exc).__name__}: {exc}"))
         return landed, bad
 
 
-def run_sink(subscriber: Any, subscription: str, root: Path, stop: threading.Event, batch: int = 500) -> int:
+def _land_and_keep_rejects(root: Path, datas: Sequence[bytes]) -> int:
+    n, bad = land(root, datas)
+    if bad:  # kept beside the table with the reason, not dropped
+        with open(root / f"{PREDICTIONS_TABLE}.rejected.jsonl", "a") as f:
+            f.write("\n".join(bad) + "\n")
+    return n
+
+
+def run_sink(
+    subscriber: Any,
+    subscription: str,
+    root: Path,
+    stop: threading.Event,
+    batch: int = 500,
+    lease_s: int = 60,
+    backoff_max_s: float = 10.0,
+) -> int:
     """Pull, write, ack until ``stop``; returns how many records were landed."""
     landed = 0
     while not stop.is_set():
@@ -97,10 +124,19 @@ def run_sink(subscriber: Any, subscription: str, root: Path, stop: threading.Eve
         msgs = resp.received_messages
         if not msgs:
             continue
-        n, bad = land(root, [m.message.data for m in msgs])
-        landed += n
-        if bad:  # kept beside the table with the reason, not dropped
-            with open(root / f"{PREDICTIONS_TABLE}.rejected.jsonl", "a") as f:
-                f.write("\n".join(bad) + "\n")
-        subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in msgs])
+        ids, delay = [m.ack_id for m in msgs], 0.5
+        while True:
+            try:
+                landed += _land_and_keep_rejects(root, [m.message.data for m in msgs])
+                break
+            except OSError as exc:
+                log.warning(
+                    "offline folder refuses writes (%s); %d records held, retrying in %.1fs", exc, len(ids), delay
+                )
+                subscriber.modify_ack_deadline(subscription=subscription, ack_ids=ids, ack_deadline_seconds=lease_s)
+                if stop.wait(delay):  # stopping: hand the batch back, acked by nobody
+                    subscriber.modify_ack_deadline(subscription=subscription, ack_ids=ids, ack_deadline_seconds=0)
+                    return landed
+                delay = min(delay * 2, backoff_max_s)
+        subscriber.acknowledge(subscription=subscription, ack_ids=ids)
     return landed

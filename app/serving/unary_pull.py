@@ -9,6 +9,14 @@ has no such problem, so workers there use streaming pull (``pull_mode: streaming
 Flow control: no more than ``max_in_flight`` messages are held at once. Leases: held messages get
 their ack deadline extended every few seconds until they are acked or nacked, as the streaming
 client does. Acks and nacks are batched into one request each per flush.
+
+Backoff: a nack with a delay keeps the message leased here, its deadline extended, until the
+delay has passed, and then hands it back at once (ack deadline 0). It never sets the ack deadline
+to the delay: the emulator drops messages handed back that way on a subscription with a filter
+(every variant subscription has one), neither redelivering nor dead-lettering them, while an
+immediate nack is redelivered and counted towards the dead-letter policy as it should be
+(tests/integration/test_serving_faults.py counts both). All deadline changes go out one at a time,
+so a lease extension never lands after the nack of the same message.
 """
 
 from __future__ import annotations
@@ -51,9 +59,11 @@ class UnaryPuller:
         self.subscriber, self.subscription, self.callback = subscriber, subscription, callback
         self.max_in_flight, self.ack_deadline_s = max_in_flight, ack_deadline_s
         self._held: set[str] = set()
+        self._waiting: dict[str, float] = {}  # nacked with a delay: ack id -> when to hand it back
         self._acks: list[str] = []
-        self._nacks: dict[int, list[str]] = {}  # delay in seconds -> ack ids
+        self._nacks: list[str] = []
         self._lock = threading.Lock()
+        self._send = threading.Lock()  # one deadline change or ack request at a time, in order
         self._room = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._threads = [
@@ -70,30 +80,42 @@ class UnaryPuller:
         with self._lock:
             if ack_id in self._held:
                 self._held.discard(ack_id)
-                if ack:
-                    self._acks.append(ack_id)
-                else:
-                    self._nacks.setdefault(max(0, min(int(delay_s), 600)), []).append(ack_id)
+                if ack or delay_s <= 0:
+                    (self._acks if ack else self._nacks).append(ack_id)
+                    self._room.notify_all()
+                else:  # still leased (and counted in flight) until the delay has passed
+                    self._waiting[ack_id] = time.monotonic() + min(float(delay_s), 600.0)
+
+    def _release_due(self, everything: bool = False) -> None:
+        """Hand back the messages whose delay has passed (all of them when stopping)."""
+        now = time.monotonic()
+        with self._lock:
+            due = [a for a, at in self._waiting.items() if everything or at <= now]
+            for a in due:
+                del self._waiting[a]
+            self._nacks += due
+            if due:
                 self._room.notify_all()
 
     def flush(self) -> None:
-        """Send the batched acks and nacks (a nack sets the ack deadline to its delay: redelivered after it)."""
-        with self._lock:
-            acks, nacks, self._acks, self._nacks = self._acks, self._nacks, [], {}
-        for i in range(0, len(acks), 1000):
-            self.subscriber.acknowledge(subscription=self.subscription, ack_ids=acks[i : i + 1000])
-        for delay, ids in nacks.items():
-            for i in range(0, len(ids), 1000):
+        """Send the batched acks and nacks (a nack hands the message back at once: ack deadline 0)."""
+        self._release_due()
+        with self._send:
+            with self._lock:
+                acks, nacks, self._acks, self._nacks = self._acks, self._nacks, [], []
+            for i in range(0, len(acks), 1000):
+                self.subscriber.acknowledge(subscription=self.subscription, ack_ids=acks[i : i + 1000])
+            for i in range(0, len(nacks), 1000):
                 self.subscriber.modify_ack_deadline(
-                    subscription=self.subscription, ack_ids=ids[i : i + 1000], ack_deadline_seconds=delay
+                    subscription=self.subscription, ack_ids=nacks[i : i + 1000], ack_deadline_seconds=0
                 )
 
     def _pull_loop(self) -> None:
         while not self._stop.is_set():
             with self._room:
-                while len(self._held) >= self.max_in_flight and not self._stop.is_set():
+                while len(self._held) + len(self._waiting) >= self.max_in_flight and not self._stop.is_set():
                     self._room.wait(0.2)
-                room = self.max_in_flight - len(self._held)
+                room = self.max_in_flight - len(self._held) - len(self._waiting)
             if self._stop.is_set():
                 return
             try:
@@ -110,11 +132,10 @@ class UnaryPuller:
                     self._held.add(received.ack_id)
                 self.callback(UnaryMessage(self, received))
 
-    def _lease_loop(self) -> None:
-        period = max(1.0, self.ack_deadline_s / 3)
-        while not self._stop.wait(period):
+    def _extend_leases(self) -> None:
+        with self._send:
             with self._lock:
-                held = list(self._held)
+                held = [*self._held, *self._waiting]
             for i in range(0, len(held), 1000):
                 try:
                     self.subscriber.modify_ack_deadline(
@@ -122,12 +143,29 @@ class UnaryPuller:
                         ack_ids=held[i : i + 1000],
                         ack_deadline_seconds=self.ack_deadline_s,
                     )
-                except Exception:
+                except Exception:  # the next round tries again; an expired lease is redelivered
+                    pass
+
+    def _lease_loop(self) -> None:
+        period, next_lease = max(1.0, self.ack_deadline_s / 3), 0.0
+        while not self._stop.wait(0.2):
+            if time.monotonic() >= next_lease:
+                self._extend_leases()
+                next_lease = time.monotonic() + period
+            with self._lock:
+                due = any(at <= time.monotonic() for at in self._waiting.values())
+            if due:
+                try:
+                    self.flush()
+                except Exception:  # no longer leased: the emulator redelivers them when the deadline runs out
                     pass
 
     def stop(self, timeout: float) -> None:
+        """Stop pulling; messages waiting out a delay are handed back by the next ``flush``."""
         self._stop.set()
         with self._room:
             self._room.notify_all()
         for t in self._threads:
-            t.join(timeout)
+            if t.ident is not None:  # started
+                t.join(timeout)
+        self._release_due(everything=True)

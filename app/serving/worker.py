@@ -79,7 +79,8 @@ class WorkerConfig:
 class Settling:
     """A received message that remembers whether it was settled, so a batch retried message by
     message never acks or nacks one twice. Nacks carry the retry policy's delay where the client
-    can delay (unary pulls on the emulator); the cloud applies the subscription's retry policy."""
+    can delay (unary pulls on the emulator: the puller keeps the message leased for the delay); the
+    cloud applies the subscription's retry policy."""
 
     def __init__(self, message: Any) -> None:
         self.message, self.settled = message, False

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -17,6 +18,9 @@ from app.local import clients
 from app.local.apply import apply_topology
 from app.local.services import LocalState, start_services, stop_services
 from app.settings import REPO_ROOT, StackSettings
+
+if TYPE_CHECKING:
+    from tests.integration.serving_world import ServedMarket
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,6 +55,33 @@ def rerank(
         timeout=timeout,
         env=env,
     )
+
+
+@pytest.fixture(scope="session")
+def served_world(
+    local_stack: LocalState, settings: StackSettings, tmp_path_factory: pytest.TempPathFactory
+) -> ServedMarket:
+    """A market ready to serve (its features online, a model deployed to every variant), built once."""
+    from app.featurestore.registry import default_registry
+    from tests.integration.serving_world import prepare_served_market
+
+    return prepare_served_market(local_stack, settings, default_registry(), tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture()
+def served(served_world: ServedMarket) -> ServedMarket:
+    """The served market with its features online and no leftovers on the serving subscriptions."""
+    from app.naming import Names
+
+    world = served_world
+    names, project = Names.of(world.settings), world.settings.gcp.project
+    for sub in [names.variant_subscription(v.name) for v in world.settings.serving.variants] + [
+        names.requests_dead_letter_subscription,
+        names.predictions_subscription,
+    ]:
+        clients.drain(world.state.pubsub_host, f"projects/{project}/subscriptions/{sub}")
+    world.load_online()
+    return world
 
 
 @pytest.fixture()

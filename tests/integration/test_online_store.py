@@ -7,9 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import redis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from app.featurestore.events import FeatureRow, event_attributes, from_pubsub, process_event
-from app.featurestore.online import RedisOnlineStore, layout_id, online_store
+from app.featurestore.online import RedisOnlineStore, header_in_layout, layout_id, online_store
 from app.featurestore.registry import Registry
 from app.featurestore.samples import profile_v1
 from app.settings import StackSettings
@@ -117,3 +120,47 @@ def test_versions_live_side_by_side(redis_db: redis.Redis, settings: StackSettin
     store.write_rows([row(registry, "g", T0, 25)])
     assert store.read_matrix("user_profile", "v2", ["g"], ("age",)).found.tolist() == [False]
     assert store.key("user_profile", "v2", "g") != store.key("user_profile", "v1", "g")
+
+
+def _damaged_values() -> st.SearchStrategy[bytes]:
+    """Any bytes, and bytes that look almost like the layout (a good header, then anything)."""
+    good = b"%017d%s" % (int(T0.timestamp() * 1e6), b"0123456789ab")
+    return st.one_of(st.binary(max_size=80), st.binary(max_size=40).map(lambda tail: good + tail))
+
+
+@hypothesis_settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(stored=_damaged_values())
+def test_a_damaged_value_is_missing_to_readers_and_replaced_by_a_newer_event(
+    redis_db: redis.Redis, settings: StackSettings, registry: Registry, stored: bytes
+) -> None:
+    redis_db.flushdb()  # the fixture runs once for all examples
+    store = online_store(redis_db, settings, registry)
+    damaged: list[tuple[str, int]] = []
+    store.on_damaged = lambda where, n: damaged.append((where, n))
+    store.write_rows([row(registry, "neighbour", T0, 50)])
+    redis_db.set(store.key("user_profile", "v1", "hurt"), stored)
+    features = registry.get("user_profile", "v1").online_features
+    for read in (store.read_matrix, store.read_matrix_naive):
+        m = read("user_profile", "v1", ["neighbour", "hurt"], features)
+        assert m.found[0] and m.values[0, features.index("age")] == 50, "the neighbour is read as stored"
+        assert not m.found[1] and np.isnan(m.values[1]).all(), "a value not in the layout reads as missing"
+    assert damaged == [("user_profile:v1", 1)] * 2
+    result = store.write_rows([row(registry, "hurt", T0 + timedelta(days=1), 44), row(registry, "neighbour2", T0, 21)])
+    # A value whose header looks right (but names no layout) is replaced as an older event would be.
+    assert (result.written, result.repaired, result.stale) == (2, 0 if header_in_layout(stored) else 1, 0)
+    assert age_of(store, registry, "hurt") == 44
+
+
+def test_a_key_holding_another_type_is_a_conflict_and_costs_no_neighbour(
+    redis_db: redis.Redis, settings: StackSettings, registry: Registry
+) -> None:
+    store = online_store(redis_db, settings, registry)
+    redis_db.hset(store.key("user_profile", "v1", "hashed"), "age", "3")
+    hashed, other = row(registry, "hashed", T0, 30), row(registry, "other", T0, 31)
+    result = store.write_rows([hashed, other])
+    assert (result.written, result.conflicts) == (1, (hashed,))
+    m = store.read_matrix("user_profile", "v1", ["hashed", "other"], ("age",))
+    assert m.found.tolist() == [False, True] and m.values[1, 0] == 31
+    assert redis_db.type(store.key("user_profile", "v1", "hashed")) == b"hash", "left as it was"

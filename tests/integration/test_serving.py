@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from app.featurestore.registry import Registry
 from app.local import clients
 from app.local.services import LocalState, start_services
 from app.naming import Names
@@ -25,29 +24,9 @@ from app.ranking.registry import ModelRegistry
 from app.serving.messages import RerankRequest
 from app.serving.runtime import registry_dir, result_store
 from app.serving.scoring import Scorer
-from app.settings import REPO_ROOT, StackSettings
+from app.settings import REPO_ROOT
 from tests.integration.conftest import pull_all, wait_until
-from tests.integration.serving_world import ServedMarket, prepare_served_market, running_worker
-
-
-@pytest.fixture(scope="module")
-def world(
-    local_stack: LocalState, settings: StackSettings, registry: Registry, tmp_path_factory: pytest.TempPathFactory
-) -> ServedMarket:
-    return prepare_served_market(local_stack, settings, registry, tmp_path_factory.mktemp("served"))
-
-
-@pytest.fixture()
-def served(world: ServedMarket) -> ServedMarket:
-    """Features online and no leftovers on the serving subscriptions."""
-    names, project = Names.of(world.settings), world.settings.gcp.project
-    for sub in [names.variant_subscription(v.name) for v in world.settings.serving.variants] + [
-        names.requests_dead_letter_subscription,
-        names.predictions_subscription,
-    ]:
-        clients.drain(world.state.pubsub_host, f"projects/{project}/subscriptions/{sub}")
-    world.load_online()
-    return world
+from tests.integration.serving_world import ServedMarket, running_worker
 
 
 def candidates(world: ServedMarket, user: str, n: int = 30) -> list[str]:

@@ -112,3 +112,37 @@ def test_flex_template_spec_points_at_the_image_and_carries_the_parameters() -> 
     assert {p["name"] for p in spec["metadata"]["parameters"]} >= {"subscription", "redis_url"}
     with pytest.raises(ValueError, match="needs a tag or digest"):
         render_spec("europe-west1-docker.pkg.dev/p/rerank/ingest")
+
+
+def test_the_cloud_graph_dead_letters_what_bigquery_refuses(registry: object) -> None:
+    """Built, not run: BigQuery's refused rows feed the dead-letter topic, and one such row maps
+    back to the event it was (its payload and attributes), ready for a replay."""
+    import base64
+
+    import apache_beam as beam
+
+    from app.featurestore.beam_transforms import bigquery_refused
+    from app.featurestore.pipeline import build
+
+    # The graph only (a Dataflow runner would check its GCS paths); Beam wants a 6+ letter project.
+    opts = parse_options([a.replace("projects/p/", "projects/my-project/") for a in CLOUD])
+    p = beam.Pipeline(options=opts)
+    build(p, opts)
+    labels = {t.full_label for t in p.transforms_stack[0].parts}
+    assert {"WriteOnline", "WriteOffline", "AllDead", "DeadMessage", "PublishDead"} <= labels
+    letter = bigquery_refused(
+        "user_profile",
+        "v1",
+        (
+            "p:d.user_profile_v1",
+            {"event_time": "2026-03-01T00:00:00+00:00", "payload": base64.b64encode(b"\x08\x01").decode()},
+            [{"message": "no such field: x"}],
+        ),
+    )
+    assert (letter.reason, letter.raw, letter.entity, letter.version) == (
+        "store_conflict",
+        b"\x08\x01",
+        "user_profile",
+        "v1",
+    )
+    assert "no such field: x" in letter.detail and letter.attributes()["event_time"] == "2026-03-01T00:00:00+00:00"

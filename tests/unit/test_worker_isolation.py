@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -193,9 +194,14 @@ class RecordingSubscriber:
         self.acks += ack_ids
 
 
-def test_a_transient_reason_is_handed_back_after_the_retry_policys_delay_on_unary_pulls() -> None:
+def test_a_transient_reason_is_held_for_the_retry_policys_delay_then_handed_back_at_once_on_unary_pulls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Never a delayed ack deadline (the emulator drops such messages on filtered subscriptions):
+    the message stays leased for the delay, then its deadline is set to 0."""
     from types import SimpleNamespace
 
+    import app.serving.unary_pull
     from app.serving.unary_pull import UnaryMessage, UnaryPuller
 
     subscriber = RecordingSubscriber()
@@ -208,9 +214,35 @@ def test_a_transient_reason_is_handed_back_after_the_retry_policys_delay_on_unar
         return UnaryMessage(puller, SimpleNamespace(ack_id=ack_id, message=msg, delivery_attempt=attempt))
 
     batch = [received("a2", GHOST, 2), received("a3", GHOST, 3), received("ok", "u1", 1), received("a5", GHOST, 5)]
+    start = time.monotonic()
     worker._handle_with_retry([Settling(m) for m in batch])
     puller.flush()
-    # retry: minimum 1 s, maximum 4 s -> after attempt 2 wait 2 s, after attempt 3 wait 4 s
-    assert sorted(subscriber.deadlines) == [(["a2"], 2), (["a3"], 4)]
+    assert subscriber.deadlines == [], "nothing handed back before its delay"
     assert sorted(subscriber.acks) == ["a5", "ok"], "the last attempt is dead-lettered and acked"
+    puller._extend_leases()
+    assert [(sorted(ids), s) for ids, s in subscriber.deadlines] == [(["a2", "a3"], 30)], "still leased meanwhile"
+    # retry: minimum 1 s, maximum 4 s -> after attempt 2 wait 2 s, after attempt 3 wait 4 s
+    for later, handed_back in ((1.5, []), (2.5, [(["a2"], 0)]), (4.5, [(["a2"], 0), (["a3"], 0)])):
+        clock = SimpleNamespace(monotonic=lambda later=later: start + later)
+        monkeypatch.setattr(app.serving.unary_pull, "time", clock)
+        puller.flush()
+        assert subscriber.deadlines[1:] == handed_back, later
+    assert puller._waiting == {}
     assert dead_letters(published)[batch[3].data]["reason"] == "unknown_user"
+
+
+def test_a_stop_hands_back_at_once_what_waits_out_a_delay() -> None:
+    from types import SimpleNamespace
+
+    from app.serving.unary_pull import UnaryMessage, UnaryPuller
+
+    subscriber = RecordingSubscriber()
+    puller = UnaryPuller(subscriber, "s", lambda m: None, 10, 30)
+    puller._held.add("w")
+    msg = SimpleNamespace(data=b"{}", attributes={}, message_id="w")
+    UnaryMessage(puller, SimpleNamespace(ack_id="w", message=msg, delivery_attempt=1)).nack(300)
+    puller.flush()
+    assert subscriber.deadlines == [] and puller._waiting
+    puller.stop(0)  # the worker's shutdown: stop pulling, then flush
+    puller.flush()
+    assert subscriber.deadlines == [(["w"], 0)], "handed back for another worker, not held for 300 s"
