@@ -13,7 +13,8 @@ correction is monotone), calibration does.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -62,3 +63,28 @@ def keep(rows: pa.Table | pa.RecordBatch, label: str, rate: float) -> np.ndarray
     if check_rate(rate) == 1.0:
         return np.ones(len(positive), dtype=bool)
     return positive | (key_fraction(rows) < rate)
+
+
+class Booster(Protocol):
+    def predict(self, data: np.ndarray) -> np.ndarray: ...
+    def feature_name(self) -> list[str]: ...
+
+
+class CalibratedModel:
+    """A booster whose ``predict`` returns corrected probabilities: what the worker serves, the
+    drift check re-scores with and evaluation compares (rank order is the booster's own)."""
+
+    def __init__(self, booster: Booster, rate: float = 1.0) -> None:
+        self.booster, self.rate = booster, check_rate(rate)
+
+    @classmethod
+    def load(cls, model_file: str | Path, metadata: Mapping[str, Any] | None) -> CalibratedModel:
+        import lightgbm as lgb
+
+        return cls(lgb.Booster(model_file=str(model_file)), rate_of(metadata))
+
+    def predict(self, data: np.ndarray) -> np.ndarray:
+        return correct(self.booster.predict(data), self.rate)
+
+    def feature_name(self) -> list[str]:
+        return self.booster.feature_name()

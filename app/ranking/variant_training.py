@@ -21,8 +21,8 @@ class FollowerError(ValueError):
 
 def training_parameters(settings: StackSettings, variant: str | None = None) -> dict[str, Any]:
     """The pipeline parameters of ``variant``'s training (default: the stack's primary): its
-    LightGBM parameters, features and window, where its deploy step deploys (its worker Deployment,
-    and those of the variants that follow it), the entities and the gate margin."""
+    LightGBM parameters, features, window and negative sampling rate, where its deploy step deploys
+    (its worker Deployment, and those of the variants that follow it), the entities and the gate margin."""
     sv, n = settings.serving, Names.of(settings)
     v = sv.variant(variant or sv.primary.name)
     if v.training.follows is not None:
@@ -39,4 +39,5 @@ def training_parameters(settings: StackSettings, variant: str | None = None) -> 
         "window_days": v.training.window_days,
         "entities": format_entities(model_entities(settings)),
         "gate_margin": settings.training.gate.margin,
+        "negative_rate": (v.training.sampling or settings.training.sampling).negative_rate,
     }

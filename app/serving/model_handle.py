@@ -1,13 +1,17 @@
-"""The model a variant serves, reloaded when its deployment record changes (no restart)."""
+"""The model a variant serves, reloaded when its deployment record changes (no restart).
+
+The model comes with the negative sampling rate its registry record names, so its ``predict``
+gives corrected probabilities (``app/ranking/sampling.CalibratedModel``): served scores, the
+prediction records and everything computed from them (drift, readout) are calibrated.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 
-import lightgbm as lgb
-
 from app.ranking.registry import ModelRegistry
+from app.ranking.sampling import CalibratedModel
 
 
 class DeployedModel:
@@ -16,9 +20,9 @@ class DeployedModel:
         self._lock = threading.Lock()
         self._checked = float("-inf")
         self.model_id: str | None = None
-        self.booster: lgb.Booster | None = None
+        self.booster: CalibratedModel | None = None
 
-    def current(self) -> tuple[str, lgb.Booster] | None:
+    def current(self) -> tuple[str, CalibratedModel] | None:
         """The deployed (model_id, booster), checking the record at most every ``check_every_s``."""
         with self._lock:
             now = time.monotonic()
@@ -26,7 +30,7 @@ class DeployedModel:
                 self._checked = now
                 record = self.registry.deployment(self.variant)
                 if record is not None and record.model_id != self.model_id:
-                    self.booster = lgb.Booster(model_file=record.model_uri)
+                    self.booster = CalibratedModel.load(record.model_uri, self.registry.metadata(record.model_id))
                     self.model_id = record.model_id
             if self.model_id is None or self.booster is None:
                 return None
