@@ -47,7 +47,8 @@ def logit_offset(rate: float) -> float:
 
 def rate_of(metadata: Mapping[str, Any] | None) -> float:
     """The rate a model was trained at (1.0 when its metadata predates sampling or says nothing)."""
-    return check_rate(float((metadata or {}).get(RATE_KEY, 1.0) or 1.0))
+    value = (metadata or {}).get(RATE_KEY)
+    return 1.0 if value is None else check_rate(float(value))
 
 
 def key_fraction(rows: pa.Table | pa.RecordBatch) -> np.ndarray:
