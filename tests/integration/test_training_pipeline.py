@@ -10,12 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import kfp.local
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from kfp.dsl import Artifact, Dataset
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Metrics, Model
 
 from app.featurestore.events import FeatureRow, event_attributes, from_pubsub, process_event
 from app.featurestore.offline import ParquetOfflineStore
@@ -183,6 +184,84 @@ def test_a_deploy_reaches_the_variants_that_follow_the_trained_one(world: dict, 
     assert follower is not None and follower.model_id == candidate
     patches = list(yaml.safe_load_all(manifest.read_text()))
     assert [p["metadata"]["name"] for p in patches] == ["rerank-local-worker-d", "rerank-local-worker-d-shadow"]
+
+
+def test_steps_read_sharded_artifacts_and_a_sampled_model_is_corrected_wherever_it_is_scored(
+    world: dict, registry: Registry, tmp_path: Path
+) -> None:
+    """The train and evaluate steps on the dataset step's two artifact forms (one file, a folder of
+    shards) give the same model and figures; a model trained on 30% of the negatives records the
+    rate, and evaluation, the worker's model handle and the drift check correct its scores by it:
+    on the same test days it stays within reach of the unsampled model and calibrated."""
+    import lightgbm as lgb
+
+    from app.ranking.dataset import columns
+    from app.ranking.features import feature_matrix
+    from app.ranking.sampling import RATE_KEY, correct
+    from app.serving.model_handle import DeployedModel
+    from app.settings import DriftConfig
+    from app.trigger.drift import check_drift
+    from pipelines.components.evaluate import evaluate_models
+    from tests.unit.shards import write_shards
+
+    parts = {n: Dataset(uri=str(tmp_path / f"{n}.parquet")) for n in ("train", "valid", "test", "rejected")}
+    make_dataset(str(world["offline"]), str(world["market"] / IMPRESSIONS_DIR), "", "", 2, 2, ENTITIES, *parts.values())
+    shards = {}
+    for n in ("train", "valid", "test"):
+        shards[n] = Dataset(uri=str(write_shards(pq.read_table(parts[n].path), tmp_path / n, shards=3)))
+        shards[n].metadata.update(parts[n].metadata)
+
+    def train(data: dict, name: str, objective: str = "pointwise", rate: float = 1.0) -> Model:
+        model = Model(uri=str(tmp_path / f"{name}.txt"))
+        train_model(data["train"], data["valid"], "{}", "", ENTITIES, objective, "t", "local", model, rate)
+        return model
+
+    def evaluate(data: dict, model: Model, baseline: Model) -> dict:
+        out = evaluate_models(
+            data["test"], model, baseline, str(tmp_path / "registry"), "none", "", 0.005, 0.0,
+            Metrics(uri=str(tmp_path / "metrics")), ClassificationMetrics(uri=str(tmp_path / "roc")),
+        )  # fmt: skip
+        return json.loads(out.metrics_json)
+
+    baseline, full, full_shards = train(parts, "base", "lambdarank"), train(parts, "full"), train(shards, "fs")
+    test = columns(pq.read_table(parts["test"].path))
+    x = feature_matrix(test, lgb.Booster(model_file=full.path).feature_name())
+    assert np.array_equal(
+        lgb.Booster(model_file=full.path).predict(x), lgb.Booster(model_file=full_shards.path).predict(x)
+    )
+    unsampled, from_shards = evaluate(parts, full, baseline), evaluate(shards, full_shards, baseline)
+    assert from_shards == pytest.approx(unsampled, rel=1e-9)
+
+    sampled = train(shards, "sampled", rate=0.3)
+    assert sampled.metadata[RATE_KEY] == 0.3 and full.metadata[RATE_KEY] == 1.0
+    assert sampled.metadata["learnt_positives"] == full.metadata["learnt_positives"]
+    assert sampled.metadata["learnt_rows"] < 0.5 * full.metadata["learnt_rows"]
+    m = evaluate(shards, sampled, baseline)
+    assert abs(m["model_ndcg_at_10"] - unsampled["model_ndcg_at_10"]) < 0.03, (m, unsampled)
+    assert m["model_calibration_gap"] < 0.01 and m["model_ece"] < 0.02, m
+    raw = lgb.Booster(model_file=sampled.path).predict(x)
+    assert raw.mean() > 1.5 * test["match"].mean(), "uncorrected, the sampled model over-predicts matches"
+
+    served = ModelRegistry(tmp_path / "served")
+    model_id = served.register(Path(sampled.path), dict(sampled.metadata))
+    served.deploy("primary", model_id, "sampled")
+    handle = DeployedModel(served, "primary").current()
+    assert handle is not None and np.allclose(handle[1].predict(x), correct(raw, 0.3))
+
+    drift = [
+        check_drift(
+            ParquetOfflineStore(world["offline"], registry),
+            registry,
+            read_impressions(world["market"] / IMPRESSIONS_DIR).table,
+            sampled.path,
+            {**sampled.metadata, RATE_KEY: rate},
+            DriftConfig(),
+            parse_entities(ENTITIES),
+        )
+        for rate in (0.3, 1.0)
+    ]
+    assert drift[0].ground_truth["source"] == "rescored"
+    assert drift[0].calibration_gap < 0.02 < drift[1].calibration_gap, "the drift check judges corrected scores"
 
 
 def test_latest_approved_model_reaches_another_pipeline_through_an_importer(world: dict) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -80,3 +82,24 @@ def test_the_rate_comes_from_the_models_metadata() -> None:
     served = CalibratedModel(Fixed(), 0.25)
     assert served.predict(np.zeros((3, 1))) == pytest.approx([0.2] * 3)  # 0.5 / (0.5 + 0.5 / 0.25)
     assert served.feature_name() == ["x"]
+
+
+def test_the_rate_comes_from_the_stack_per_variant(tmp_path: Path) -> None:
+    import yaml
+
+    from app.ranking.variant_training import training_parameters
+    from app.settings import STACKS_DIR, StackConfigError, load_stack
+
+    doc = yaml.safe_load((STACKS_DIR / "Pulumi.dev.yaml").read_text())
+    assert training_parameters(load_stack("dev"))["negative_rate"] == 1.0, "no sampling unless the stack asks"
+    doc["config"].setdefault("rerank-platform:training", {})["sampling"] = {"negative_rate": 0.2}
+    b = next(v for v in doc["config"]["rerank-platform:serving"]["variants"] if v["name"] == "b")
+    b.setdefault("training", {})["sampling"] = {"negative_rate": 0.5}
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc))
+    dev = load_stack("dev", tmp_path)
+    assert training_parameters(dev)["negative_rate"] == 0.2 and training_parameters(dev, "b")["negative_rate"] == 0.5
+    b["training"]["sampling"] = {"negative_rate": 0}
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(StackConfigError) as err:
+        load_stack("dev", tmp_path)
+    assert any("negative_rate" in p for p in err.value.problems), err.value.problems
