@@ -86,6 +86,7 @@ class FeatureRows:
         self.batch_size, self.progress = rows, progress
         self._blocks: Iterator[np.ndarray] | None = None
         self._lo, self._x = 0, np.empty((0, len(self.names)), dtype=np.float32)
+        self._x64: np.ndarray | None = None  # the current batch as doubles, for single-row reads
 
     def __len__(self) -> int:
         return self.total
@@ -100,12 +101,12 @@ class FeatureRows:
 
     def _cover(self, i: int) -> None:
         if self._blocks is None or i < self._lo:
-            self._blocks, self._lo = self._read(), 0
+            self._blocks, self._lo, self._x64 = self._read(), 0, None
             self._x = np.empty((0, len(self.names)), dtype=np.float32)
         while i >= self._lo + len(self._x):
             self._lo += len(self._x)
             try:
-                self._x = next(self._blocks)
+                self._x, self._x64 = next(self._blocks), None
             except StopIteration:
                 raise IndexError(f"row {i} of {self.total}: {self.path} has fewer rows than its first pass") from None
 
@@ -125,7 +126,9 @@ class FeatureRows:
         if not 0 <= i < self.total:
             raise IndexError(f"row {i} of {self.total}")
         self._cover(i)
-        return self._x[i - self._lo].astype(np.float64)  # one row of LightGBM's bin sample: it wants doubles
+        if self._x64 is None:  # single rows are LightGBM's bin sample, which it wants in doubles
+            self._x64 = self._x.astype(np.float64)
+        return self._x64[i - self._lo]
 
 
 def binned(

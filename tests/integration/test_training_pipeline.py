@@ -211,10 +211,10 @@ def test_steps_read_sharded_artifacts_and_a_sampled_model_is_corrected_wherever_
         shards[n] = Dataset(uri=str(write_shards(pq.read_table(parts[n].path), tmp_path / n, shards=3)))
         shards[n].metadata.update(parts[n].metadata)
 
-    def train(name: str, objective: str = "pointwise", rate: float = 1.0) -> Model:
+    def train(name: str, rate: float = 1.0) -> Model:
         model = Model(uri=str(tmp_path / f"{name}.txt"))
         params = '{"num_boost_round": 40}'
-        train_model(shards["train"], shards["valid"], params, "", ENTITIES, objective, "t", "local", model, rate)
+        train_model(shards["train"], shards["valid"], params, "", ENTITIES, "pointwise", "t", "local", model, rate)
         return model
 
     def evaluate(test: Dataset, model: Model, baseline: Model) -> dict:
@@ -224,7 +224,8 @@ def test_steps_read_sharded_artifacts_and_a_sampled_model_is_corrected_wherever_
         )  # fmt: skip
         return json.loads(out.metrics_json)
 
-    baseline, full, sampled = train("base", "lambdarank"), train("full"), train("sampled", rate=0.3)
+    full, sampled = train("full"), train("sampled", rate=0.3)
+    baseline = full  # any booster will do as the baseline here: the figures compared are the model's
     unsampled = evaluate(shards["test"], full, baseline)
     assert evaluate(parts["test"], full, baseline) == pytest.approx(unsampled, rel=1e-9), "both forms, same figures"
     assert sampled.metadata[RATE_KEY] == 0.3 and full.metadata[RATE_KEY] == 1.0
