@@ -252,6 +252,15 @@ def _unique_schedule_names(schedules: list[ScheduleConfig]) -> list[ScheduleConf
 FOLLOWS_PRIMARY = "follows primary"
 
 
+class SamplingConfig(_Strict):
+    """Negative sampling of the pointwise model's training rows: every match is kept and this share
+    of the non-matches (by a hash of the row key, so reruns keep the same rows). Validation and test
+    keep their true distribution; the rate goes into the model's metadata and its scores are
+    corrected by it wherever they are served or compared (``app/ranking/sampling.py``)."""
+
+    negative_rate: float = Field(default=1.0, gt=0, le=1)
+
+
 class VariantTrainingConfig(_Strict):
     """How a variant's model is trained. The defaults train it like the pipeline's defaults, on
     every impression, whenever the stack's ``training.schedules`` fire ("follows primary")."""
@@ -266,6 +275,8 @@ class VariantTrainingConfig(_Strict):
     window_days: int = Field(default=0, ge=0, le=3650)
     # Its own schedules, or None ("follows primary" in a stack file): when the primary retrains.
     schedules: list[ScheduleConfig] | None = None
+    # Its own negative sampling, or None: the stack's ``training.sampling``.
+    sampling: SamplingConfig | None = None
 
     @field_validator("schedules", mode="before")
     @classmethod
@@ -494,6 +505,8 @@ class TrainingConfig(_Strict):
     gate: GateConfig = GateConfig()
     # issue 17a: machines sized from the data
     resources: TrainingResourcesConfig = TrainingResourcesConfig()
+    # issue 17b: negative sampling of training rows, corrected wherever scores are used
+    sampling: SamplingConfig = SamplingConfig()
 
     @field_validator("schedules")
     @classmethod

@@ -87,7 +87,8 @@ def _shadow_sentence(name: str, v: dict[str, Any], primary: str, k: int) -> str:
     s, p = same[SHADOW_KIND], same[PRIMARY_KIND]
     offline = (
         f"on the outcomes of those shown: NDCG@10 {number(s['ndcg_at_10'])} ({primary} {number(p['ndcg_at_10'])}), "
-        f"AUC {number(s['auc'])} ({primary} {number(p['auc'])})"
+        f"AUC {number(s['auc'])} ({primary} {number(p['auc'])}), "
+        f"calibration gap {number(s['calibration_gap'])} ({primary} {number(p['calibration_gap'])})"
     )
     who = f"shadow variant `{name}` (scores every request, never shown) against the primary `{primary}`"
     return f"{who}: {agreement}; {offline}"

@@ -97,23 +97,30 @@ def _arm(v: VariantConfig, rows: pd.DataFrame, primary: dict[str, Ratio] | None)
 
 
 def _offline(outcomes: pa.Table, requests: set[str] | None = None) -> dict[str, Any]:
-    """NDCG@10 and AUC of a variant's scores against the outcomes of the candidates shown. The top of
-    the list was chosen by the variant that served it, so this favours that variant: compare a shadow
-    with the primary on the same requests (``offline_on_requests_the_primary_scored``)."""
-    from sklearn.metrics import roc_auc_score
-
-    from app.ranking.metrics import ndcg_at_k
+    """NDCG@10, AUC and calibration gap of a variant's scores against the outcomes of the candidates
+    shown. The top of the list was chosen by the variant that served it, so this favours that
+    variant: compare a shadow with the primary on the same requests
+    (``offline_on_requests_the_primary_scored``). Served scores are probabilities already corrected
+    for the model's negative sampling (the worker's ``CalibratedModel``), so the gap is comparable
+    between a sampled and an unsampled model."""
+    from app.ranking.metrics import classification, ndcg_at_k
 
     df = outcomes.to_pandas()
     if requests is not None:
         df = df[df["request_id"].isin(requests)]
     if df.empty:
-        return {"requests": 0, "ndcg_at_10": None, "auc": None}
+        return {"requests": 0, "ndcg_at_10": None, "auc": None, "calibration_gap": None}
     groups = pd.factorize(df["request_id"])[0]
     labels = df["match"].to_numpy(dtype=bool)
     ndcg, _ = ndcg_at_k(groups, df["score"].to_numpy(), labels, k=10)
-    auc = float(roc_auc_score(labels, df["score"])) if 0 < labels.sum() < len(labels) else None
-    return {"requests": int(df["request_id"].nunique()), "ndcg_at_10": _figure(ndcg), "auc": auc}
+    figures = classification(labels, df["score"].to_numpy())
+    auc = figures["auc"] if 0 < labels.sum() < len(labels) else None
+    return {
+        "requests": int(df["request_id"].nunique()),
+        "ndcg_at_10": _figure(ndcg),
+        "auc": auc,
+        "calibration_gap": _figure(figures["calibration_gap"]),
+    }
 
 
 def _shadow(data: ServedData, primary: str, shadow: str, start: datetime, end: datetime, k: int) -> dict[str, Any]:

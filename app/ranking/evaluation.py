@@ -17,12 +17,83 @@ from typing import Any
 import numpy as np
 
 from app.ranking.dataset import GROUP, LABEL
-from app.ranking.metrics import classification, map_at_k, ndcg_per_session, paired_bootstrap, roc_points
+from app.ranking.metrics import MAX_ROC_POINTS, Classification, map_per_session, ndcg_per_session, paired_bootstrap
 
 K = 10
 PRIMARY = f"ndcg_at_{K}"
 PRIMARY_METRIC = f"model_{PRIMARY}"
 PROBABILISTIC = ("model", "serving", "oracle")  # scores that are match probabilities (log loss applies)
+
+
+class EvaluationError(ValueError):
+    """Test days the figures cannot be computed on; the message is one line saying what to change."""
+
+
+class Evaluator:
+    """The figures of ``evaluate``, accumulated over chunks of whole sessions (a session's rows all
+    in one ``add``), so the test set is scored batch by batch: what is kept is one NDCG@k and AP@k
+    per session with a match and scorer (for the bootstrap), and fixed-size histograms."""
+
+    def __init__(self, k: int = K) -> None:
+        self.k = k
+        self.per_session: dict[str, list[np.ndarray]] = {}
+        self.ap: dict[str, list[np.ndarray]] = {}
+        self.classes: dict[str, Classification] = {}
+        self.rows = self.sessions = self.matches = 0
+
+    def add(self, groups: np.ndarray, rel: np.ndarray, scores: Mapping[str, np.ndarray]) -> None:
+        """``scores``: ``model`` first, then e.g. ``baseline``, ``serving``, ``oracle``; probabilities
+        already corrected for the model's negative sampling (``app/ranking/sampling.correct``)."""
+        rel = np.asarray(rel, dtype=np.float64)
+        if not len(rel):
+            return
+        self.rows += len(rel)
+        self.sessions += len(np.unique(groups))
+        self.matches += int(np.count_nonzero(rel))
+        for who, s in scores.items():
+            ndcg = ndcg_per_session(groups, s, rel, self.k)
+            used = ~np.isnan(ndcg)
+            self.per_session.setdefault(who, []).append(ndcg[used])
+            self.ap.setdefault(who, []).append(map_per_session(groups, s, rel, self.k)[used])
+            self.classes.setdefault(who, Classification(who in PROBABILISTIC)).add(rel, s)
+
+    def result(self, max_points: int = MAX_ROC_POINTS) -> tuple[dict[str, float], dict[str, list[float]]]:
+        if self.rows == 0:
+            raise EvaluationError("the test days hold no rows: nothing to evaluate (widen the window)")
+        if self.matches in (0, self.rows):
+            what = "no match" if self.matches == 0 else "only matches"
+            raise EvaluationError(
+                f"the test days' {self.rows} rows hold {what}: AUC and NDCG@{self.k} are undefined "
+                "(widen the window or the test days, or check the impressions' match column)"
+            )
+        k, metrics = self.k, {}
+        per = {who: np.concatenate(parts) for who, parts in self.per_session.items()}
+        for who, values in per.items():
+            aps = np.concatenate(self.ap[who])
+            metrics[f"{who}_ndcg_at_{k}"] = float(values.mean())
+            metrics[f"{who}_map_at_{k}"] = float(aps.mean())
+            metrics["sessions_with_a_match"] = len(values)
+            figures = self.classes[who].result()
+            if who in PROBABILISTIC:
+                metrics.update({f"{who}_{name}": v for name, v in figures.items() if name != "auc_error_bound"})
+            else:  # LambdaRank scores are not probabilities: rank quality (AUC) only
+                metrics[f"{who}_auc"] = figures["auc"]
+        metrics["model_auc_error_bound"] = self.classes["model"].result()["auc_error_bound"]
+        for who in per:
+            if who in ("model", "oracle"):
+                continue
+            lo, hi = paired_bootstrap(per["model"], per[who])
+            metrics[f"model_minus_{who}_ndcg_at_{k}"] = metrics[f"model_ndcg_at_{k}"] - metrics[f"{who}_ndcg_at_{k}"]
+            metrics[f"model_minus_{who}_ndcg_at_{k}_ci_low"] = lo
+            metrics[f"model_minus_{who}_ndcg_at_{k}_ci_high"] = hi
+        if "oracle" in per:
+            metrics[f"model_vs_oracle_ndcg_at_{k}"] = metrics[f"model_ndcg_at_{k}"] / metrics[f"oracle_ndcg_at_{k}"]
+        metrics["test_rows"] = float(self.rows)
+        metrics["test_sessions"] = float(self.sessions)
+        metrics["test_match_rate"] = self.matches / self.rows
+        fpr, tpr, edges = self.classes["model"].hist.roc(max_points)
+        thresholds = 1 / (1 + np.exp(-edges))  # the model's scores are probabilities: back from log-odds
+        return metrics, {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
 
 
 def evaluate(
@@ -33,35 +104,11 @@ def evaluate(
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
     """Flat metrics (``<who>_<metric>``) for every scorer in ``scores`` (``model`` first, then e.g.
     ``baseline`` and ``serving``) and the oracle when given; ``model_minus_<who>_ndcg_at_k`` with its
-    bootstrap interval; the model's ROC curve thinned to at most 300 points."""
-    groups, rel = cols[GROUP], np.asarray(cols[LABEL], dtype=np.float64)
-    everyone = dict(scores) if oracle is None else {**scores, "oracle": oracle}
-    metrics: dict[str, float] = {}
-    per_session: dict[str, np.ndarray] = {}
-    for who, s in everyone.items():
-        per = ndcg_per_session(groups, s, rel, k)
-        used = ~np.isnan(per)
-        per_session[who] = per[used]
-        metrics[f"{who}_ndcg_at_{k}"] = float(per[used].mean()) if used.any() else float("nan")
-        metrics[f"{who}_map_at_{k}"] = map_at_k(groups, s, rel, k)
-        metrics["sessions_with_a_match"] = int(used.sum())
-        if who in PROBABILISTIC:
-            metrics.update({f"{who}_{name}": v for name, v in classification(rel, s).items()})
-        else:  # LambdaRank scores are not probabilities: rank quality (AUC) only
-            metrics[f"{who}_auc"] = classification(rel, 1 / (1 + np.exp(-s)))["auc"]
-    for who in everyone:
-        if who in ("model", "oracle"):
-            continue
-        lo, hi = paired_bootstrap(per_session["model"], per_session[who])
-        metrics[f"model_minus_{who}_ndcg_at_{k}"] = metrics[f"model_ndcg_at_{k}"] - metrics[f"{who}_ndcg_at_{k}"]
-        metrics[f"model_minus_{who}_ndcg_at_{k}_ci_low"] = lo
-        metrics[f"model_minus_{who}_ndcg_at_{k}_ci_high"] = hi
-    if oracle is not None:
-        metrics[f"model_vs_oracle_ndcg_at_{k}"] = metrics[f"model_ndcg_at_{k}"] / metrics[f"oracle_ndcg_at_{k}"]
-    metrics["test_rows"] = float(len(rel))
-    metrics["test_sessions"] = float(len(np.unique(groups)))
-    metrics["test_match_rate"] = float(np.mean(rel))
-    return metrics, roc_points(rel, scores["model"])
+    bootstrap interval; the model's ROC curve thinned to at most 300 points. In memory: the test
+    set in one chunk (``Evaluator`` takes it in chunks of sessions)."""
+    e = Evaluator(k)
+    e.add(cols[GROUP], cols[LABEL], dict(scores) if oracle is None else {**scores, "oracle": oracle})
+    return e.result()
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ class FollowerError(ValueError):
 
 def training_parameters(settings: StackSettings, variant: str | None = None) -> dict[str, Any]:
     """The pipeline parameters of ``variant``'s training (default: the stack's primary): its
-    LightGBM parameters, features and window, where its deploy step deploys (its worker Deployment,
-    and those of the variants that follow it), the entities and the gate margin."""
+    LightGBM parameters, features, window and negative sampling rate, where its deploy step deploys
+    (its worker Deployment, and those of the variants that follow it), the entities and the gate margin."""
     sv, n = settings.serving, Names.of(settings)
     v = sv.variant(variant or sv.primary.name)
     if v.training.follows is not None:
@@ -41,4 +41,5 @@ def training_parameters(settings: StackSettings, variant: str | None = None) -> 
         "gate_margin": settings.training.gate.margin,
         "entity_ttl_days": json.dumps({e.name: e.ttl_days for e in settings.feature_store.entities}, sort_keys=True),
         "training_resources": settings.training.resources.model_dump_json(),
+        "negative_rate": (v.training.sampling or settings.training.sampling).negative_rate,
     }

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-import lightgbm as lgb
 import numpy as np
 
 from app.featurestore.online import RedisOnlineStore
 from app.featurestore.registry import Registry
 from app.ranking.features import SIDES, Entities, entity_features, feature_matrix
+from app.ranking.sampling import Booster
 from app.serving.messages import PoisonMessage, RerankRequest
 
 
@@ -30,8 +30,9 @@ class Scorer:
         self.store, self.entities = store, entities
         self.views = entity_features(registry, entities)
 
-    def score(self, model: lgb.Booster, requests: Sequence[RerankRequest]) -> list[Scored | PoisonMessage]:
+    def score(self, model: Booster, requests: Sequence[RerankRequest]) -> list[Scored | PoisonMessage]:
         """Scores per request, or the reason a request cannot be scored (a viewer the store does not know).
+        ``model``: the deployed ``CalibratedModel`` (scores corrected for negative sampling) or a booster.
 
         Candidates with no profile in the online store are left out of the scored request: a model
         would rank an all-missing row anywhere (often first); the client shows them after the ranked
@@ -69,7 +70,7 @@ class Scorer:
         return scored
 
     def _predict(
-        self, model: lgb.Booster, matrices: dict, row: dict[str, int], requests: list[RerankRequest]
+        self, model: Booster, matrices: dict, row: dict[str, int], requests: list[RerankRequest]
     ) -> np.ndarray:
         viewer_rows = np.array([row[r.user_id] for r in requests for _ in r.candidate_ids])
         cand_rows = np.array([row[c] for r in requests for c in r.candidate_ids])
@@ -86,7 +87,7 @@ class NaiveScorer(Scorer):
     """One online read per entity, one model call per request: the baseline ``rerank bench serving``
     compares the batched ``Scorer`` with."""
 
-    def score(self, model: lgb.Booster, requests: Sequence[RerankRequest]) -> list[Scored | PoisonMessage]:
+    def score(self, model: Booster, requests: Sequence[RerankRequest]) -> list[Scored | PoisonMessage]:
         out: list[Scored | PoisonMessage] = []
         for r in requests:
             cols: dict[str, list[float]] = {}

@@ -6,8 +6,10 @@
 - Ground truth, as production sees it: the scores the deployed model served in the recent window
   (the landed prediction records) joined with the impressions' outcomes (``app/trigger/served.py``)
   give the calibration gap |mean score - match rate| and the AUC drop from the model's evaluation
-  AUC. Only when too few served predictions landed (a new stack, a variant without traffic) are the
-  recent impressions re-scored with the deployed model instead; the report says which it used.
+  AUC (served scores are already corrected for the model's negative sampling by the worker; a
+  re-scoring corrects them the same way). Only when too few served predictions landed (a new
+  stack, a variant without traffic) are the recent impressions re-scored with the deployed model
+  instead; the report says which it used.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,6 +28,7 @@ from app.featurestore.registry import Registry
 from app.ranking.dataset import LABEL, columns, join_features, select_window
 from app.ranking.features import Entities, feature_matrix
 from app.ranking.metrics import classification
+from app.ranking.sampling import CalibratedModel
 from app.settings import DriftConfig
 
 SAMPLE_ROWS = 20_000
@@ -106,7 +108,8 @@ def check_drift(
         recent_start = train_end  # never judge the model on the data it was trained on
     train = join_features(store, _sample(select_window(impressions, train_start, train_end), 1), registry, entities)
     recent = join_features(store, _sample(select_window(impressions, recent_start, end), 2), registry, entities)
-    booster = lgb.Booster(model_file=model_file)
+    # the model's scores corrected for its negative sampling, as the worker serves them
+    booster = CalibratedModel.load(model_file, model_meta)
     names = booster.feature_name()
     train_cols, recent_cols = columns(train), columns(recent)
     x_train, x_recent = feature_matrix(train_cols, names), feature_matrix(recent_cols, names)

@@ -24,32 +24,48 @@ def evaluate_models(
     from collections import namedtuple
 
     import lightgbm as lgb
-    import pyarrow.parquet as pq
+    import numpy as np
+    import pandas as pd
 
-    from app.ranking.dataset import columns
-    from app.ranking.evaluation import Gate, decide, evaluate
+    from app.ranking.batches import session_chunks
+    from app.ranking.dataset import GROUP, LABEL, columns
+    from app.ranking.evaluation import Evaluator, Gate, decide
     from app.ranking.features import feature_matrix
-    from app.ranking.impressions import oracle_for, read_oracle
+    from app.ranking.impressions import KEY, ImpressionsError, read_oracle
     from app.ranking.registry import ModelRegistry
+    from app.ranking.sampling import CalibratedModel, rate_of
 
-    table = pq.read_table(test.path)
-    cols = columns(table)
-    boosters = {"model": model.path, "baseline": baseline.path}
-    serving = ModelRegistry(registry_uri).deployment(variant)
+    registry = ModelRegistry(registry_uri)
+    # (path, negative sampling rate the scores are corrected by); the baseline ranks, never sampled
+    boosters = {"model": (model.path, rate_of(model.metadata)), "baseline": (baseline.path, 1.0)}
+    serving = registry.deployment(variant)
     if serving is not None:
-        boosters["serving"] = serving.model_uri
-    scores = {}
-    for who, path in boosters.items():
-        booster = lgb.Booster(model_file=path)
-        lacking = [f for f in booster.feature_name() if f not in cols and not f.startswith("pair_")]
-        if lacking:  # e.g. the stack now serves another entity version than the serving model read
-            raise ValueError(
-                f"the {who} model {path} reads feature(s) {lacking[:5]} this run's data lacks; "
-                "train with the entities it was trained on, or deploy by hand"
-            )
-        scores[who] = booster.predict(feature_matrix(cols, booster.feature_name()))
-    oracle = oracle_for(table, read_oracle(oracle_uri)) if oracle_uri else None
-    figures, curve = evaluate(cols, scores, oracle)
+        boosters["serving"] = (serving.model_uri, rate_of(registry.metadata(serving.model_id)))
+    loaded = {who: CalibratedModel(lgb.Booster(model_file=path), rate) for who, (path, rate) in boosters.items()}
+    truth = None  # the oracle (simulations only) as a lookup by row key, built once
+    if oracle_uri:
+        truth = read_oracle(oracle_uri).select([*KEY, "p_match"]).to_pandas().drop_duplicates(list(KEY))
+        truth = truth.set_index(list(KEY))["p_match"]
+    evaluator = Evaluator()
+    for chunk in session_chunks(test.path):  # whole sessions, one batch at a time
+        cols = columns(chunk)
+        scores = {}
+        for who, booster in loaded.items():
+            lacking = [f for f in booster.feature_name() if f not in cols and not f.startswith("pair_")]
+            if lacking:  # e.g. the stack now serves another entity version than the serving model read
+                raise ValueError(
+                    f"the {who} model {boosters[who][0]} reads feature(s) {lacking[:5]} this run's data lacks; "
+                    "train with the entities it was trained on, or deploy by hand"
+                )
+            scores[who] = booster.predict(feature_matrix(cols, booster.feature_name()))  # corrected probabilities
+        if truth is not None:
+            keys = pd.MultiIndex.from_arrays([chunk.column(k).to_numpy(zero_copy_only=False) for k in KEY])
+            scores["oracle"] = truth.reindex(keys).to_numpy(dtype=np.float64)
+            if np.isnan(scores["oracle"]).any():
+                missing = int(np.isnan(scores["oracle"]).sum())
+                raise ImpressionsError(f"the oracle file has no p_match for {missing} impression(s)")
+        evaluator.add(cols[GROUP], cols[LABEL], scores)
+    figures, curve = evaluator.result()
     for name, value in figures.items():
         metrics.log_metric(name, value)
     roc.log_roc_curve(curve["fpr"], curve["tpr"], curve["thresholds"])

@@ -13,29 +13,40 @@ def train_model(
     task: str,
     env: str,
     model: Output[Model],
+    negative_rate: float = 1.0,
 ) -> None:
-    """``objective`` "pointwise" learns P(match) from both sides; "lambdarank" ranks by the viewer's likes."""
-    import json
+    """``objective`` "pointwise" learns P(match) from both sides; "lambdarank" ranks by the viewer's likes.
 
-    import pyarrow.parquet as pq
+    The data are read batch by batch into LightGBM's binned datasets (``app/ranking/binned.py``);
+    ``negative_rate`` < 1 keeps that share of the training rows' non-matches (pointwise only; the
+    rate goes into the model's metadata, and every reader of its scores corrects them by it)."""
+    import json
+    import time
 
     from app.featurestore.registry import default_registry
-    from app.ranking.dataset import BASELINE_LABEL, GROUP, LABEL, columns
-    from app.ranking.features import all_feature_names, check_features, feature_matrix, parse_entities
-    from app.ranking.model import train_lambdarank, train_pointwise
+    from app.ranking.features import all_feature_names, check_features, parse_entities
+    from app.ranking.model import train_from_shards
+    from app.ranking.sampling import RATE_KEY, check_rate
 
     registry, views = default_registry(), parse_entities(entities)
     names = [f.strip() for f in features.split(",") if f.strip()] or all_feature_names(registry, views)
     check_features(names, registry, views)
     params = json.loads(hyperparameters or "{}")
-    tr, va = columns(pq.read_table(train.path)), columns(pq.read_table(valid.path))
-    x, xv = feature_matrix(tr, names), feature_matrix(va, names)
-    if objective == "pointwise":
-        booster = train_pointwise(x, tr[LABEL], xv, va[LABEL], names, params)
-    elif objective == "lambdarank":
-        booster = train_lambdarank(x, tr[BASELINE_LABEL], tr[GROUP], xv, va[BASELINE_LABEL], va[GROUP], names, params)
-    else:
-        raise ValueError(f"objective must be 'pointwise' or 'lambdarank', got {objective!r}")
+    rate = check_rate(negative_rate)
+    started, read, said = time.monotonic(), [0], [0.0]
+
+    def rows_read(n: int) -> None:  # plain progress lines: the step's log locally and on Vertex
+        read[0] += n
+        now = time.monotonic() - started
+        if now - said[0] >= 10:
+            said[0] = now
+            print(f"train {objective}: {read[0]:,} feature rows binned ({read[0] / now:,.0f} rows/s)", flush=True)
+
+    def rounds_done(done: int, most: int) -> None:
+        if done % 25 == 0:
+            print(f"train {objective}: boosting round {done} of at most {most}", flush=True)
+
+    booster, learnt = train_from_shards(objective, train.path, valid.path, names, params, rate, rows_read, rounds_done)
     booster.save_model(model.path)
     window = {k: train.metadata.get(k) for k in ("start", "train_end", "valid_end", "end")}
     model.metadata.update(
@@ -49,5 +60,9 @@ def train_model(
             "best_iteration": booster.best_iteration,
             "data_window": window,
             "train_rows": train.metadata.get("rows"),
+            # rows and matches the model learnt from (after negative sampling), and the rate
+            "learnt_rows": learnt["rows"],
+            "learnt_positives": learnt["positives"],
+            RATE_KEY: rate,
         }
     )

@@ -10,12 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import kfp.local
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from kfp.dsl import Artifact, Dataset
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Metrics, Model
 
 from app.featurestore.events import FeatureRow, event_attributes, from_pubsub, process_event
 from app.featurestore.offline import ParquetOfflineStore
@@ -183,6 +184,73 @@ def test_a_deploy_reaches_the_variants_that_follow_the_trained_one(world: dict, 
     assert follower is not None and follower.model_id == candidate
     patches = list(yaml.safe_load_all(manifest.read_text()))
     assert [p["metadata"]["name"] for p in patches] == ["rerank-local-worker-d", "rerank-local-worker-d-shadow"]
+
+
+def test_steps_read_sharded_artifacts_and_a_sampled_model_is_corrected_wherever_it_is_scored(
+    world: dict, registry: Registry, tmp_path: Path
+) -> None:
+    """The train and evaluate steps on the dataset step's folder-of-shards form (the pipeline runs
+    above use the one-file form); a model trained on 30% of the negatives records the rate, and
+    evaluation, the worker's model handle and the drift check correct its scores by it: on the same
+    test days it stays within reach of the unsampled model, and calibrated."""
+    import lightgbm as lgb
+
+    from app.ranking.dataset import columns
+    from app.ranking.features import feature_matrix
+    from app.ranking.sampling import RATE_KEY, correct
+    from app.serving.model_handle import DeployedModel
+    from app.settings import DriftConfig
+    from app.trigger.drift import check_drift
+    from pipelines.components.evaluate import evaluate_models
+    from tests.unit.shards import write_shards
+
+    parts = {n: Dataset(uri=str(tmp_path / f"{n}.parquet")) for n in ("train", "valid", "test", "rejected")}
+    make_dataset(str(world["offline"]), str(world["market"] / IMPRESSIONS_DIR), "", "", 2, 2, ENTITIES, *parts.values())
+    shards = {}
+    for n in ("train", "valid", "test"):
+        shards[n] = Dataset(uri=str(write_shards(pq.read_table(parts[n].path), tmp_path / n, shards=3)))
+        shards[n].metadata.update(parts[n].metadata)
+
+    def train(name: str, rate: float = 1.0) -> Model:
+        model = Model(uri=str(tmp_path / f"{name}.txt"))
+        params = '{"num_boost_round": 40}'
+        train_model(shards["train"], shards["valid"], params, "", ENTITIES, "pointwise", "t", "local", model, rate)
+        return model
+
+    def evaluate(test: Dataset, model: Model, baseline: Model) -> dict:
+        out = evaluate_models(
+            test, model, baseline, str(tmp_path / "registry"), "none", "", 0.005, 0.0,
+            Metrics(uri=str(tmp_path / "metrics")), ClassificationMetrics(uri=str(tmp_path / "roc")),
+        )  # fmt: skip
+        return json.loads(out.metrics_json)
+
+    full, sampled = train("full"), train("sampled", rate=0.3)
+    baseline = full  # any booster will do as the baseline here: the figures compared are the model's
+    unsampled = evaluate(shards["test"], full, baseline)
+    assert evaluate(parts["test"], full, baseline) == pytest.approx(unsampled, rel=1e-9), "both forms, same figures"
+    assert sampled.metadata[RATE_KEY] == 0.3 and full.metadata[RATE_KEY] == 1.0
+    assert sampled.metadata["learnt_positives"] == full.metadata["learnt_positives"]
+    assert sampled.metadata["learnt_rows"] < 0.5 * full.metadata["learnt_rows"]
+    m = evaluate(shards["test"], sampled, baseline)
+    assert abs(m["model_ndcg_at_10"] - unsampled["model_ndcg_at_10"]) < 0.03, (m, unsampled)
+    assert m["model_calibration_gap"] < 0.01 and m["model_ece"] < 0.02, m
+    test = columns(pq.read_table(parts["test"].path))
+    booster = lgb.Booster(model_file=sampled.path)
+    raw = booster.predict(feature_matrix(test, booster.feature_name()))
+    assert raw.mean() - test["match"].mean() > 0.03, "uncorrected, the sampled model over-predicts matches"
+
+    served = ModelRegistry(tmp_path / "served")
+    served.deploy("primary", served.register(Path(sampled.path), dict(sampled.metadata)), "sampled")
+    handle = DeployedModel(served, "primary").current()
+    assert handle is not None
+    assert np.allclose(handle[1].predict(feature_matrix(test, booster.feature_name())), correct(raw, 0.3))
+
+    impressions = read_impressions(world["market"] / IMPRESSIONS_DIR).table
+    store = ParquetOfflineStore(world["offline"], registry)
+    drift = check_drift(
+        store, registry, impressions, sampled.path, dict(sampled.metadata), DriftConfig(), parse_entities(ENTITIES)
+    )
+    assert drift.ground_truth["source"] == "rescored" and drift.calibration_gap < 0.02, drift.to_dict()
 
 
 def test_latest_approved_model_reaches_another_pipeline_through_an_importer(world: dict) -> None:
