@@ -7,7 +7,6 @@ calls the copies of the old steps in bench/in_memory_path.py.
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 import time
@@ -44,10 +43,8 @@ def streaming(step: str, a: dict[str, Any]) -> dict[str, Any]:
         from pipelines.components.train import train_model
 
         extra = {}
-        if a.get("sampling") is not None:
-            if "sampling" not in inspect.signature(train_model).parameters:
-                raise SystemExit("this branch's train step takes no sampling rate (issue 17b adds it)")
-            extra["sampling"] = a["sampling"] if step == "train" else 1.0
+        if a.get("sampling") is not None and step == "train":  # LambdaRank learns from whole sessions
+            extra["negative_rate"] = a["sampling"]
         model = _artifact(Model, str(work / f"{step}.txt"))
         train_model(
             train=_artifact(Dataset, str(work / "train"), meta["train"]),

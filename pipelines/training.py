@@ -119,7 +119,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             "point-in-time dataset",
         )
         sizing = _sized(
-            sizing_op(dataset_json=data.outputs["Output"], resources=training_resources),
+            sizing_op(dataset_json=data.outputs["Output"], resources=training_resources, sampling=negative_rate),
             "sizing",
             "size the training steps from the data",
         )

@@ -62,8 +62,9 @@ def machine_for(step: str, rows: int, columns: int, resources: TrainingResources
     largest = allowed[-1].memory_gb
     raise SizingError(
         f"the {step} step needs about {need:,.0f} GB for {rows:,} rows x {columns} columns, more than the "
-        f"{largest} GB of the largest machine training.resources allows: lower training.sampling, shorten "
-        "the variant's training.window_days, or allow a larger machine (training.resources.ladder, max_memory_gb)"
+        f"{largest} GB of the largest machine training.resources allows: lower "
+        "training.sampling.negative_rate, shorten the variant's training.window_days, or allow a larger "
+        "machine (training.resources.ladder, max_memory_gb)"
     )
 
 

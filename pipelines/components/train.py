@@ -21,8 +21,8 @@ def train_model(
     ``negative_rate`` < 1 keeps that share of the training rows' non-matches (pointwise only; the
     rate goes into the model's metadata, and every reader of its scores corrects them by it)."""
     import json
-    import time
 
+    from app.featurestore.progress import Progress
     from app.featurestore.registry import default_registry
     from app.ranking.features import all_feature_names, check_features, parse_entities
     from app.ranking.model import train_from_shards
@@ -33,20 +33,20 @@ def train_model(
     check_features(names, registry, views)
     params = json.loads(hyperparameters or "{}")
     rate = check_rate(negative_rate)
-    started, read, said = time.monotonic(), [0], [0.0]
-
-    def rows_read(n: int) -> None:  # plain progress lines: the step's log locally and on Vertex
-        read[0] += n
-        now = time.monotonic() - started
-        if now - said[0] >= 10:
-            said[0] = now
-            print(f"train {objective}: {read[0]:,} feature rows binned ({read[0] / now:,.0f} rows/s)", flush=True)
+    # Progress on stderr: a bar on a terminal, a plain line every 10 s in the step's log (and on Vertex).
+    binning = Progress(f"train {objective}: binning", unit="feature rows")
+    boosting = Progress(f"train {objective}: boosting", unit="rounds")
 
     def rounds_done(done: int, most: int) -> None:
-        if done % 25 == 0:
-            print(f"train {objective}: boosting round {done} of at most {most}", flush=True)
+        if boosting.done == 0:
+            binning.finish()
+        boosting.total = most
+        boosting.advance(done - boosting.done)
 
-    booster, learnt = train_from_shards(objective, train.path, valid.path, names, params, rate, rows_read, rounds_done)
+    booster, learnt = train_from_shards(
+        objective, train.path, valid.path, names, params, rate, binning.advance, rounds_done
+    )
+    boosting.finish()
     booster.save_model(model.path)
     window = {k: train.metadata.get(k) for k in ("start", "train_end", "valid_end", "end")}
     model.metadata.update(
