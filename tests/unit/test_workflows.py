@@ -58,14 +58,15 @@ def test_every_pr_plans_dev_and_prod_without_credentials() -> None:
     assert not any(j.get("uses") == SHARED for j in doc["jobs"].values())
 
 
-def test_merges_go_up_to_dev_then_preview_prod_then_up_behind_its_environment() -> None:
+def test_merges_go_up_to_dev_then_up_prod_behind_its_approval() -> None:
     jobs = workflow("deploy.yml")["jobs"]
     assert workflow("deploy.yml")["on"]["push"] == {"branches": ["main"]}
     assert (jobs["dev"]["with"]["stack"], jobs["dev"]["with"]["command"]) == ("dev", "up")
-    preview, prod = jobs["prod-preview"], jobs["prod"]
-    assert preview["needs"] == "dev" and (preview["with"]["command"], preview["with"]["stack"]) == ("preview", "prod")
-    assert preview["with"]["environment"] == "prod-preview"
-    assert prod["needs"] == "prod-preview" and prod["with"]["environment"] == "prod"
+    prod = jobs["prod"]
+    assert prod["needs"] == "dev" and (prod["with"]["command"], prod["with"]["stack"]) == ("up", "prod")
+    # Nothing holds prod's passphrase before prod's approval: no other job names a prod environment.
+    assert [n for n, j in jobs.items() if "prod" in str((j.get("with") or {}).get("environment"))] == ["prod"]
+    assert prod["with"]["environment"] == "prod"
 
 
 def test_a_review_stack_lives_as_long_as_its_pull_request() -> None:
@@ -126,7 +127,7 @@ def test_callers_grant_what_the_shared_run_needs(name: str) -> None:
 
 # Environments whose credentials and passphrase reach dev's or prod's project, state or AWS account:
 # main's own commit only. The review environments reach the review project and rerank-pr-* only.
-MAIN_ONLY = ("dev", "prod-preview", "prod")
+MAIN_ONLY = ("dev", "prod")
 REVIEW = ("review", "review-trusted")
 DEPLOY_ACTIONS = ("google-github-actions/auth@", "aws-actions/configure-aws-credentials@")
 
@@ -254,8 +255,20 @@ BREAKS = {
     ),
     "the plan job given prod's environment": (
         "preview.yml",
-        lambda d: d["jobs"]["plan"].update(environment="prod-preview"),
+        lambda d: d["jobs"]["plan"].update(environment="prod"),
         "environment on ['pull_request']",
+    ),
+    "prod's state decrypted before prod's approval": (
+        "deploy.yml",
+        lambda d: d["jobs"].update(
+            {
+                "prod-preview": {
+                    **d["jobs"]["prod"],
+                    "with": {**d["jobs"]["prod"]["with"], "command": "preview", "environment": "prod-preview"},
+                }
+            }
+        ),
+        "prod-preview is not in the trust table",
     ),
     "a passphrase outside an environment": (
         "preview.yml",
@@ -298,13 +311,20 @@ def _guard() -> tuple[int, dict[str, Any]]:
     [
         ("dev", "dev", "refs/heads/main", "", "push", ""),
         ("prod", "prod", "refs/heads/main", "", "workflow_dispatch", ""),
-        ("prod-preview", "prod", "refs/heads/main", "", "push", ""),
+        (
+            "prod-preview",
+            "prod",
+            "refs/heads/main",
+            "",
+            "push",
+            "does not run stack prod",
+        ),  # none decrypts before approval
         ("review-trusted", "pr-7", "refs/heads/main", "0123abc", "pull_request_target", ""),
         ("review", "pr-7", "refs/heads/main", "0123abc", "pull_request_target", ""),
         ("review-trusted", "pr-7", "refs/heads/main", "", "schedule", ""),
         ("dev", "dev", "refs/heads/feature", "", "workflow_dispatch", "runs only main's own commit"),
         ("prod", "prod", "refs/heads/main", "0123abc", "push", "runs only main's own commit"),
-        ("prod-preview", "prod", "refs/heads/main", "", "pull_request_target", "runs only main's own commit"),
+        ("prod", "prod", "refs/heads/main", "", "pull_request_target", "runs only main's own commit"),
         ("dev", "dev", "refs/pull/7/merge", "", "pull_request", "runs only main's own commit"),
         ("dev-preview", "dev", "refs/heads/main", "", "push", "does not run stack dev"),  # nobody listed it
         ("review-trusted", "dev", "refs/heads/main", "", "pull_request_target", "does not run stack dev"),
