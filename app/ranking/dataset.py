@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,20 @@ class Windows:
     train_end: datetime
     valid_end: datetime
     end: datetime
+
+    def parts(self) -> tuple[tuple[str, datetime, datetime], ...]:
+        """(split, its start, its end) for train, valid and test."""
+        return (
+            ("train", self.start, self.train_end),
+            ("valid", self.train_end, self.valid_end),
+            ("test", self.valid_end, self.end),
+        )
+
+    def require(self, present: Container[str]) -> None:
+        """Every split has impressions, or one line naming the empty window."""
+        for name, lo, hi in self.parts():
+            if name not in present:
+                raise DatasetError(f"the {name} window [{lo}, {hi}) has no impressions")
 
     def as_dict(self) -> dict[str, str]:
         return {k: getattr(self, k).isoformat() for k in ("start", "train_end", "valid_end", "end")}
@@ -121,11 +136,7 @@ def known_rows(joined: pa.Table, registry: Registry, entities: Entities) -> tupl
 def split(joined: pa.Table, w: Windows) -> dict[str, pa.Table]:
     t = joined.column("impression_time")
     parts = {}
-    for name, lo, hi in (
-        ("train", w.start, w.train_end),
-        ("valid", w.train_end, w.valid_end),
-        ("test", w.valid_end, w.end),
-    ):
+    for name, lo, hi in w.parts():
         part = joined.filter(pc.and_(pc.greater_equal(t, pa.scalar(lo, t.type)), pc.less(t, pa.scalar(hi, t.type))))
         if part.num_rows == 0:
             raise DatasetError(f"the {name} window [{lo}, {hi}) has no impressions")
@@ -324,13 +335,7 @@ def build_dataset(
                 "FROM joined WHERE __known GROUP BY __split"
             ).fetchall()
         }
-        for name, lo, hi in (
-            ("train", windows.start, windows.train_end),
-            ("valid", windows.train_end, windows.valid_end),
-            ("test", windows.valid_end, windows.end),
-        ):
-            if name not in stats:
-                raise DatasetError(f"the {name} window [{lo}, {hi}) has no impressions")
+        windows.require(stats)
 
         t = time.perf_counter()
         buckets = {name: max(1, -(-stats[name][0] // req.shard_rows)) for name in SPLITS}
@@ -445,13 +450,7 @@ def build_dataset_bigquery(
             "WHERE __known GROUP BY __split"
         )
     }
-    for name, lo, hi in (
-        ("train", windows.start, windows.train_end),
-        ("valid", windows.train_end, windows.valid_end),
-        ("test", windows.valid_end, windows.end),
-    ):
-        if name not in stats:
-            raise DatasetError(f"the {name} window [{lo}, {hi}) has no impressions")
+    windows.require(stats)
     finished("impressions joined point-in-time", sum(s[0] for s in stats.values()), time.perf_counter() - t1)
 
     t2 = time.perf_counter()
