@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 from app.contracts import WorkerEnv, k8s_env
 from app.featurestore.offline_schema import bigquery_schema_of
 from app.serving.sink import SCHEMA as PREDICTION_SCHEMA
-from app.settings import MaintenanceConfig
+from app.settings import MaintenanceConfig, NodePoolConfig, SystemPoolConfig
 from infra.common import (
     CONTAINER_SECURITY,
     GCS_FUSE_ANNOTATION,
@@ -271,27 +271,18 @@ class Serving(pulumi.ComponentResource):
                 total_min_node_count=pool.min_nodes, total_max_node_count=pool.max_nodes, location_policy="ANY"
             ),
             management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
-            node_config=gcp.container.NodePoolNodeConfigArgs(
-                machine_type=pool.machine_type,
-                disk_type=pool.disk_type,
-                disk_size_gb=pool.disk_size_gb,
+            node_config=_node_config(
+                ctx,
+                args,
+                pool,
+                WORKER_NODE_TAG,
+                {POOL_LABEL: "workers"},
                 spot=pool.provisioning == "spot",
                 preemptible=pool.provisioning == "preemptible",
-                service_account=args.nodes_account.email,
-                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
-                workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
-                    mode="GKE_METADATA"
-                ),
-                shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
-                    enable_secure_boot=True
-                ),
-                labels={"rerank.dev/pool": "workers"},
                 # Beside a system pool, only what tolerates Spot lands here (infra/common.py ON_SPOT_POOL).
                 taints=[gcp.container.NodePoolNodeConfigTaintArgs(**SPOT_TAINT, effect="NO_SCHEDULE")]
                 if s.serving.system_pool.enabled
                 else None,
-                tags=[ctx.names.node_tag(WORKER_NODE_TAG)],
-                resource_labels=ctx.labels,
             ),
             opts=ctx.opts(self),
         )
@@ -340,22 +331,7 @@ class Serving(pulumi.ComponentResource):
                 total_min_node_count=sp.min_nodes, total_max_node_count=sp.max_nodes, location_policy="BALANCED"
             ),
             management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
-            node_config=gcp.container.NodePoolNodeConfigArgs(
-                machine_type=sp.machine_type,
-                disk_type=sp.disk_type,
-                disk_size_gb=sp.disk_size_gb,
-                service_account=args.nodes_account.email,
-                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
-                workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
-                    mode="GKE_METADATA"
-                ),
-                shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
-                    enable_secure_boot=True
-                ),
-                labels={POOL_LABEL: SYSTEM_POOL},
-                tags=[ctx.names.node_tag(SYSTEM_NODE_TAG)],
-                resource_labels=ctx.labels,
-            ),
+            node_config=_node_config(ctx, args, sp, SYSTEM_NODE_TAG, {POOL_LABEL: SYSTEM_POOL}),
             opts=ctx.opts(self),
         )
 
@@ -646,4 +622,29 @@ def _kubeconfig(cluster: str, endpoint: str) -> str:
                 }
             ],
         }
+    )
+
+
+def _node_config(
+    ctx: StackContext,
+    args: ServingArgs,
+    pool: NodePoolConfig | SystemPoolConfig,
+    tag: str,
+    labels: dict[str, str],
+    **extra: Any,
+) -> gcp.container.NodePoolNodeConfigArgs:
+    """What every node pool of the stack states (machine, disk, its own account, workload identity
+    metadata, secure boot, tag, labels), plus a pool's own settings (``extra``: spot, taints)."""
+    return gcp.container.NodePoolNodeConfigArgs(
+        machine_type=pool.machine_type,
+        disk_type=pool.disk_type,
+        disk_size_gb=pool.disk_size_gb,
+        service_account=args.nodes_account.email,
+        oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+        workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+        shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(enable_secure_boot=True),
+        labels=labels,
+        tags=[ctx.names.node_tag(tag)],
+        resource_labels=ctx.labels,
+        **extra,
     )
