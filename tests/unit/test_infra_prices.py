@@ -201,7 +201,16 @@ def test_the_price_list_is_asked_per_usage_type_and_read_at_its_tier() -> None:
     paid = aws_price("ddb.storage", {**query, "tier_at": 26}, products_of, "eu-west-1")
     stub.assert_no_pending_responses()
     assert free.usd == 0.0 and paid.usd == pytest.approx(0.283)
-    assert paid.sku.startswith("FIXTUREDDB0003.JRTCKXETXF.") and paid.effective == "2026-11-01T00:00:00Z"
+    assert paid.sku.startswith("E6MS5SS3AMMHBJC6.JRTCKXETXF.") and paid.effective == "2026-09-11T12:44:22Z"
+
+
+def test_the_on_demand_term_is_read_never_a_reserved_one() -> None:
+    client, stub = stubbed_pricing(aws_answers(), ["EU-WriteCapacityUnit-Hrs"])
+    query = {"aws": "AmazonDynamoDB", "usagetype": "EU-WriteCapacityUnit-Hrs", "unit": "WriteCapacityUnit-Hrs"}
+    price = aws_price("ddb.wcu", query, products_reader(client), "eu-west-1")
+    stub.assert_no_pending_responses()
+    # The product also carries a 1-year reserved term ($0.000098 an hour after an upfront fee).
+    assert price.usd == pytest.approx(0.000735) and ".JRTCKXETXF." in price.sku
 
 
 def test_the_price_list_pages_are_all_read() -> None:
@@ -212,17 +221,20 @@ def test_the_price_list_pages_are_all_read() -> None:
     stub.add_response("get_products", {"PriceList": [item]})
     with stub:
         found = products_reader(client)("AmazonDynamoDB", "EU-WriteRequestUnits")
-    assert [p["product"]["sku"] for p in found] == ["FIXTUREDDB0001"]
+    assert [p["product"]["sku"] for p in found] == ["F4EZE5SAMS3D49NJ"]
 
 
 @pytest.mark.parametrize(
     "usage, region, problem",
     [
         ("EU-WriteRequestUnits", "us-east-1", "is offered in eu-west-1, not us-east-1"),
+        # Without eu-west-1's EU- prefix the usage type is us-east-1's.
+        ("WriteRequestUnits", "eu-west-1", "is offered in us-east-1, not eu-west-1"),
+        # PayPerRequestThroughput is the entries' operation, not a usage type.
         (
-            "EU-WriteCapacityUnit-Hrs",
+            "EU-PayPerRequestThroughput",
             "eu-west-1",
-            "no AmazonDynamoDB product with usage type 'EU-WriteCapacityUnit-Hrs'",
+            "no AmazonDynamoDB product with usage type 'EU-PayPerRequestThroughput'",
         ),
     ],
 )
@@ -274,6 +286,9 @@ def test_refresh_with_the_recorded_answers_reproduces_the_committed_figures_exac
         else:  # not queried: carried as committed, provenance and all
             assert after == before, key
     assert fresh.refreshed == "2026-12-04T09:30:00Z" and fresh.dated == "2026-12-04"
+    # The AWS prices are read from the very offer entries their page source names (SKU in the note).
+    for key, _ in queried("aws"):
+        assert fresh.prices[key].sku.split(".")[0] in committed.prices[key].note, key
     # Everything but the prices read and the table's dates is the committed table's.
     rest = {k: v for k, v in done.doc.items() if k not in ("prices", "table")}
     assert rest == {k: v for k, v in committed.raw.items() if k not in ("prices", "table")}
@@ -352,7 +367,7 @@ def test_refresh_with_one_catalog_reads_it_and_says_the_other_was_not(
     out = capsys.readouterr().out
     assert "from gcp, 0 from aws; aws not refreshed: no AWS credentials" in out
     written = load_prices(table_copy)
-    assert {p.provenance for p in written.prices.values() if p.region == "eu-west-1"} == {"unverified"}
+    assert {p.provenance for p in written.prices.values() if p.region == "eu-west-1"} == {"page"}
 
 
 def test_a_refresh_that_fails_writes_nothing(
