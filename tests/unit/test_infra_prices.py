@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 import json
 import shutil
 import tomllib
@@ -267,6 +268,34 @@ def test_the_tier_read_is_the_last_one_started_at_or_below_the_amount(starts: li
     price = gcp_price("t", {"gcp": "s", "description": "Tiered", "tier_at": amount}, lambda _: [sku], "europe-west1")
     expected = max(i for i, s in enumerate(tiers) if s <= amount)
     assert price.usd == pytest.approx((1000 + expected) / 1e9)
+
+
+@given(
+    ends=st.lists(st.integers(min_value=1, max_value=100_000), max_size=4, unique=True),
+    amount=st.floats(min_value=0, max_value=200_000, allow_nan=False),
+)
+def test_a_price_list_tier_is_the_dimension_whose_range_holds_the_amount(ends: list[int], amount: float) -> None:
+    bounds = [0, *sorted(ends)]
+    ranges = [(lo, str(hi)) for lo, hi in itertools.pairwise(bounds)] + [(bounds[-1], "Inf")]
+    dims = {
+        f"T.JRTCKXETXF.{i}": {
+            "unit": "GB-Mo",
+            "rateCode": f"T.JRTCKXETXF.{i}",
+            "beginRange": str(lo),
+            "endRange": hi,
+            "pricePerUnit": {"USD": str(i + 1)},
+        }
+        for i, (lo, hi) in enumerate(reversed(ranges))  # the price list does not order them
+    }
+    item = {
+        "product": {"sku": "T", "attributes": {"regionCode": "eu-west-1"}},
+        "terms": {"OnDemand": {"T.JRTCKXETXF": {"priceDimensions": dims, "offerTermCode": "JRTCKXETXF"}}},
+    }
+    query = {"aws": "AmazonDynamoDB", "usagetype": "EU-X", "tier_at": amount}
+    price = aws_price("t", query, lambda service, usage: [item], "eu-west-1")
+    lo, hi = next((lo, hi) for lo, hi in ranges if lo <= amount < (float("inf") if hi == "Inf" else float(hi)))
+    assert price.usd == float(dims[price.sku]["pricePerUnit"]["USD"])
+    assert (float(dims[price.sku]["beginRange"]), dims[price.sku]["endRange"]) == (lo, hi)
 
 
 # --- refresh --------------------------------------------------------------------------------------
