@@ -120,6 +120,10 @@ def test_every_price_says_how_it_was_obtained_and_none_claims_a_catalog_it_was_n
         ('checked = "2026-12-04"', 'checked = "last week"', "needs the day it was checked"),
         ('usd = 0.1\nunit = "cluster-hour"', 'usd = -0.1\nunit = "cluster-hour"', "usd must be a number >= 0"),
         ('"gcp:compute/firewall:Firewall" =', '"gcp:container/cluster:Cluster" =', "is both priced and free"),
+        ('usagetype = "EU-WriteRequestUnits"', 'usagetype = "WriteRequestUnits"',
+         "usage type 'WriteRequestUnits' lacks eu-west-1's prefix 'EU-'"),
+        ('usagetype = "EU-ReadRequestUnits"', 'usagetype = "EUW1-ReadRequestUnits"',
+         "usage type 'EUW1-ReadRequestUnits' lacks eu-west-1's prefix 'EU-'"),
     ],
 )  # fmt: skip
 def test_a_malformed_price_table_is_refused_in_one_line(old: str, new: str, problem: str, tmp_path: Path) -> None:
