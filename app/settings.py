@@ -582,6 +582,10 @@ class CostConfig(_Strict):
     # Time series each alert condition returns per execution period (the stack's conditions each
     # filter one subscription or job).
     alert_time_series_per_condition: int = Field(default=1, ge=0)
+    # Points each user-defined log-based metric writes to Cloud Monitoring a month: one time series
+    # (the stack's count failure log lines and have no labels) with a point each minute. Not derived:
+    # how many minutes see a failure, and on how many pods, is the workload's.
+    log_metric_points_per_month: int = Field(default=43_800, ge=0)
     secret_accesses_per_month: int = Field(default=10_000, ge=0)
 
 

@@ -43,6 +43,10 @@ NAT_PORTS_PER_IP, NAT_DEFAULT_PORTS_PER_VM = 64_512, 64
 # The alerting page's examples: a condition returns its time series once per 30-second period.
 ALERT_PERIOD_SECONDS = 30
 RESOURCE_BASED_BILLING = "enable_streaming_engine_resource_based_billing"
+# Bytes Cloud Monitoring is assumed to bill a log-based metric's point as (a scalar counter's value,
+# a distribution's buckets); assumptions: the stored pricing page shows the rate, not the sizes.
+METRIC_POINT_BYTES = {"INT64": 8, "DOUBLE": 8, "BOOL": 8, "DISTRIBUTION": 80}
+MIB = 1024**2
 # vCPUs and GiB per vCPU of the predefined shapes <family>-<shape>-<vCPUs>.
 SHAPE_MEMORY_PER_VCPU = {
     "e2": {"standard": 4.0, "highmem": 8.0, "highcpu": 1.0},
@@ -557,6 +561,29 @@ def _alert_policy(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
     return conditions * rate + series / 1e6 * series_rate, basis
 
 
+def _log_metric(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
+    """The bytes of the points a user-defined log-based metric writes: a counter (no value
+    extractor) is INT64, one with a value extractor a distribution; each label multiplies its
+    series by values the plan cannot say, so a labelled metric is unpriced rather than guessed."""
+    inputs = r["inputs"]
+    labels = sorted((inputs.get("labelExtractors") or {}).keys())
+    if labels:
+        raise Unpriced(f"its label(s) {', '.join(labels)} multiply its series by values the plan does not declare")
+    descriptor = inputs.get("metricDescriptor") or {}
+    value_type = "DISTRIBUTION" if inputs.get("valueExtractor") else descriptor.get("valueType", "INT64")
+    size = METRIC_POINT_BYTES.get(value_type)
+    if size is None:
+        raise Unpriced(f"a {value_type} point's billed size is not known here")
+    points, rate = u.cost.log_metric_points_per_month, u.usd("monitoring.metric_data_mib")
+    mib = points * size / MIB
+    kind = descriptor.get("metricKind", "DELTA")
+    basis = (
+        f"{points:,} points a month (cost.log_metric_points_per_month, assumed) x {size} bytes a {kind} {value_type} "
+        f"point (assumed) = {mib:,.3f} MiB x {_rate(rate)}/MiB"
+    )
+    return mib * rate, basis
+
+
 def _dynamodb(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
     if r["inputs"].get("billingMode") != "PAY_PER_REQUEST":
         raise Unpriced("provisioned capacity is not in the price table (only on-demand)")
@@ -597,6 +624,7 @@ PRICERS: dict[str, Callable[[dict[str, Any], _Usage], tuple[float, str]]] = {
     "gcp:cloudfunctionsv2/function:Function": _function,
     "gcp:cloudscheduler/job:Job": _scheduler,
     "gcp:monitoring/alertPolicy:AlertPolicy": _alert_policy,
+    "gcp:logging/metric:Metric": _log_metric,
     "aws:dynamodb/table:Table": _dynamodb,
 }
 

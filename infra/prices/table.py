@@ -30,6 +30,10 @@ PROVENANCES = ("catalog", "page", "unverified")
 _DAY = r"20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 # The order a price's fields are written in (any other field is refused on reading).
 PRICE_FIELDS = ("usd", "unit", "region", "provenance", "source", "checked", "sku", "effective", "note", "catalog")
+# The prefix AWS's usage types carry per region (eu-west-1's is "EU-", not "EUW1-"), as the public
+# offer-file records and bills read for issue 20 show them; a query without its region's prefix asks
+# for another region's product. Regions not listed are left to the refresh, which refuses a mismatch.
+AWS_USAGE_PREFIX = {"eu-west-1": "EU-", "eu-west-2": "EUW2-", "eu-central-1": "EUC1-", "us-west-2": "USW2-"}
 HEADER = """\
 # Prices behind `rerank infra cost` (infra/cost.py); the volumes they multiply are the stack's
 # `cost` settings (app/settings.py: CostConfig) and what its plan declares. Written by
@@ -149,6 +153,13 @@ def table_from(doc: dict[str, Any], path: Path = PRICE_TABLE) -> PriceTable:
             if not (src.get("title") and str(src.get("url", "")).startswith("https://")):
                 raise PriceTableError(f"{shown}: sources.{name} needs a title and an https url")
         prices = {key: _price(key, p, sources, shown) for key, p in doc["prices"].items()}
+        prefix = AWS_USAGE_PREFIX.get(str(table["aws_region"]))
+        for key, price in prices.items():
+            usage = str(price.catalog.get("usagetype", ""))
+            if "aws" in price.catalog and prefix and not usage.startswith(prefix):
+                raise PriceTableError(
+                    f"{shown}: prices.{key}: usage type {usage!r} lacks {table['aws_region']}'s prefix {prefix!r}"
+                )
         both = [t for t in doc["priced"] if any(fnmatchcase(t, f) for f in doc["free"])]
         if both:
             raise PriceTableError(f"{shown}: {both[0]} is both priced and free")

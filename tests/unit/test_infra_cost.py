@@ -373,6 +373,27 @@ def test_alerting_is_billed_per_condition_and_per_time_series() -> None:
     assert backlog["usd_per_month"] == pytest.approx(expected, abs=0.01)
 
 
+def test_log_based_metrics_are_billed_by_the_bytes_of_their_points() -> None:
+    table, dev = load_prices(), load_stack("dev")
+    inventory = copy.deepcopy(planned("dev").to_json()["inventory"])
+    assert not [k for k in priced("dev")["unpriced"] if k.startswith("gcp:logging/metric:Metric")]
+    busy = dev.model_copy(update={"cost": dev.cost.model_copy(update={"log_metric_points_per_month": 10_000_000})})
+    rate = table.usd("monitoring.metric_data_mib")
+    counter = line_of(estimate(inventory, busy, table).to_json(), "monitoring-results-writes")
+    assert counter["usd_per_month"] == pytest.approx(10_000_000 * 8 / 2**20 * rate, abs=0.01)
+    assert [p["key"] for p in counter["prices"]] == ["monitoring.metric_data_mib"] and not counter["unverified"]
+    assert "(assumed)" in counter["basis"] and "DELTA INT64" in counter["basis"]
+    # A value extractor makes it a distribution, whose points are billed larger.
+    metric = next(r for r in inventory if r["name"] == "monitoring-results-writes")
+    metric["inputs"]["valueExtractor"] = "EXTRACT(jsonPayload.latency_ms)"
+    distribution = line_of(estimate(inventory, busy, table).to_json(), "monitoring-results-writes")
+    assert distribution["usd_per_month"] == pytest.approx(10_000_000 * 80 / 2**20 * rate, abs=0.01)
+    # Labels multiply its series by values the plan cannot say: unpriced, in one line, never zero.
+    metric["inputs"]["labelExtractors"] = {"kind": 'REGEXP_EXTRACT(textPayload, "kind=(\\\\w+)")'}
+    labelled = line_of(estimate(inventory, busy, table).to_json(), "monitoring-results-writes")
+    assert labelled["usd_per_month"] == "unpriced" and "label(s) kind multiply its series" in labelled["basis"]
+
+
 @pytest.mark.parametrize("gb, usd", [(0.4, 0.0), (0.5, 0.0), (10.0, 0.95)])
 def test_the_registrys_free_half_gigabyte_is_not_billed(gb: float, usd: float) -> None:
     dev = load_stack("dev")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 import json
 import shutil
 import tomllib
@@ -119,6 +120,10 @@ def test_every_price_says_how_it_was_obtained_and_none_claims_a_catalog_it_was_n
         ('checked = "2026-12-04"', 'checked = "last week"', "needs the day it was checked"),
         ('usd = 0.1\nunit = "cluster-hour"', 'usd = -0.1\nunit = "cluster-hour"', "usd must be a number >= 0"),
         ('"gcp:compute/firewall:Firewall" =', '"gcp:container/cluster:Cluster" =', "is both priced and free"),
+        ('usagetype = "EU-WriteRequestUnits"', 'usagetype = "WriteRequestUnits"',
+         "usage type 'WriteRequestUnits' lacks eu-west-1's prefix 'EU-'"),
+        ('usagetype = "EU-ReadRequestUnits"', 'usagetype = "EUW1-ReadRequestUnits"',
+         "usage type 'EUW1-ReadRequestUnits' lacks eu-west-1's prefix 'EU-'"),
     ],
 )  # fmt: skip
 def test_a_malformed_price_table_is_refused_in_one_line(old: str, new: str, problem: str, tmp_path: Path) -> None:
@@ -201,7 +206,16 @@ def test_the_price_list_is_asked_per_usage_type_and_read_at_its_tier() -> None:
     paid = aws_price("ddb.storage", {**query, "tier_at": 26}, products_of, "eu-west-1")
     stub.assert_no_pending_responses()
     assert free.usd == 0.0 and paid.usd == pytest.approx(0.283)
-    assert paid.sku.startswith("FIXTUREDDB0003.JRTCKXETXF.") and paid.effective == "2026-11-01T00:00:00Z"
+    assert paid.sku.startswith("E6MS5SS3AMMHBJC6.JRTCKXETXF.") and paid.effective == "2026-09-11T12:44:22Z"
+
+
+def test_the_on_demand_term_is_read_never_a_reserved_one() -> None:
+    client, stub = stubbed_pricing(aws_answers(), ["EU-WriteCapacityUnit-Hrs"])
+    query = {"aws": "AmazonDynamoDB", "usagetype": "EU-WriteCapacityUnit-Hrs", "unit": "WriteCapacityUnit-Hrs"}
+    price = aws_price("ddb.wcu", query, products_reader(client), "eu-west-1")
+    stub.assert_no_pending_responses()
+    # The product also carries a 1-year reserved term ($0.000098 an hour after an upfront fee).
+    assert price.usd == pytest.approx(0.000735) and ".JRTCKXETXF." in price.sku
 
 
 def test_the_price_list_pages_are_all_read() -> None:
@@ -212,17 +226,20 @@ def test_the_price_list_pages_are_all_read() -> None:
     stub.add_response("get_products", {"PriceList": [item]})
     with stub:
         found = products_reader(client)("AmazonDynamoDB", "EU-WriteRequestUnits")
-    assert [p["product"]["sku"] for p in found] == ["FIXTUREDDB0001"]
+    assert [p["product"]["sku"] for p in found] == ["F4EZE5SAMS3D49NJ"]
 
 
 @pytest.mark.parametrize(
     "usage, region, problem",
     [
         ("EU-WriteRequestUnits", "us-east-1", "is offered in eu-west-1, not us-east-1"),
+        # Without eu-west-1's EU- prefix the usage type is us-east-1's.
+        ("WriteRequestUnits", "eu-west-1", "is offered in us-east-1, not eu-west-1"),
+        # PayPerRequestThroughput is the entries' operation, not a usage type.
         (
-            "EU-WriteCapacityUnit-Hrs",
+            "EU-PayPerRequestThroughput",
             "eu-west-1",
-            "no AmazonDynamoDB product with usage type 'EU-WriteCapacityUnit-Hrs'",
+            "no AmazonDynamoDB product with usage type 'EU-PayPerRequestThroughput'",
         ),
     ],
 )
@@ -257,6 +274,34 @@ def test_the_tier_read_is_the_last_one_started_at_or_below_the_amount(starts: li
     assert price.usd == pytest.approx((1000 + expected) / 1e9)
 
 
+@given(
+    ends=st.lists(st.integers(min_value=1, max_value=100_000), max_size=4, unique=True),
+    amount=st.floats(min_value=0, max_value=200_000, allow_nan=False),
+)
+def test_a_price_list_tier_is_the_dimension_whose_range_holds_the_amount(ends: list[int], amount: float) -> None:
+    bounds = [0, *sorted(ends)]
+    ranges = [(lo, str(hi)) for lo, hi in itertools.pairwise(bounds)] + [(bounds[-1], "Inf")]
+    dims = {
+        f"T.JRTCKXETXF.{i}": {
+            "unit": "GB-Mo",
+            "rateCode": f"T.JRTCKXETXF.{i}",
+            "beginRange": str(lo),
+            "endRange": hi,
+            "pricePerUnit": {"USD": str(i + 1)},
+        }
+        for i, (lo, hi) in enumerate(reversed(ranges))  # the price list does not order them
+    }
+    item = {
+        "product": {"sku": "T", "attributes": {"regionCode": "eu-west-1"}},
+        "terms": {"OnDemand": {"T.JRTCKXETXF": {"priceDimensions": dims, "offerTermCode": "JRTCKXETXF"}}},
+    }
+    query = {"aws": "AmazonDynamoDB", "usagetype": "EU-X", "tier_at": amount}
+    price = aws_price("t", query, lambda service, usage: [item], "eu-west-1")
+    lo, hi = next((lo, hi) for lo, hi in ranges if lo <= amount < (float("inf") if hi == "Inf" else float(hi)))
+    assert price.usd == float(dims[price.sku]["pricePerUnit"]["USD"])
+    assert (float(dims[price.sku]["beginRange"]), dims[price.sku]["endRange"]) == (lo, hi)
+
+
 # --- refresh --------------------------------------------------------------------------------------
 
 
@@ -274,6 +319,9 @@ def test_refresh_with_the_recorded_answers_reproduces_the_committed_figures_exac
         else:  # not queried: carried as committed, provenance and all
             assert after == before, key
     assert fresh.refreshed == "2026-12-04T09:30:00Z" and fresh.dated == "2026-12-04"
+    # The AWS prices are read from the very offer entries their page source names (SKU in the note).
+    for key, _ in queried("aws"):
+        assert fresh.prices[key].sku.split(".")[0] in committed.prices[key].note, key
     # Everything but the prices read and the table's dates is the committed table's.
     rest = {k: v for k, v in done.doc.items() if k not in ("prices", "table")}
     assert rest == {k: v for k, v in committed.raw.items() if k not in ("prices", "table")}
@@ -352,7 +400,7 @@ def test_refresh_with_one_catalog_reads_it_and_says_the_other_was_not(
     out = capsys.readouterr().out
     assert "from gcp, 0 from aws; aws not refreshed: no AWS credentials" in out
     written = load_prices(table_copy)
-    assert {p.provenance for p in written.prices.values() if p.region == "eu-west-1"} == {"unverified"}
+    assert {p.provenance for p in written.prices.values() if p.region == "eu-west-1"} == {"page"}
 
 
 def test_a_refresh_that_fails_writes_nothing(
