@@ -306,6 +306,16 @@ def test_the_job_runs_the_streaming_mode_the_stacks_billing_names() -> None:
     assert "data processed" in line_of(estimate(inventory, per_gib, load_prices()).to_json(), job["name"])["basis"]
 
 
+def test_the_ingest_template_supports_both_modes_a_stack_may_state() -> None:
+    """A job stating a mode its template does not support fails at launch; resource_based states
+    the template's own default, so a stack's billing never depends on which it is."""
+    from app.featurestore.template_spec import TEMPLATE_DIR
+
+    metadata = json.loads((TEMPLATE_DIR / "metadata.json").read_text())
+    assert metadata["streaming"] and metadata["supportsAtLeastOnce"] and metadata["supportsExactlyOnce"]
+    assert metadata["defaultStreamingMode"] == "AT_LEAST_ONCE"
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_streaming_mode_rule_passes_each_stacks_job_and_fails_it_without_its_mode(stack: str) -> None:
     from infra.policy.rules import STREAMING_MODES, streaming_mode_stated
