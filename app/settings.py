@@ -158,9 +158,10 @@ class DataflowConfig(_Strict):
     # the same code) unless dev's file says otherwise.
     enabled: bool = True
     in_review_stacks: bool = False
-    # How Streaming Engine is billed: per GiB processed (what a job runs unless it asks otherwise)
-    # or per compute unit (the job gets the resource-based billing option). Price it in `infra cost`.
-    streaming_billing: Literal["data_processed", "resource_based"] = "data_processed"
+    # How Streaming Engine is billed, which is the job's streaming mode: per compute unit runs it
+    # at-least-once (the ingest template's mode; Dataflow bills every at-least-once job so), per GiB
+    # processed runs it exactly-once (infra/dataflow_options.py). `rerank infra cost` prices either.
+    streaming_billing: Literal["data_processed", "resource_based"] = "resource_based"
 
 
 class RedisConfig(_Strict):

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from app.naming import Names
 from app.settings import StackSettings
+from infra.dataflow_options import billed_per_compute_unit
 from infra.prices.table import PRICE_TABLE, Price, PriceTable, PriceTableError, load_prices
 
 __all__ = ["PRICERS", "PRICE_TABLE", "PriceTableError", "estimate", "load_prices", "runs_per_month"]
@@ -42,7 +43,6 @@ LONG_TERM_AFTER_DAYS = 90
 NAT_PORTS_PER_IP, NAT_DEFAULT_PORTS_PER_VM = 64_512, 64
 # The alerting page's examples: a condition returns its time series once per 30-second period.
 ALERT_PERIOD_SECONDS = 30
-RESOURCE_BASED_BILLING = "enable_streaming_engine_resource_based_billing"
 # Bytes Cloud Monitoring is assumed to bill a log-based metric's point as (a scalar counter's value,
 # a distribution's buckets); assumptions: the stored pricing page shows the rate, not the sizes.
 METRIC_POINT_BYTES = {"INT64": 8, "DOUBLE": 8, "BOOL": 8, "DISTRIBUTION": 80}
@@ -325,7 +325,8 @@ def _redis(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
 
 def _dataflow(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
     """Workers (vCPU, memory, disk) and Streaming Engine as the job is billed: per compute unit
-    with resource-based billing, else (what a job runs without that option) per GiB processed."""
+    when it runs at-least-once or asks for resource-based billing, else per GiB processed
+    (infra/dataflow_options.py)."""
     inputs = r["inputs"]
     machine_type = inputs.get("machineType", "n1-standard-2")
     _, vcpu, memory = machine_shape(machine_type)
@@ -341,7 +342,7 @@ def _dataflow(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
     )
     if not inputs.get("enableStreamingEngine"):
         return compute + disk, basis + " (no Streaming Engine)"
-    if RESOURCE_BASED_BILLING in (inputs.get("additionalExperiments") or []):
+    if billed_per_compute_unit(inputs.get("additionalExperiments") or []):
         units, unit_rate = u.cost.streaming_engine_units, u.usd("dataflow.streaming_engine_unit_hour")
         engine = units * unit_rate * u.hours
         basis += f" + Streaming Engine resource-based: {units:g} compute unit(s) x {_rate(unit_rate)}/h"

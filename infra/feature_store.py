@@ -25,6 +25,7 @@ from infra.common import (
     subscription,
     topic,
 )
+from infra.dataflow_options import streaming_options
 from infra.images import Images
 from infra.network import DATAFLOW_TAG, Network
 
@@ -206,14 +207,12 @@ class FeatureStore(pulumi.ComponentResource):
             sdk_container_image=image,
             max_workers=fs.dataflow.max_workers,
             enable_streaming_engine=True,
-            # Streaming Engine's billing mode, as the stack sets it: without the resource-based
-            # billing option a job is billed per GiB processed (`rerank infra cost` prices either).
-            additional_experiments=[f"use_network_tags={DATAFLOW_TAG}"]
-            + (
-                ["enable_streaming_engine_resource_based_billing"]
-                if fs.dataflow.streaming_billing == "resource_based"
-                else []
-            ),
+            # The streaming mode, which is Streaming Engine's billing, as the stack sets it: stated
+            # here, not left to the template's default mode (`rerank infra cost` prices either).
+            additional_experiments=[
+                f"use_network_tags={DATAFLOW_TAG}",
+                *streaming_options(fs.dataflow.streaming_billing),
+            ],
             # Drain on delete or replacement: events already pulled are written, not dropped. A
             # review stack's job is cancelled: its events are test data and a drain can take hours.
             on_delete="cancel" if ctx.settings.env == "ephemeral" else "drain",

@@ -410,6 +410,26 @@ def storage_bounded(t: str, props: Props) -> list[str]:
     return found
 
 
+# The Dataflow service options naming a streaming mode (infra/dataflow_options.py; the policy pack
+# runs without the repository on its path, so a test keeps the two the same).
+STREAMING_MODES = ("streaming_mode_at_least_once", "streaming_mode_exactly_once")
+
+
+def streaming_mode_stated(t: str, props: Props) -> list[str]:
+    """A Streaming Engine job states its streaming mode, which is its billing (at-least-once is
+    billed per compute unit, exactly-once per GiB processed): left out, the job runs the template
+    metadata's default mode, which neither a plan nor `rerank infra cost` can see."""
+    if t != "gcp:dataflow/flexTemplateJob:FlexTemplateJob" or not props.get("enableStreamingEngine"):
+        return []
+    modes = [m for m in STREAMING_MODES if m in (props.get("additionalExperiments") or [])]
+    if len(modes) != 1:
+        return [
+            f"additionalExperiments state {len(modes)} streaming modes: give exactly one of "
+            f"{' or '.join(STREAMING_MODES)} (the mode decides how Streaming Engine is billed)"
+        ]
+    return []
+
+
 # GCP service account ids: 6-30 characters, a lowercase letter first, no hyphen last.
 SERVICE_ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 
@@ -463,6 +483,11 @@ RULES = (
     Rule("nodes-stated", "Clusters and node pools state their disk type and size.", nodes_stated),
     Rule("storage-bounded", "Tables, registries and versioned buckets expire what they keep.", storage_bounded),
     Rule("service-account-ids-fit", "Service account ids fit GCP's 6-30 character limit.", service_account_ids_fit),
+    Rule(
+        "streaming-mode-stated",
+        "Streaming Dataflow jobs state their streaming mode (their billing).",
+        streaming_mode_stated,
+    ),
 )
 
 

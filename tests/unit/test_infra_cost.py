@@ -13,7 +13,8 @@ import yaml
 from app.cli import main
 from app.commands.infra import cost_diff, cost_text
 from app.settings import REPO_ROOT, StackConfigError, StackSettings, load_stack, settings_from_mapping
-from infra.cost import PRICERS, RESOURCE_BASED_BILLING, estimate, load_prices, runs_per_month
+from infra.cost import PRICERS, estimate, load_prices, runs_per_month
+from infra.dataflow_options import AT_LEAST_ONCE, EXACTLY_ONCE, RESOURCE_BASED_BILLING
 from infra.plan import Plan, plan_stack
 from tests.unit.infra_plans import planned, spec
 
@@ -255,36 +256,78 @@ def line_of(e: dict[str, Any], name: str) -> dict[str, Any]:
     return next(r for r in e["resources"] if r["name"] == name)
 
 
+FLEX_JOB = "gcp:dataflow/flexTemplateJob:FlexTemplateJob"
+
+
+def with_experiments(
+    inventory: list[dict[str, Any]], job: dict[str, Any], experiments: list[str]
+) -> list[dict[str, Any]]:
+    changed = {**job, "inputs": {**job["inputs"], "additionalExperiments": experiments}}
+    return [changed if r is job else r for r in inventory]
+
+
 def test_streaming_engine_is_priced_as_the_job_is_billed() -> None:
+    """At-least-once is always billed per compute unit, with or without the billing option;
+    exactly-once without it per GiB processed (infra/dataflow_options.py cites the pages)."""
     inventory = planned("dev").to_json()["inventory"]
     settings, table = load_stack("dev"), load_prices()
-    job = next(r for r in inventory if r["type"] == "gcp:dataflow/flexTemplateJob:FlexTemplateJob")
-    assert RESOURCE_BASED_BILLING not in job["inputs"]["additionalExperiments"]
-    per_gib = line_of(estimate(inventory, settings, table).to_json(), job["name"])
-    keys = {p["key"] for p in per_gib["prices"]}
-    assert "dataflow.streaming_engine_data_gib" in keys and "dataflow.streaming_engine_unit_hour" not in keys
-    experiments = [*job["inputs"]["additionalExperiments"], RESOURCE_BASED_BILLING]
-    resource_based = {**job, "inputs": {**job["inputs"], "additionalExperiments": experiments}}
-    swapped = [resource_based if r is job else r for r in inventory]
-    per_unit = line_of(estimate(swapped, settings, table).to_json(), job["name"])
+    job = next(r for r in inventory if r["type"] == FLEX_JOB)
+    stated = job["inputs"]["additionalExperiments"]
+    assert AT_LEAST_ONCE in stated and EXACTLY_ONCE not in stated
+    per_unit = line_of(estimate(inventory, settings, table).to_json(), job["name"])
+    keys = {p["key"] for p in per_unit["prices"]}
+    assert "dataflow.streaming_engine_unit_hour" in keys and "dataflow.streaming_engine_data_gib" not in keys
     assert "Streaming Engine resource-based: 1 compute unit(s)" in per_unit["basis"]
+    others = [e for e in stated if e not in (AT_LEAST_ONCE, EXACTLY_ONCE, RESOURCE_BASED_BILLING)]
+    mode_only = with_experiments(inventory, job, [*others, AT_LEAST_ONCE])
+    assert line_of(estimate(mode_only, settings, table).to_json(), job["name"]) == per_unit
+    exactly_once = with_experiments(inventory, job, [*others, EXACTLY_ONCE])
+    per_gib = line_of(estimate(exactly_once, settings, table).to_json(), job["name"])
+    assert "Streaming Engine data processed" in per_gib["basis"]
     gib = 500_000 * 730 / 24 * 600 / 1024**3
     engine = table.usd("dataflow.streaming_engine_unit_hour") * 730 - gib * table.usd(
         "dataflow.streaming_engine_data_gib"
     )
     assert per_unit["usd_per_month"] - per_gib["usd_per_month"] == pytest.approx(engine, abs=0.02)
+    billed_option = with_experiments(inventory, job, [*others, EXACTLY_ONCE, RESOURCE_BASED_BILLING])
+    assert line_of(estimate(billed_option, settings, table).to_json(), job["name"]) == per_unit
 
 
-def test_the_job_declares_the_billing_mode_the_stack_sets() -> None:
+def test_the_job_runs_the_streaming_mode_the_stacks_billing_names() -> None:
     dev = load_stack("dev")
-    assert dev.feature_store.dataflow.streaming_billing == "data_processed"
+    assert dev.feature_store.dataflow.streaming_billing == "resource_based"
     fs = dev.feature_store
-    dataflow = fs.dataflow.model_copy(update={"streaming_billing": "resource_based"})
-    rb = dev.model_copy(update={"feature_store": fs.model_copy(update={"dataflow": dataflow})})
-    inventory = plan_stack(rb, pipeline_spec=spec()).to_json()["inventory"]
-    job = next(r for r in inventory if r["type"] == "gcp:dataflow/flexTemplateJob:FlexTemplateJob")
-    assert RESOURCE_BASED_BILLING in job["inputs"]["additionalExperiments"]
-    assert "resource-based" in line_of(estimate(inventory, rb, load_prices()).to_json(), job["name"])["basis"]
+    dataflow = fs.dataflow.model_copy(update={"streaming_billing": "data_processed"})
+    per_gib = dev.model_copy(update={"feature_store": fs.model_copy(update={"dataflow": dataflow})})
+    inventory = plan_stack(per_gib, pipeline_spec=spec()).to_json()["inventory"]
+    job = next(r for r in inventory if r["type"] == FLEX_JOB)
+    stated = job["inputs"]["additionalExperiments"]
+    assert EXACTLY_ONCE in stated and AT_LEAST_ONCE not in stated and RESOURCE_BASED_BILLING not in stated
+    assert "data processed" in line_of(estimate(inventory, per_gib, load_prices()).to_json(), job["name"])["basis"]
+
+
+def test_the_ingest_template_supports_both_modes_a_stack_may_state() -> None:
+    """A job stating a mode its template does not support fails at launch; resource_based states
+    the template's own default, so a stack's billing never depends on which it is."""
+    from app.featurestore.template_spec import TEMPLATE_DIR
+
+    metadata = json.loads((TEMPLATE_DIR / "metadata.json").read_text())
+    assert metadata["streaming"] and metadata["supportsAtLeastOnce"] and metadata["supportsExactlyOnce"]
+    assert metadata["defaultStreamingMode"] == "AT_LEAST_ONCE"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_streaming_mode_rule_passes_each_stacks_job_and_fails_it_without_its_mode(stack: str) -> None:
+    from infra.policy.rules import STREAMING_MODES, streaming_mode_stated
+
+    assert STREAMING_MODES == (AT_LEAST_ONCE, EXACTLY_ONCE)
+    jobs = [r for r in planned(stack).to_json()["inventory"] if r["type"] == FLEX_JOB]
+    assert jobs
+    for job in jobs:
+        assert streaming_mode_stated(FLEX_JOB, job["inputs"]) == []
+        unstated = [e for e in job["inputs"]["additionalExperiments"] if e not in STREAMING_MODES]
+        found = streaming_mode_stated(FLEX_JOB, {**job["inputs"], "additionalExperiments": unstated})
+        assert len(found) == 1 and "state 0 streaming modes" in found[0]
 
 
 def test_nat_bills_its_gateway_addresses_data_and_the_results_egress_to_aws() -> None:

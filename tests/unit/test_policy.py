@@ -213,6 +213,11 @@ CLUSTER = {
     "resourceLabels": LABELS,
 }
 BUCKET = {"labels": LABELS, "publicAccessPrevention": "enforced", "uniformBucketLevelAccess": True}
+STREAMING_JOB = {
+    "labels": LABELS,
+    "serviceAccountEmail": "ingest@p.iam.gserviceaccount.com",
+    "enableStreamingEngine": True,
+}
 
 
 POD = {
@@ -448,6 +453,20 @@ CASES += [
         {"labels": {**LABELS, "consumer": "dataflow"}, "topic": "t", "retryPolicy": {"minimumBackoff": "5s"}},
         "Dataflow-consumed",
         {"labels": {**LABELS, "consumer": "dataflow"}, "topic": "t"},
+    ),
+    (
+        "streaming-mode-stated",
+        "gcp:dataflow/flexTemplateJob:FlexTemplateJob",
+        {**STREAMING_JOB, "additionalExperiments": ["use_network_tags=dataflow"]},
+        "state 0 streaming modes",
+        {**STREAMING_JOB, "additionalExperiments": ["use_network_tags=dataflow", "streaming_mode_at_least_once"]},
+    ),
+    (
+        "streaming-mode-stated",
+        "gcp:dataflow/flexTemplateJob:FlexTemplateJob",
+        {**STREAMING_JOB, "additionalExperiments": ["streaming_mode_at_least_once", "streaming_mode_exactly_once"]},
+        "state 2 streaming modes",
+        {**STREAMING_JOB, "additionalExperiments": ["streaming_mode_exactly_once"]},
     ),
     (
         "service-account-ids-fit",
