@@ -153,3 +153,22 @@ def test_a_one_machine_ladder_needs_no_branch(tmp_path: Path) -> None:
     spec = yaml.safe_load(compile_pipeline(tmp_path / "spec.yaml", "img:1", ladder).read_text())
     assert not any(c for _, c, _ in walk(spec, spec["root"]["dag"]))
     assert runs_on(spec) == {"64G": ("16", "64G")}
+
+
+def test_the_program_publishes_the_spec_of_its_stacks_ladder() -> None:
+    """A larger machine for prod is a stack setting: the spec `pulumi up` publishes branches on it."""
+    from infra.plan import plan_stack
+
+    prod = load_stack("prod")
+    bigger = TrainingResourcesConfig(
+        ladder=[*prod.training.resources.ladder, MachineConfig(cpu=96, memory_gb=624)], max_memory_gb=624
+    )
+    settings = prod.model_copy(update={"training": prod.training.model_copy(update={"resources": bigger})})
+    published = next(
+        r.inputs["content"]
+        for r in plan_stack(settings).resources
+        if r.type == "gcp:storage/bucketObject:BucketObject" and "deploymentSpec:" in str(r.inputs.get("content"))
+    )
+    assert runs_on(yaml.safe_load(published)) == {
+        m.memory: (m.cpu, m.memory) for m in (StepSize("sized", 0.0, m) for m in allowed_machines(bigger))
+    }
