@@ -105,7 +105,9 @@ def build(settings: StackSettings, pipeline_spec: str | None = None) -> dict[str
             build_account=ids["build"],
             images=images,
             offline_dataset=features.dataset.dataset_id,
-            pipeline_spec=pipeline_spec if pipeline_spec is not None else compiled_pipeline(images.tagged("app")),
+            pipeline_spec=pipeline_spec
+            if pipeline_spec is not None
+            else compiled_pipeline(images.tagged("app"), ctx.settings.training.resources),
         ),
         on_gcp,
     )

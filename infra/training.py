@@ -17,7 +17,7 @@ import pulumi_gcp as gcp
 
 from app.contracts import TriggerEnv
 from app.ranking.variant_training import training_parameters
-from app.settings import REPO_ROOT
+from app.settings import REPO_ROOT, TrainingResourcesConfig
 from infra.common import StackContext, content_digest, grant, member, private_bucket, settle, topic
 from infra.images import Images
 
@@ -41,12 +41,13 @@ FUNCTION_ENTRY = "pubsub_trigger"
 IMPRESSIONS_PREFIX = "impressions"
 
 
-def compiled_pipeline(image: str) -> str:
-    """The training pipeline's KFP spec for ``image`` (what ``rerank pipeline compile`` writes)."""
+def compiled_pipeline(image: str, resources: TrainingResourcesConfig) -> str:
+    """The training pipeline's KFP spec for ``image`` and the stack's ``training.resources`` (one
+    branch per machine of its ladder): what ``rerank pipeline compile --stack`` writes."""
     from pipelines.training import compile_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
-        return compile_pipeline(Path(tmp) / "training.yaml", image=image).read_text()
+        return compile_pipeline(Path(tmp) / "training.yaml", image=image, resources=resources).read_text()
 
 
 FUNCTION_REQUIREMENTS = "app/trigger/requirements.txt"

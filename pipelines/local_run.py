@@ -13,6 +13,7 @@ from typing import Any
 
 import kfp.local
 
+from app.settings import TrainingResourcesConfig
 from pipelines.training import build_pipeline
 
 
@@ -26,6 +27,8 @@ class TrainingRequest:
     variant: str
     worker_deployment: str
     arguments: dict[str, Any] = field(default_factory=dict)  # the pipeline's optional parameters
+    # The stack's ladder: compiled into the pipeline (one branch per machine), as in the cloud.
+    resources: TrainingResourcesConfig = field(default_factory=TrainingResourcesConfig)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -85,7 +88,7 @@ def run_training(req: TrainingRequest) -> dict[str, Any]:
 
 
 def _run(req: TrainingRequest) -> Any:
-    return build_pipeline()(
+    return build_pipeline(resources=req.resources)(
         offline_uri=req.offline_uri,
         impressions_uri=req.impressions_uri,
         registry_uri=req.registry_uri,

@@ -19,12 +19,14 @@ def compile_run(args: argparse.Namespace) -> int:
     from pipelines.training import BUILD_DIR, DEFAULT_IMAGE, PIPELINE_NAME, compile_pipeline
 
     image = args.image or DEFAULT_IMAGE
+    # The stack's ladder is compiled in: one branch per machine the train and evaluate steps may get.
+    resources = load_stack(args.stack).training.resources
     # The default build file is this command's own output, replaced on every compile.
     spec = output_file("--out", args.out or BUILD_DIR / f"{PIPELINE_NAME}.yaml", force=args.force or not args.out)
     with spec.staged() as staged:
-        compile_pipeline(staged, image)
+        compile_pipeline(staged, image, resources)
     out = spec.path
-    emit(args, {"spec": str(out), "image": image}, lambda: f"wrote {out}")
+    emit(args, {"spec": str(out), "image": image, "stack": args.stack}, lambda: f"wrote {out} (stack {args.stack})")
     return 0
 
 
@@ -240,6 +242,7 @@ def run(args: argparse.Namespace, state_dir: Path) -> int:
         pipeline_root=str(stack_dir / "pipeline-root"),
         **fixed,
         arguments=arguments,
+        resources=settings.training.resources,
     )
     try:
         result = run_training(request)

@@ -191,7 +191,7 @@ def _readout(settings: StackSettings, state: LocalState, outcomes: list[Any], se
 
 def _roc(pipeline_root: Path) -> dict[str, list[float]]:
     """The ROC curve of the latest run's evaluation (what the report plots)."""
-    evaluation = max(pipeline_root.glob("*/evaluate-models/executor_output.json"), key=lambda p: p.stat().st_mtime)
+    evaluation = max(pipeline_root.glob("*/evaluate-models*/executor_output.json"), key=lambda p: p.stat().st_mtime)
     meta = json.loads(evaluation.read_text())["artifacts"]["roc"]["artifacts"][0]["metadata"]
     return {
         "fpr": [p["falsePositiveRate"] for p in meta["confidenceMetrics"]],
@@ -245,7 +245,11 @@ def run_demo(
         for v in trained:
             params = training_parameters(settings, v.name)
             fixed = {k: params.pop(k) for k in ("env", "variant", "worker_deployment")}
-            training[v.name] = run_training(TrainingRequest(**stores, **fixed, arguments={**params, **held_out}))
+            training[v.name] = run_training(
+                TrainingRequest(
+                    **stores, **fixed, arguments={**params, **held_out}, resources=settings.training.resources
+                )
+            )
             if v.name == sv.primary.name:
                 roc = _roc(Path(stores["pipeline_root"]))
         # A variant that follows another's model got it from that variant's deploy step.

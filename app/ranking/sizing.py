@@ -53,9 +53,14 @@ def need_gb(step: str, rows: int, columns: int) -> float:
     return (BASE_BYTES + HEADROOM * rows * per_row) / GB
 
 
+def allowed_machines(resources: TrainingResourcesConfig) -> list[MachineConfig]:
+    """The rungs of the ladder a step may get, smallest first."""
+    return [m for m in resources.ladder if m.memory_gb <= resources.max_memory_gb]
+
+
 def machine_for(step: str, rows: int, columns: int, resources: TrainingResourcesConfig) -> StepSize:
     need = need_gb(step, rows, columns)
-    allowed = [m for m in resources.ladder if m.memory_gb <= resources.max_memory_gb]
+    allowed = allowed_machines(resources)
     for machine in allowed:
         if machine.memory_gb >= need:
             return StepSize(step, need, machine)

@@ -40,6 +40,5 @@ def training_parameters(settings: StackSettings, variant: str | None = None) -> 
         "entities": format_entities(model_entities(settings)),
         "gate_margin": settings.training.gate.margin,
         "entity_ttl_days": json.dumps({e.name: e.ttl_days for e in settings.feature_store.entities}, sort_keys=True),
-        "training_resources": settings.training.resources.model_dump_json(),
         "negative_rate": (v.training.sampling or settings.training.sampling).negative_rate,
     }

@@ -9,7 +9,7 @@ from typing import Any
 from app.local.services import LocalState
 from app.ranking.variant_training import training_parameters
 from app.serving.runtime import registry_dir
-from app.settings import StackSettings
+from app.settings import StackSettings, load_stack
 from app.trigger.payload import TriggerPayload
 from app.trigger.submit import LocalSubmitter
 
@@ -38,7 +38,9 @@ def local_submitter(state: LocalState) -> LocalSubmitter:
             for k in ("offline_uri", "impressions_uri", "registry_uri", "env", "worker_deployment", "variant")
         }
         root = Path(state.dir) / "pipeline-root"
-        return run_training(TrainingRequest(**fixed, pipeline_root=str(root), arguments=params))
+        # The payload's stack decides the machines, as its compiled spec does in the cloud.
+        resources = load_stack(p.stack).training.resources
+        return run_training(TrainingRequest(**fixed, pipeline_root=str(root), arguments=params, resources=resources))
 
     return LocalSubmitter(run)
 

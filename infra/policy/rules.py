@@ -443,6 +443,26 @@ def service_account_ids_fit(t: str, props: Props) -> list[str]:
     return []
 
 
+# A KFP step resource set from a placeholder (another task's output, a run-time parameter):
+# Vertex AI Pipelines documents literal CPU and memory limits only (vertex-ai/docs/pipelines/machine-types).
+PLACEHOLDER_RESOURCE = re.compile(
+    r"^\s*(resource(?:Cpu|Memory)(?:Limit|Request)|resourceType|resourceCount):\s*'?\{\{", re.M
+)
+
+
+def pipeline_resources_literal(t: str, props: Props) -> list[str]:
+    content = props.get("content")
+    if t != "gcp:storage/bucketObject:BucketObject" or not isinstance(content, str) or "deploymentSpec:" not in content:
+        return []
+    fields = sorted({m.group(1) for m in PLACEHOLDER_RESOURCE.finditer(content)})
+    if fields:
+        return [
+            f"pipeline spec {props.get('name')} sets {', '.join(fields)} from placeholders; Vertex AI documents "
+            "literal step resources only: one branch per machine (pipelines/training.py)"
+        ]
+    return []
+
+
 RULES = (
     Rule("no-long-lived-keys", "No service account keys, HMAC keys or IAM access keys.", no_long_lived_keys),
     Rule(
@@ -487,6 +507,11 @@ RULES = (
         "streaming-mode-stated",
         "Streaming Dataflow jobs state their streaming mode (their billing).",
         streaming_mode_stated,
+    ),
+    Rule(
+        "pipeline-resources-literal",
+        "Pipeline specs give every step literal CPU and memory, the form Vertex AI documents.",
+        pipeline_resources_literal,
     ),
 )
 

@@ -114,7 +114,7 @@ def test_pipeline_trains_on_contract_impressions_alone_registers_and_deploys(wor
     assert deployed is not None and deployed.model_id == out["model_id"]
     assert Path(deployed.model_uri).is_file()
 
-    evaluation = next(Path(world["root"], "pipeline-root").glob("*/evaluate-models/executor_output.json"))
+    evaluation = next(Path(world["root"], "pipeline-root").glob("*/evaluate-models*/executor_output.json"))
     roc = json.loads(evaluation.read_text())["artifacts"]["roc"]["artifacts"][0]["metadata"]["confidenceMetrics"]
     assert 2 <= len(roc) <= 300
 

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from app.settings import REPO_ROOT
-from infra.policy.rules import RULES, STACK_RULES, alerts_for_subscriptions, as_stack, violations
+from infra.policy.rules import (
+    RULES,
+    STACK_RULES,
+    alerts_for_subscriptions,
+    as_stack,
+    pipeline_resources_literal,
+    violations,
+)
 from tests.unit.infra_plans import planned
 
 pytestmark = pytest.mark.timeout(180)
@@ -475,6 +482,13 @@ CASES += [
         "6-30",
         {"accountId": "rerank-staging-w-a-very-8c1e"},
     ),
+    (
+        "pipeline-resources-literal",
+        "gcp:storage/bucketObject:BucketObject",
+        {"name": "pipelines/t.yaml", "content": "deploymentSpec:\n  x:\n    resourceMemoryLimit: '{{$.inputs.p}}'\n"},
+        "resourceMemoryLimit from placeholders",
+        {"name": "pipelines/t.yaml", "content": "deploymentSpec:\n  x:\n    resourceMemoryLimit: 16G\n"},
+    ),
 ]
 
 
@@ -558,3 +572,22 @@ def test_the_pack_reports_violations_through_crossguard() -> None:
         "roles/owner is a primitive role; grant the predefined role the workload uses"
     ]
     assert out["policies"]["required-labels"] == []
+
+
+def test_a_spec_sizing_a_step_from_a_placeholder_breaks_the_pipeline_rule() -> None:
+    """dev's published spec, its train step's memory made a task output's placeholder, as it once was."""
+    spec = next(
+        r
+        for r in planned("dev").resources
+        if r.type == "gcp:storage/bucketObject:BucketObject" and "deploymentSpec:" in str(r.inputs.get("content"))
+    )
+    assert pipeline_resources_literal(spec.type, spec.inputs) == []
+    content = spec.inputs["content"]
+    assert "resourceMemoryLimit: 16G" in content
+    broken = content.replace(
+        "resourceMemoryLimit: 16G",
+        "resourceMemoryLimit: '{{$.inputs.parameters[''pipelinechannel--size-training-Output'']}}'",
+        1,
+    )
+    messages = pipeline_resources_literal(spec.type, {**spec.inputs, "content": broken})
+    assert len(messages) == 1 and "resourceMemoryLimit" in messages[0], messages

@@ -72,8 +72,14 @@ def test_a_ladder_must_ascend_and_fit_its_max() -> None:
         TrainingResourcesConfig(max_memory_gb=8)
 
 
-def test_the_sizing_component_reads_the_dataset_steps_output() -> None:
-    out = size_training(json.dumps({"splits": splits(1_000_000)}), LADDER.model_dump_json())
-    assert (out.train_cpu, out.train_memory, out.evaluate_memory) == ("4", "16G", "16G")
+def test_the_sizing_component_names_the_rung_that_holds_both_steps() -> None:
+    """Its output picks the pipeline's branch: the memory of the rung, the larger of the two needs."""
+    assert size_training(json.dumps({"splits": splits(1_000_000)}), LADDER.model_dump_json()) == "16G"
+    # evaluation's need decides when the test days hold more than training does
+    wide_test = size_steps(splits(1_000_000, test=300_000_000), LADDER)
+    assert wide_test["evaluate"].machine.memory_gb > wide_test["train"].machine.memory_gb
+    assert (
+        size_training(json.dumps({"splits": splits(1_000_000, test=300_000_000)}), "") == wide_test["evaluate"].memory
+    )
     with pytest.raises(SizingError):
         size_training(json.dumps({"splits": splits(10**10)}), "")
