@@ -55,6 +55,7 @@ log = logging.getLogger("rerank.ingest")
 
 UNAVAILABLE = "store_unavailable"
 STORE_REASONS = (UNAVAILABLE, "store_conflict")  # dead-letter reasons of a writer, not of the event
+SETTLED = "stores_settled"  # the counter of rows every store has written or refused
 
 
 class StoreRefused(Exception):
@@ -156,8 +157,13 @@ class WriteStoresFn(beam.DoFn):
     each store's dead letters would be another input to the dead-letter sink, which the DirectRunner
     then runs once more per bundle."""
 
-    def __init__(self, writers: list[StoreWriter], dead_form: Callable[[DeadLetter], Any] = as_dead_letter) -> None:
+    def __init__(
+        self, run_id: str, writers: list[StoreWriter], dead_form: Callable[[DeadLetter], Any] = as_dead_letter
+    ) -> None:
         self.writers, self.dead_form = writers, dead_form
+        # Rows every store has written or refused: a local launcher stops only once this has caught
+        # up with the decoder's accepted count (app/featurestore/local_stream.py).
+        self.settled = RunCounter(run_id, SETTLED)
 
     def setup(self) -> None:
         for writer in self.writers:
@@ -186,6 +192,7 @@ class WriteStoresFn(beam.DoFn):
                 ts, w = where[id(row)]
                 dead = self.dead_form(store_dead_letter(row, reason, detail, registry))
                 yield TaggedOutput(DEAD, WindowedValue(dead, ts, [w]))
+        self.settled.inc(len(batch))
 
 
 class StoreWriter:

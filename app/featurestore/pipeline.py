@@ -25,6 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from app.bounds import DEFAULT_LIMITS
 from app.featurestore.beam_transforms import (
     DEAD,
+    SETTLED,
     STORE_REASONS,
     STORE_RETRY_SECONDS,
     DecodeFeatureEvents,
@@ -91,6 +92,7 @@ class IngestSummary:
     online_stale: int = 0
     offline_written: int = 0
     dead_letter_path: str | None = None
+    stores_settled: int = 0  # accepted rows the store step has finished with (written or dead-lettered)
 
     @property
     def rejected_total(self) -> int:
@@ -197,7 +199,9 @@ def build(p: beam.Pipeline, opts: IngestOptions) -> None:
     if opts.offline_path:
         writers.append(ParquetWriter(opts.offline_path, opts.run_id, retry_s, from_file))
     # What a store refused is dead-lettered with the decoder's rejects.
-    stores = rows | "WriteStores" >> beam.ParDo(WriteStoresFn(writers, dead_form)).with_outputs(DEAD, main="unused")
+    stores = rows | "WriteStores" >> beam.ParDo(WriteStoresFn(opts.run_id, writers, dead_form)).with_outputs(
+        DEAD, main="unused"
+    )
     dead_parts.append(stores[DEAD])
     if opts.bigquery_dataset:
         project, dataset = opts.bigquery_dataset.split(".", 1)
@@ -224,6 +228,7 @@ def summary_of(run_id: str, dead_letter_path: str | None = None) -> IngestSummar
         totals.get("online_stale", 0),
         totals.get("offline_written", 0),
         dead_letter_path,
+        totals.get(SETTLED, 0),
     )
 
 
@@ -316,8 +321,12 @@ def stop_streaming(result: Any, wait_s: float = 2.0) -> None:
     The DirectRunner's single worker sits in a Pub/Sub pull with a 30 s deadline while the
     subscription is idle, and ``cancel()`` waits for it. Its threads are daemons, so cancelling in
     the background lets the caller go on (or exit) at once. The DirectRunner acks messages when it
-    pulls them, so events arriving at the very moment of the stop can be lost locally; that is
-    why the launcher only stops after the subscription has gone quiet (``--idle-exit``).
+    pulls them (Beam's ``_PubSubReadEvaluator``, before the bundle runs), so an event pulled but not
+    yet stored or dead-lettered when the run stops is lost locally. So the launcher stops only once
+    the subscription has gone quiet (``--idle-exit``) and the store step has finished with every
+    event the decoder accepted (``stores_settled``): a store outage can hold rows in the writer's
+    retries for ``--store_retry_seconds``, longer than the idle window. An event published at the
+    very moment of the stop can still be lost locally; Dataflow acks only committed bundles.
     """
     import threading
 
