@@ -131,6 +131,7 @@ DEPENDENCY_CODES = THROTTLING_CODES | {
     "ExpiredTokenException",
     "InvalidSignatureException",
     "MissingAuthenticationTokenException",
+    "MissingAuthenticationToken",
     "IncompleteSignature",
     "RequestExpired",
 }
@@ -162,7 +163,8 @@ def _refusal(exc: BaseException) -> str:
 
 class BatchHandler:
     """Handles one micro-batch of Pub/Sub messages; every message ends acked or nacked, or the
-    batch raises ``DependencyDown`` with nothing settled (to be retried)."""
+    batch raises ``DependencyDown`` with nothing settled (to be retried) but the messages whose
+    own fault is known (poison, a result item DynamoDB refused)."""
 
     def __init__(
         self,
