@@ -2,6 +2,11 @@
 
 - ``events_per_s``: events through the Beam ingest (DirectRunner) into Redis and Parquet, against a
   plain loop that writes each event on its own (one Redis round trip, one Parquet file per event).
+- ``stream_events_per_s``: the first ``STREAM_EVENTS`` of them through the streaming ingest (what the
+  demo runs: DirectRunner on the emulator, on a topic of its own), from the first event counted to
+  the last; beside it the bounded figure of the same run. The DirectRunner pays a fixed cost per
+  step and bundle (app/featurestore/beam_transforms.py), so this is the figure a change to the
+  graph's shape moves.
 - ``online_write_rows_per_s``: pipelined, chunked Lua writes against one round trip per row.
 - ``online_read_100_p50_ms`` / ``_p99_ms``: 100 entities with one MGET against one GET each.
 """
@@ -17,16 +22,21 @@ from typing import Any
 
 import numpy as np
 
-from app.featurestore.events import FeatureRow, from_json_line, json_line, process_event
+from app.featurestore.events import FeatureRow, event_attributes, from_json_line, json_line, process_event
+from app.featurestore.local_stream import streaming_args
 from app.featurestore.offline import ParquetOfflineStore
 from app.featurestore.online import online_store
-from app.featurestore.pipeline import run_bounded, stack_args
+from app.featurestore.pipeline import run_bounded, run_streaming, stack_args, stop_streaming, summary_of
 from app.featurestore.registry import default_registry
 from app.featurestore.samples import sample_events
+from app.local import clients
 from app.local.clients import redis_client
+from app.local.services import LocalState
 from app.settings import StackSettings
 
 BENCH_DB = 15  # a Redis database of its own, emptied before and after
+STREAM_EVENTS = 1000  # ~20 s on a busy 2-core machine
+STREAM_TIMEOUT_S = 300.0
 
 
 def _percentiles(samples_s: list[float]) -> tuple[float, float]:
@@ -34,9 +44,46 @@ def _percentiles(samples_s: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def run(settings: StackSettings, redis_url: str, users: int, reads: int) -> dict[str, Any]:
+def _stream(settings: StackSettings, state: LocalState, url: str, offline: Path, events: list[Any]) -> float:
+    """Events/s of the streaming ingest of ``events`` on a fresh topic, subscription and dead-letter topic."""
+    os.environ["PUBSUB_EMULATOR_HOST"] = state.pubsub_host  # Beam's ReadFromPubSub finds the emulator so
+    pub, sub = clients.publisher(state.pubsub_host), clients.subscriber(state.pubsub_host)
+    tag, project = os.urandom(4).hex(), settings.gcp.project
+    topic, dead = pub.topic_path(project, f"bench-{tag}"), pub.topic_path(project, f"bench-dlq-{tag}")
+    subscription = sub.subscription_path(project, f"bench-{tag}")
+    pub.create_topic(name=topic)
+    pub.create_topic(name=dead)
+    sub.create_subscription(name=subscription, topic=topic)
+    result = None
+    try:
+        for f in [pub.publish(topic, m.SerializeToString(), **event_attributes(e, v, at)) for e, v, at, m in events]:
+            f.result(timeout=60)
+        argv = streaming_args(settings, state, subscription)
+        argv[argv.index("--dead_letter_topic") + 1] = dead
+        argv[argv.index("--redis_url") + 1] = url
+        argv[argv.index("--offline_path") + 1] = str(offline)
+        result, run_id = run_streaming(argv)
+        first, deadline = None, time.monotonic() + STREAM_TIMEOUT_S
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            s = summary_of(run_id)
+            done = s.accepted + s.rejected_total
+            first = first or (time.perf_counter() if done else None)
+            if done >= len(events) and s.online_written + s.online_stale + s.not_stored >= s.accepted:
+                assert first is not None
+                return len(events) / max(time.perf_counter() - first, 1e-9)
+        raise RuntimeError(f"the streaming ingest counted {done} of {len(events)} events in {STREAM_TIMEOUT_S:.0f} s")
+    finally:
+        if result is not None:
+            stop_streaming(result)
+        sub.delete_subscription(subscription=subscription)
+        pub.delete_topic(topic=topic)
+        pub.delete_topic(topic=dead)
+
+
+def run(settings: StackSettings, state: LocalState, users: int, reads: int) -> dict[str, Any]:
     registry = default_registry()
-    url = redis_url.rsplit("/", 1)[0] + f"/{BENCH_DB}"
+    url = state.redis_url.rsplit("/", 1)[0] + f"/{BENCH_DB}"
     r = redis_client(url)
     r.flushdb()
     events = list(sample_events(users, seed=3))
@@ -79,6 +126,11 @@ def run(settings: StackSettings, redis_url: str, users: int, reads: int) -> dict
                 store.write_rows([row])
                 offline.write_rows([row])
             out["events_per_s_naive"] = round(naive_n / (time.perf_counter() - t), 1)
+
+            r.flushdb()
+            streamed = events[:STREAM_EVENTS]
+            out["stream_events"] = len(streamed)
+            out["stream_events_per_s"] = round(_stream(settings, state, url, Path(tmp) / "stream", streamed), 1)
 
         rows = [process_event(from_json_line(json_line(*e), "x"), registry) for e in events]
         rows = [x for x in rows if isinstance(x, FeatureRow) and x.entity == "user_profile" and x.version == "v1"]

@@ -51,7 +51,7 @@ def _against_local_stack(args: argparse.Namespace, state_dir: Path) -> dict:
         if args.target == "ingest":
             from bench import ingest
 
-            return ingest.run(settings, state.redis_url, args.users, args.reads)
+            return ingest.run(settings, state, args.users, args.reads)
         from bench import serving
 
         return serving.run(state, settings, args.rate, args.seconds)

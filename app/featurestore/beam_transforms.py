@@ -4,6 +4,14 @@
 buffer a bundle and write it in one batch, so a bundle is one Redis pipeline and one Parquet file.
 Counters (app/featurestore/progress.py) feed the run summary and the Dataflow job's metrics.
 
+The DirectRunner runs every step once per bundle, empty or not, at a fixed cost (it pickles the
+DoFn and inspects its methods' signatures, ~10 ms on a busy 2-core machine), and a local streaming
+pull is a bundle of 10 events. So the graph keeps the steps a bundle passes few: the decoder reads
+the Pub/Sub message itself, one step (``WriteStoresFn``) writes both stores, and every producer of
+dead letters emits them already in the sink's form (``dead_form``: a Pub/Sub message or a JSON
+line), so the sink takes their Flatten as it is. A writer step per store and a conversion step per
+dead-letter producer made 13 steps per bundle and halved the demo's streaming-ingest rate.
+
 A refused write is never counted as written and never dropped: the writer retries the refused
 rows with backoff (up to ``store_retry_seconds`` of one outage), then emits each as a dead letter
 (``store_unavailable``, or ``store_conflict`` for a key of another type) on its ``DEAD`` output,
@@ -16,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +40,7 @@ from app.featurestore.events import (
     FeatureRow,
     RawEvent,
     format_event_time,
+    from_pubsub,
     json_line,
     process_event,
 )
@@ -46,6 +55,7 @@ log = logging.getLogger("rerank.ingest")
 
 UNAVAILABLE = "store_unavailable"
 STORE_REASONS = (UNAVAILABLE, "store_conflict")  # dead-letter reasons of a writer, not of the event
+SETTLED = "stores_settled"  # the counter of rows every store has written or refused
 
 
 class StoreRefused(Exception):
@@ -67,9 +77,41 @@ def store_dead_letter(row: FeatureRow, reason: str, detail: str, registry: Regis
     return DeadLetter(reason, detail, row.source, row.entity, row.version, format_event_time(row.event_time), raw)
 
 
+def as_dead_letter(dead: DeadLetter) -> Any:
+    """The default ``dead_form``: the DeadLetter itself."""
+    return dead
+
+
+def dead_letter_message(dead: DeadLetter) -> Any:
+    """The ``dead_form`` of a dead-letter topic: the event's bytes and attributes, with the reason."""
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+
+    return PubsubMessage(data=dead.raw, attributes=dead.attributes())
+
+
+def dead_letter_line(dead: DeadLetter) -> str:
+    """The ``dead_form`` of a dead-letter file: one JSON line."""
+    return dead.to_json()
+
+
+def pubsub_event(message: Any) -> RawEvent:
+    """A Pub/Sub message as ReadFromPubSub(with_attributes=True) gives it, as a RawEvent."""
+    return from_pubsub(message.data, dict(message.attributes or {}), message.message_id or "?")
+
+
+def as_raw_event(event: RawEvent) -> RawEvent:
+    return event
+
+
 class ProcessEventFn(beam.DoFn):
-    def __init__(self, run_id: str, limits: LimitsConfig = DEFAULT_LIMITS) -> None:
-        self.limits = limits
+    def __init__(
+        self,
+        run_id: str,
+        limits: LimitsConfig = DEFAULT_LIMITS,
+        source: Callable[[Any], RawEvent] = as_raw_event,
+        dead_form: Callable[[DeadLetter], Any] = as_dead_letter,
+    ) -> None:
+        self.limits, self.source, self.dead_form = limits, source, dead_form
         self.accepted = RunCounter(run_id, "accepted")
         self.rejected = {r: RunCounter(run_id, f"rejected_{r}") for r in REASONS}
         self._registry: Registry | None = None
@@ -77,40 +119,55 @@ class ProcessEventFn(beam.DoFn):
     def setup(self) -> None:
         self._registry = default_registry()
 
-    def process(self, raw: RawEvent) -> Iterator[Any]:
+    def process(self, element: Any) -> Iterator[Any]:
         assert self._registry is not None
-        result = process_event(raw, self._registry, limits=self.limits)
+        result = process_event(self.source(element), self._registry, limits=self.limits)
         if isinstance(result, DeadLetter):
             self.rejected[result.reason].inc()
-            yield TaggedOutput(DEAD, result)
+            yield TaggedOutput(DEAD, self.dead_form(result))
         else:
             self.accepted.inc()
             yield result
 
 
 class DecodeFeatureEvents(beam.PTransform):
-    """RawEvent -> (FeatureRow, DeadLetter) outputs; nothing is dropped."""
+    """Events -> (FeatureRow, dead letter) outputs; nothing is dropped. ``source`` turns an input
+    element into a RawEvent (default: it is one; ``pubsub_event`` for ReadFromPubSub's messages),
+    ``dead_form`` gives the dead letters their sink's form (default: DeadLetter)."""
 
-    def __init__(self, run_id: str = "", limits: LimitsConfig = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        run_id: str = "",
+        limits: LimitsConfig = DEFAULT_LIMITS,
+        source: Callable[[Any], RawEvent] = as_raw_event,
+        dead_form: Callable[[DeadLetter], Any] = as_dead_letter,
+    ) -> None:
         super().__init__()
-        self.run_id, self.limits = run_id, limits
+        self.run_id, self.limits, self.source, self.dead_form = run_id, limits, source, dead_form
 
     def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        fn = ProcessEventFn(self.run_id, self.limits)
+        fn = ProcessEventFn(self.run_id, self.limits, self.source, self.dead_form)
         return events | "Process" >> beam.ParDo(fn).with_outputs(DEAD, main="rows")
 
 
-class _BufferedWriteFn(beam.DoFn):
-    """Collects a bundle's rows and hands them to ``write`` in one call; retries what a store
-    refuses, then dead-letters it (see the module docstring). ``write`` returns nothing or raises
-    ``StoreRefused`` (some rows) or any other exception (all rows, e.g. a connection error)."""
+class WriteStoresFn(beam.DoFn):
+    """One step writes each bundle to every store it holds (the online store, and the Parquet
+    offline store when there is one), each in one batch with its own retries; what a store still
+    refuses leaves on the ``DEAD`` output (see the module docstring). One step, not one per store:
+    each store's dead letters would be another input to the dead-letter sink, which the DirectRunner
+    then runs once more per bundle."""
 
-    store = "store"
+    def __init__(
+        self, run_id: str, writers: list[StoreWriter], dead_form: Callable[[DeadLetter], Any] = as_dead_letter
+    ) -> None:
+        self.writers, self.dead_form = writers, dead_form
+        # Rows every store has written or refused: a local launcher stops only once this has caught
+        # up with the decoder's accepted count (app/featurestore/local_stream.py).
+        self.settled = RunCounter(run_id, SETTLED)
 
-    def __init__(self, run_id: str, retry_s: float, file_source: bool) -> None:
-        self.retry_s, self.file_source = retry_s, file_source
-        self.refused = {r: RunCounter(run_id, f"rejected_{r}") for r in STORE_REASONS}
-        self._down_since: float | None = None
+    def setup(self) -> None:
+        for writer in self.writers:
+            writer.setup()
 
     def start_bundle(self) -> None:
         self._rows: list[tuple[FeatureRow, Any, Any]] = []
@@ -125,13 +182,35 @@ class _BufferedWriteFn(beam.DoFn):
         if not rows:
             return
         where = {id(r): (ts, w) for r, ts, w in rows}
-        registry = default_registry() if self.file_source else None  # file rows are dead-lettered as JSON lines
-        for row, reason, detail in self._write_with_retry([r for r, _, _ in rows]):
-            self.refused[reason].inc()
-            ts, w = where[id(row)]
-            yield TaggedOutput(DEAD, WindowedValue(store_dead_letter(row, reason, detail, registry), ts, [w]))
+        batch = [r for r, _, _ in rows]
+        for writer in self.writers:
+            refused = writer.write_with_retry(batch)
+            # File rows are dead-lettered as JSON lines, which need the registry.
+            registry = default_registry() if refused and writer.file_source else None
+            for row, reason, detail in refused:
+                writer.refused[reason].inc()
+                ts, w = where[id(row)]
+                dead = self.dead_form(store_dead_letter(row, reason, detail, registry))
+                yield TaggedOutput(DEAD, WindowedValue(dead, ts, [w]))
+        self.settled.inc(len(batch))
 
-    def _write_with_retry(self, rows: list[FeatureRow]) -> list[tuple[FeatureRow, str, str]]:
+
+class StoreWriter:
+    """Writes a batch of rows to one store; retries what it refuses, then hands it back to be
+    dead-lettered. ``write`` returns nothing or raises ``StoreRefused`` (some rows) or any other
+    exception (all rows, e.g. a connection error)."""
+
+    store = "store"
+
+    def __init__(self, run_id: str, retry_s: float, file_source: bool) -> None:
+        self.retry_s, self.file_source = retry_s, file_source
+        self.refused = {r: RunCounter(run_id, f"rejected_{r}") for r in STORE_REASONS}
+        self._down_since: float | None = None
+
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def write_with_retry(self, rows: list[FeatureRow]) -> list[tuple[FeatureRow, str, str]]:
         """Write ``rows``; returns those still refused after the retries, with reason and detail.
 
         The retry window counts from when the store started refusing, so in a long outage only
@@ -168,7 +247,7 @@ class _BufferedWriteFn(beam.DoFn):
         raise NotImplementedError
 
 
-class WriteOnlineFn(_BufferedWriteFn):
+class OnlineWriter(StoreWriter):
     store = "online store (Redis)"
 
     def __init__(
@@ -212,10 +291,16 @@ class WriteOnlineFn(_BufferedWriteFn):
             raise StoreRefused(refused, cause or ValueError(conflict))
 
 
-class WriteParquetFn(_BufferedWriteFn):
+class ParquetWriter(StoreWriter):
     store = "offline store (Parquet)"
 
-    def __init__(self, root: str, run_id: str, retry_s: float = STORE_RETRY_SECONDS, file_source: bool = False) -> None:
+    def __init__(
+        self,
+        root: str,
+        run_id: str,
+        retry_s: float = STORE_RETRY_SECONDS,
+        file_source: bool = False,
+    ) -> None:
         super().__init__(run_id, retry_s, file_source)
         self.root = root
         self.written = RunCounter(run_id, "offline_written")
@@ -276,13 +361,13 @@ def bigquery_refused(entity: str, version: str, failed: Any) -> DeadLetter:
 
 
 class _CountRefusedFn(beam.DoFn):
-    def __init__(self, run_id: str, entity: str, version: str) -> None:
-        self.entity, self.version = entity, version
+    def __init__(self, run_id: str, entity: str, version: str, dead_form: Callable[[DeadLetter], Any]) -> None:
+        self.entity, self.version, self.dead_form = entity, version, dead_form
         self.refused = RunCounter(run_id, "rejected_store_conflict")
 
-    def process(self, failed: Any) -> Iterator[DeadLetter]:
+    def process(self, failed: Any) -> Iterator[Any]:
         self.refused.inc()
-        yield bigquery_refused(self.entity, self.version, failed)
+        yield self.dead_form(bigquery_refused(self.entity, self.version, failed))
 
 
 class WriteOfflineBigQuery(beam.PTransform):
@@ -294,9 +379,11 @@ class WriteOfflineBigQuery(beam.PTransform):
     dead-lettered as ``store_conflict`` with BigQuery's error, never dropped.
     """
 
-    def __init__(self, project: str, dataset: str, run_id: str = "") -> None:
+    def __init__(
+        self, project: str, dataset: str, run_id: str = "", dead_form: Callable[[DeadLetter], Any] = as_dead_letter
+    ) -> None:
         super().__init__()
-        self.project, self.dataset, self.run_id = project, dataset, run_id
+        self.project, self.dataset, self.run_id, self.dead_form = project, dataset, run_id, dead_form
 
     def expand(self, rows: beam.PCollection) -> Any:
         from apache_beam.io.gcp.bigquery_tools import RetryStrategy
@@ -323,12 +410,7 @@ class WriteOfflineBigQuery(beam.PTransform):
             )
             refused.append(
                 result.failed_rows_with_errors
-                | f"Refused_{entity}_{version}" >> beam.ParDo(_CountRefusedFn(self.run_id, entity, version))
+                | f"Refused_{entity}_{version}"
+                >> beam.ParDo(_CountRefusedFn(self.run_id, entity, version, self.dead_form))
             )
         return refused | "AllRefused" >> beam.Flatten()
-
-
-def dead_letter_message(dead: DeadLetter) -> Any:
-    from apache_beam.io.gcp.pubsub import PubsubMessage
-
-    return PubsubMessage(data=dead.raw, attributes=dead.attributes())

@@ -17,11 +17,12 @@ POLL_S = 0.5
 
 
 def stream_until_idle(argv: list[str], idle_exit: float | None) -> IngestSummary:
-    """Run the streaming job; stop once nothing new was processed for ``idle_exit`` seconds."""
+    """Run the streaming job; stop once nothing new was processed for ``idle_exit`` seconds and no
+    accepted event is still in the store step (the DirectRunner acked it on pull: ``stop_streaming``)."""
     from app.featurestore.pipeline import run_streaming, stop_streaming, summary_of
 
     result, run_id = run_streaming(argv)
-    seen, last_change = -1, time.monotonic()
+    seen, last_change = (-1, -1), time.monotonic()
     progress = Progress("ingest", unit="events")
     try:
         while True:
@@ -31,10 +32,14 @@ def stream_until_idle(argv: list[str], idle_exit: float | None) -> IngestSummary
                 break  # Ctrl-C ends a long-running local ingest; the summary still prints
             summary = summary_of(run_id)
             count = summary.accepted + summary.rejected_total
-            if count != seen:
-                seen, last_change = count, time.monotonic()
+            if (count, summary.stores_settled) != seen:
+                seen, last_change = (count, summary.stores_settled), time.monotonic()
                 progress.advance(count - progress.done)
-            elif idle_exit is not None and time.monotonic() - last_change >= idle_exit:
+            elif (
+                idle_exit is not None
+                and summary.stores_settled >= summary.accepted
+                and time.monotonic() - last_change >= idle_exit
+            ):
                 break
     finally:
         stop_streaming(result)

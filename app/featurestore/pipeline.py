@@ -25,15 +25,21 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from app.bounds import DEFAULT_LIMITS
 from app.featurestore.beam_transforms import (
     DEAD,
+    SETTLED,
     STORE_REASONS,
     STORE_RETRY_SECONDS,
     DecodeFeatureEvents,
+    OnlineWriter,
+    ParquetWriter,
+    StoreWriter,
     WriteOfflineBigQuery,
-    WriteOnlineFn,
-    WriteParquetFn,
+    WriteStoresFn,
+    as_raw_event,
+    dead_letter_line,
     dead_letter_message,
+    pubsub_event,
 )
-from app.featurestore.events import RawEvent, from_json_line, from_pubsub, read_delimited
+from app.featurestore.events import RawEvent, from_json_line, read_delimited
 from app.featurestore.progress import Progress, tally
 from app.featurestore.template_spec import stack_parameters
 from app.output_paths import OutputPathError, has_glob_characters, output_file
@@ -86,6 +92,7 @@ class IngestSummary:
     online_stale: int = 0
     offline_written: int = 0
     dead_letter_path: str | None = None
+    stores_settled: int = 0  # accepted rows the store step has finished with (written or dead-lettered)
 
     @property
     def rejected_total(self) -> int:
@@ -168,6 +175,9 @@ def read_file_events(path: str, limits: LimitsConfig = DEFAULT_LIMITS) -> Iterat
 
 def build(p: beam.Pipeline, opts: IngestOptions) -> None:
     limits = parse_limits(opts.input_limits)
+    # Every producer of dead letters emits them in the sink's form, so the sink takes their Flatten
+    # as it is: no conversion step per producer (each step costs the DirectRunner per bundle).
+    dead_form = dead_letter_line if opts.input else dead_letter_message
     if opts.input:
         events = (
             p
@@ -175,45 +185,36 @@ def build(p: beam.Pipeline, opts: IngestOptions) -> None:
             | "ReadEvents" >> beam.FlatMap(read_file_events, limits)
             | "Spread" >> beam.Reshuffle()
         )
+        source = as_raw_event
     else:
-        events = (
-            p
-            | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=opts.subscription, with_attributes=True)
-            | "ToRawEvent" >> beam.Map(lambda m: from_pubsub(m.data, dict(m.attributes or {}), m.message_id or "?"))
-        )
-    outputs = events | "Decode" >> DecodeFeatureEvents(opts.run_id, limits)
+        events = p | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=opts.subscription, with_attributes=True)
+        source = pubsub_event  # decoded in the decoder's step, not a step of its own
+    outputs = events | "Decode" >> DecodeFeatureEvents(opts.run_id, limits, source, dead_form)
     rows, dead_parts = outputs.rows, [outputs[DEAD]]
     retry_s, from_file = opts.store_retry_seconds, bool(opts.input)
     ttls = parse_ttls(opts.online_ttl_seconds)
-    online = rows | "WriteOnline" >> beam.ParDo(
-        WriteOnlineFn(opts.redis_url, opts.redis_prefix, ttls, opts.run_id, retry_s, from_file)
-    ).with_outputs(DEAD, main="unused")
-    dead_parts.append(online[DEAD])  # what a store refused is dead-lettered with the decoder's rejects
+    writers: list[StoreWriter] = [
+        OnlineWriter(opts.redis_url, opts.redis_prefix, ttls, opts.run_id, retry_s, from_file)
+    ]
     if opts.offline_path:
-        offline = rows | "WriteOffline" >> beam.ParDo(
-            WriteParquetFn(opts.offline_path, opts.run_id, retry_s, from_file)
-        ).with_outputs(DEAD, main="unused")
-        dead_parts.append(offline[DEAD])
-    else:
+        writers.append(ParquetWriter(opts.offline_path, opts.run_id, retry_s, from_file))
+    # What a store refused is dead-lettered with the decoder's rejects.
+    stores = rows | "WriteStores" >> beam.ParDo(WriteStoresFn(opts.run_id, writers, dead_form)).with_outputs(
+        DEAD, main="unused"
+    )
+    dead_parts.append(stores[DEAD])
+    if opts.bigquery_dataset:
         project, dataset = opts.bigquery_dataset.split(".", 1)
-        dead_parts.append(rows | "WriteOffline" >> WriteOfflineBigQuery(project, dataset, opts.run_id))
+        dead_parts.append(rows | "WriteOffline" >> WriteOfflineBigQuery(project, dataset, opts.run_id, dead_form))
     dead = dead_parts | "AllDead" >> beam.Flatten()
     if opts.input:
         # Beam's file sink reads its path as a glob and clears what matches: it only ever gets a
         # file in a folder of our own (run_bounded), never the user's path.
         if has_glob_characters(opts.dead_letter_path):
             raise IngestConfigError(f"dead letters are staged at a glob-free path, got {opts.dead_letter_path!r}")
-        (
-            dead
-            | "DeadJson" >> beam.Map(lambda d: d.to_json())
-            | "WriteDead" >> beam.io.WriteToText(opts.dead_letter_path, shard_name_template="", num_shards=1)
-        )
+        dead | "WriteDead" >> beam.io.WriteToText(opts.dead_letter_path, shard_name_template="", num_shards=1)
     else:
-        (
-            dead
-            | "DeadMessage" >> beam.Map(dead_letter_message)
-            | "PublishDead" >> beam.io.WriteToPubSub(opts.dead_letter_topic, with_attributes=True)
-        )
+        dead | "PublishDead" >> beam.io.WriteToPubSub(opts.dead_letter_topic, with_attributes=True)
 
 
 def summary_of(run_id: str, dead_letter_path: str | None = None) -> IngestSummary:
@@ -227,6 +228,7 @@ def summary_of(run_id: str, dead_letter_path: str | None = None) -> IngestSummar
         totals.get("online_stale", 0),
         totals.get("offline_written", 0),
         dead_letter_path,
+        totals.get(SETTLED, 0),
     )
 
 
@@ -319,8 +321,12 @@ def stop_streaming(result: Any, wait_s: float = 2.0) -> None:
     The DirectRunner's single worker sits in a Pub/Sub pull with a 30 s deadline while the
     subscription is idle, and ``cancel()`` waits for it. Its threads are daemons, so cancelling in
     the background lets the caller go on (or exit) at once. The DirectRunner acks messages when it
-    pulls them, so events arriving at the very moment of the stop can be lost locally; that is
-    why the launcher only stops after the subscription has gone quiet (``--idle-exit``).
+    pulls them (Beam's ``_PubSubReadEvaluator``, before the bundle runs), so an event pulled but not
+    yet stored or dead-lettered when the run stops is lost locally. So the launcher stops only once
+    the subscription has gone quiet (``--idle-exit``) and the store step has finished with every
+    event the decoder accepted (``stores_settled``): a store outage can hold rows in the writer's
+    retries for ``--store_retry_seconds``, longer than the idle window. An event published at the
+    very moment of the stop can still be lost locally; Dataflow acks only committed bundles.
     """
     import threading
 

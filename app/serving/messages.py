@@ -15,7 +15,7 @@ from app.settings import LimitsConfig
 
 # Reasons a retry may fix (a profile not ingested yet, a passing fault): nacked with backoff until the
 # last delivery attempt. Every other reason is dead-lettered at once: no redelivery can change it.
-TRANSIENT_REASONS = frozenset({"unknown_user", "unknown_candidates", "internal_error"})
+TRANSIENT_REASONS = frozenset({"unknown_user", "unknown_candidates", "internal_error", "result_write_error"})
 REQUEST_FIELDS = ("request_id", "user_id", "surface", "candidate_ids", "requested_at")
 
 

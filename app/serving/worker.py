@@ -6,7 +6,10 @@
   with a conditional put (newer request wins); the message is acked only after that write and
   after its prediction record is published.
 - While Redis or DynamoDB is down, nothing is acked or nacked: the batch is retried with
-  backoff, the client keeps extending the leases, and flow control stops new pulls.
+  backoff, the client keeps extending the leases, and flow control stops new pulls. DynamoDB's
+  errors are told apart (``results_error_class``): throttling, 5xx, no connection, a missing table
+  or refused credentials hold the batch; an item DynamoDB refuses for good (``ValidationException``)
+  is dead-lettered as ``result_rejected``; any other client error retries only its request.
 - A message that cannot be served gets a reason (docs/specs/serving-messages.md). A permanent
   one (undecodable, out of bounds, missing or unknown arm) is published to the dead-letter topic
   at once and acked; a transient one (unknown user, unknown candidates, internal_error) is nacked
@@ -112,9 +115,56 @@ def _results_failure(exc: BaseException) -> str:
     return "results_write"
 
 
+# What a failed results write means for its request (``results_error_class``):
+HOLD = "hold"  # the table, the account or the network is at fault: hold the batch, retry it in place
+REFUSED = "refused"  # DynamoDB refuses this item for good: dead-letter the request now
+UNFORESEEN = "unforeseen"  # another client error: retry the request with backoff, then dead-letter it
+
+# Client errors about the table, the account or the credentials, not the item: every request fails
+# alike until they are fixed (a table being created, e.g. after an apply; a role or policy being
+# repaired), so dead-lettering would only move the whole stream into the dead-letter queue.
+# The batch is held and retried with backoff, and the results alert fires, as for throttling.
+DEPENDENCY_CODES = THROTTLING_CODES | {
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "MissingAuthenticationTokenException",
+    "MissingAuthenticationToken",
+    "IncompleteSignature",
+    "RequestExpired",
+}
+# DynamoDB's answer to an item it will never store as it is, whatever is retried: an item over
+# 400 KB, a key over its size (hash 2048 bytes, range 1024: the request bounds count characters,
+# DynamoDB counts UTF-8 bytes), a key attribute of another type or missing (a table of another key
+# schema). The request is dead-lettered as ``result_rejected`` with DynamoDB's message; after a fix
+# (the bounds, the table) ``rerank dlq replay --reason result_rejected`` re-publishes it.
+ITEM_REFUSED_CODES = frozenset({"ValidationException"})
+
+
+def results_error_class(exc: BaseException) -> str:
+    """HOLD, REFUSED or UNFORESEEN for an exception from a results write (see above)."""
+    if not isinstance(exc, ClientError):
+        return HOLD  # no answer from DynamoDB: connection, timeout, credentials not renewed
+    error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
+    code, status = str(error.get("Code", "")), meta.get("HTTPStatusCode")
+    if code in DEPENDENCY_CODES or (isinstance(status, int) and status >= 500) or code.startswith("InternalServer"):
+        return HOLD
+    if code in ITEM_REFUSED_CODES:
+        return REFUSED
+    return UNFORESEEN
+
+
+def _refusal(exc: BaseException) -> str:
+    error = exc.response.get("Error", {}) if isinstance(exc, ClientError) else {}
+    return f"results table: {error.get('Code', type(exc).__name__)}: {error.get('Message', exc)}"
+
+
 class BatchHandler:
     """Handles one micro-batch of Pub/Sub messages; every message ends acked or nacked, or the
-    batch raises ``DependencyDown`` with nothing settled (to be retried)."""
+    batch raises ``DependencyDown`` with nothing settled (to be retried) but the messages whose
+    own fault is known (poison, a result item DynamoDB refused)."""
 
     def __init__(
         self,
@@ -138,6 +188,43 @@ class BatchHandler:
         )
         self.metrics.latency.observe(max(0.0, (datetime.now(UTC) - r.requested_at).total_seconds()))
         return ok
+
+    def _try_write(self, model_id: str, s: Scored) -> bool | BaseException:
+        try:
+            return self._write(model_id, s)
+        except DEPENDENCY_ERRORS as exc:
+            return exc
+
+    def _write_all(self, model_id: str, done: list[tuple[Any, Scored]]) -> list[tuple[Any, Scored]]:
+        """Write each result; returns the requests written (or superseded). A request DynamoDB
+        refused for good is dead-lettered, one refused otherwise is retried with backoff (both
+        settled here, never costing the others); if the table itself is unreachable, refusing or
+        throttling, raises ``DependencyDown`` once those are settled, so the rest is retried in place."""
+        # Conditional puts run side by side: each is one independent round trip.
+        outcomes = list(self._writer.map(lambda d: self._try_write(model_id, d[1]), done))
+        kept: list[tuple[Any, Scored]] = []
+        written: list[bool] = []
+        held: BaseException | None = None
+        for (m, s), outcome in zip(done, outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                written.append(outcome)
+                kept.append((m, s))
+                continue
+            kind = results_error_class(outcome)
+            if kind == HOLD:
+                held = held or outcome
+            else:
+                log.warning("results write refused for request %s: %s", s.request.request_id, _refusal(outcome))
+                reason = "result_rejected" if kind == REFUSED else "result_write_error"
+                self._poison(m, PoisonMessage(reason, _refusal(outcome)))
+        if held is not None:
+            failure = _results_failure(held)
+            self.metrics.error(failure)
+            log.error("%s variant=%s kind=%s %s", RESULTS_WRITE_FAILED, self.cfg.variant, failure, held)
+            raise DependencyDown(f"results table: {held}") from held
+        for ok in written:  # counted once: a held batch is written again (then "superseded")
+            self.metrics.outcome("written" if ok else "superseded")
+        return kept
 
     def _poison(self, message: Any, err: PoisonMessage) -> None:
         attempt = message.delivery_attempt or self.cfg.max_delivery_attempts
@@ -212,16 +299,8 @@ class BatchHandler:
             else:
                 done.append((m, outcome))
         now = datetime.now(UTC)
-        try:
-            # Conditional puts run side by side: each is one independent round trip.
-            written = list(self._writer.map(lambda d: self._write(model_id, d[1]), done)) if self.results else []
-        except DEPENDENCY_ERRORS as exc:
-            kind = _results_failure(exc)
-            self.metrics.error(kind)
-            log.error("%s variant=%s kind=%s %s", RESULTS_WRITE_FAILED, self.cfg.variant, kind, exc)
-            raise DependencyDown(f"results table: {exc}") from exc
-        for ok in written:
-            self.metrics.outcome("written" if ok else "superseded")
+        if self.results is not None:
+            done = self._write_all(model_id, done)
         if self.results is None:
             self.metrics.outcome("shadow", len(done))
         futures = [

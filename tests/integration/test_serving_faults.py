@@ -182,6 +182,36 @@ def test_a_damaged_stored_value_costs_no_request(world: ServedMarket) -> None:
     assert damaged >= 1, "the damage is counted (a batch reads each candidate once)"
 
 
+def test_an_item_dynamodb_refuses_is_dead_lettered_and_the_requests_around_it_are_written(
+    world: ServedMarket,
+) -> None:
+    """moto, like DynamoDB, refuses a range key over 1024 bytes (ValidationException). The request
+    bounds count characters, so a stack allowing 1024-character ids lets a 600-character non-ASCII
+    surface (1,200 bytes) through: that request is dead-lettered at its first delivery as
+    ``result_rejected`` with DynamoDB's message, never retried in place; the requests published
+    around it on the same worker are written."""
+    from app.settings import LimitsConfig
+
+    ledger = Ledger(world)
+    users = world.users_in("primary", 7)
+    client = world.client()
+    others = [c for c in world.users if c not in users][:20]
+    try:
+        with running_worker(world, "primary", retry=FAST_RETRY, limits=LimitsConfig(max_id_length=1024)):
+            before = _requests(world, users[:3], "refused-item")
+            refused = client.request(users[3], "é" * 600, others)
+            after = _requests(world, users[4:], "refused-item")
+            count = ledger.settle(before + after, timeout=30)
+            deadline = time.monotonic() + 20
+            while refused.request_id not in ledger.dead and time.monotonic() < deadline:
+                ledger.pull()
+    finally:
+        ledger.close()
+    print("one item refused among 7:", count, ledger.reasons.get(refused.request_id))
+    assert count.written == 6 and count.lost == 0 and count.duplicates == 0, count
+    assert ledger.dead[refused.request_id] == 1 and ledger.reasons[refused.request_id] == "result_rejected"
+
+
 def test_a_request_superseded_by_a_newer_one_is_a_fallback_not_served(world: ServedMarket) -> None:
     """Request A, then a newer B for the same user and surface with other candidates: once B's
     result is stored, A's ordering is the caller's order with the reason, never "re-ranked"."""

@@ -129,7 +129,7 @@ def test_the_cloud_graph_dead_letters_what_bigquery_refuses(registry: object) ->
     p = beam.Pipeline(options=opts)
     build(p, opts)
     labels = {t.full_label for t in p.transforms_stack[0].parts}
-    assert {"WriteOnline", "WriteOffline", "AllDead", "DeadMessage", "PublishDead"} <= labels
+    assert {"WriteStores", "WriteOffline", "AllDead", "PublishDead"} <= labels
     letter = bigquery_refused(
         "user_profile",
         "v1",
@@ -146,3 +146,48 @@ def test_the_cloud_graph_dead_letters_what_bigquery_refuses(registry: object) ->
         "v1",
     )
     assert "no such field: x" in letter.detail and letter.attributes()["event_time"] == "2026-03-01T00:00:00+00:00"
+
+
+def _pardo_steps(p: object) -> list[str]:
+    """The ParDo leaves of a built graph, by label: what the DirectRunner runs once per bundle."""
+    import apache_beam as beam
+
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        parts = getattr(node, "parts", [])
+        if not parts and isinstance(getattr(node, "transform", None), beam.ParDo):
+            found.append(node.full_label)  # type: ignore[attr-defined]
+        for part in parts:
+            walk(part)
+
+    walk(p.transforms_stack[0])  # type: ignore[attr-defined]
+    return found
+
+
+def test_the_local_streaming_graph_passes_each_bundle_through_few_steps() -> None:
+    """Built, not run. The DirectRunner runs every ParDo once per bundle of 10 pulled events, empty
+    or not, at a fixed cost each, so the local streaming ingest's rate is set by the steps a bundle
+    passes: the decoder (which reads the Pub/Sub message itself), one step writing both stores, and
+    the dead-letter sink's two steps once per input of its Flatten (the decoder's and the stores'
+    dead letters, already Pub/Sub messages: no conversion step). A conversion step per producer and
+    a writer step per store made it 13 steps per bundle and halved the demo's ingest rate."""
+    import apache_beam as beam
+    from apache_beam.runners.direct.direct_runner import _get_transform_overrides
+
+    from app.featurestore.pipeline import build
+
+    local = [a for a in CLOUD if not a.startswith("--bigquery_dataset")] + ["--offline_path=/tmp/offline"]
+    opts = parse_options([a.replace("projects/p/", "projects/my-project/") for a in local])
+    p = beam.Pipeline(options=opts)
+    build(p, opts)
+    p.replace_all(_get_transform_overrides(opts))  # the graph as the DirectRunner runs it
+    steps = _pardo_steps(p)
+    dead_inputs = next(t for t in p.transforms_stack[0].parts if t.full_label == "AllDead").main_inputs
+    sink_steps = [s for s in steps if s.startswith("PublishDead/")]
+    per_bundle = len(steps) - len(sink_steps) + len(sink_steps) * len(dead_inputs)
+    assert [s for s in steps if not s.startswith("PublishDead/")] == [
+        "Decode/Process/ParDo(ProcessEventFn)",
+        "WriteStores/ParDo(WriteStoresFn)",
+    ]
+    assert (len(dead_inputs), per_bundle) == (2, 6)
