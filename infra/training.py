@@ -5,6 +5,7 @@ one Cloud Scheduler job per (trained variant, schedule), each payload deploying 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import tempfile
@@ -41,8 +42,10 @@ FUNCTION_ENTRY = "pubsub_trigger"
 IMPRESSIONS_PREFIX = "impressions"
 
 
+@functools.cache
 def compiled_pipeline(image: str) -> str:
-    """The training pipeline's KFP spec for ``image`` (what ``rerank pipeline compile`` writes)."""
+    """The training pipeline's KFP spec for ``image`` (what ``rerank pipeline compile`` writes),
+    compiled once per process: every plan of a stack with that image declares the same spec."""
     from pipelines.training import compile_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
