@@ -1,5 +1,8 @@
 # Developers and CI run the same targets. Each one sets up what it needs first.
 PY := .venv/bin/python
+# The suite on one worker per core, at most two (each worker starts its own local services;
+# tests/conftest.py says what workers must not share); the served-market tests share one worker.
+PYTEST := $(PY) -m pytest -n auto --maxprocesses 2 --dist loadgroup
 
 .PHONY: setup lint test unit integration demo bench docs compile
 
@@ -12,14 +15,14 @@ lint: setup
 	$(PY) -m app.cli schema docs --verify
 
 unit: setup
-	$(PY) -m pytest tests/unit
+	$(PYTEST) tests/unit
 
 integration: setup
-	$(PY) -m pytest tests/integration
+	$(PYTEST) tests/integration
 
 # The README's test command: lint, generated files up to date, every test.
 test: lint
-	$(PY) -m pytest
+	$(PYTEST)
 
 # The README's main job: the whole loop on the local stack.
 demo: setup

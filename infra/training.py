@@ -5,6 +5,7 @@ one Cloud Scheduler job per (trained variant, schedule), each payload deploying 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import tempfile
@@ -43,9 +44,16 @@ IMPRESSIONS_PREFIX = "impressions"
 
 def compiled_pipeline(image: str, resources: TrainingResourcesConfig) -> str:
     """The training pipeline's KFP spec for ``image`` and the stack's ``training.resources`` (one
-    branch per machine of its ladder): what ``rerank pipeline compile --stack`` writes."""
+    branch per machine of its ladder): what ``rerank pipeline compile --stack`` writes. Compiled
+    once per process for each (image, ladder): every plan of such a stack declares the same spec."""
+    return _compiled_pipeline(image, resources.model_dump_json())
+
+
+@functools.cache
+def _compiled_pipeline(image: str, resources_json: str) -> str:
     from pipelines.training import compile_pipeline
 
+    resources = TrainingResourcesConfig.model_validate_json(resources_json)
     with tempfile.TemporaryDirectory() as tmp:
         return compile_pipeline(Path(tmp) / "training.yaml", image=image, resources=resources).read_text()
 

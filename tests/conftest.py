@@ -1,3 +1,14 @@
+"""Fixtures of every test, and what lets `make test` run the suite on two workers (pytest -n).
+
+Each worker is a process of its own with its own session fixtures (its own local services on free
+ports, its own session plans in tests/unit/infra_plans.py), so a test may share nothing with the
+other worker but the repository it reads: it writes under ``tmp_path`` / ``tmp_path_factory``
+(never ``.rerank/``, ``pipelines/build/``, ``docs/`` or a fixed temp name), binds free loopback
+ports only, and changes the environment through ``monkeypatch``. Tests that need one expensive
+session object built once are put on one worker by an ``xdist_group`` (see the served market in
+tests/integration/conftest.py).
+"""
+
 from __future__ import annotations
 
 import os

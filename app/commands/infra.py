@@ -11,6 +11,7 @@ from Google's Cloud Billing Catalog and AWS's Price List (credentials needed; on
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import subprocess
@@ -112,12 +113,24 @@ def plan_at(ref: str, stack: str) -> dict[str, Any]:
         ).stdout.strip()
     except subprocess.CalledProcessError:
         raise UsageError(f"--diff: {ref!r} is not a commit in this repository") from None
+    code, out, err = _plan_of_commit(sha, stack)
+    # Exit 1 with an inventory is a base that breaks a guardrail (this change may mend it): still a plan.
+    if code not in (0, 1) or not out.strip():
+        raise RunFailed(f"--diff: the program at {ref} did not plan: {err.strip().splitlines()[-1:]}")
+    return json.loads(out)
+
+
+@functools.cache
+def _plan_of_commit(sha: str, stack: str) -> tuple[int, str, str]:
+    """`rerank infra plan --json` as commit ``sha`` runs it for ``stack`` (exit code, stdout, stderr),
+    once per process: a commit's program does not change, and `plan` and `cost` both ask for it."""
     with tempfile.TemporaryDirectory(prefix="rerank-plan-") as tmp:
         tree = Path(tmp) / "tree"
         subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(tree), sha], cwd=REPO_ROOT, check=True)
         try:
             if not (tree / "infra/program.py").exists():
-                return {"stack": stack, "resources": 0, "by_type": {}, "inventory": [], "outputs": {}}
+                empty = {"stack": stack, "resources": 0, "by_type": {}, "inventory": [], "outputs": {}}
+                return 0, json.dumps(empty), ""
             done = subprocess.run(
                 [sys.executable, "-m", "app.cli", "infra", "plan", "--stack", stack, "--json"],
                 cwd=tree,
@@ -129,10 +142,7 @@ def plan_at(ref: str, stack: str) -> dict[str, Any]:
             )
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO_ROOT, check=False)
-    # Exit 1 with an inventory is a base that breaks a guardrail (this change may mend it): still a plan.
-    if done.returncode not in (0, 1) or not done.stdout.strip():
-        raise RunFailed(f"--diff: the program at {ref} did not plan: {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout)
+    return done.returncode, done.stdout, done.stderr
 
 
 def diff_inventories(base: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

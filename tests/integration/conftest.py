@@ -23,10 +23,15 @@ if TYPE_CHECKING:
     from tests.integration.serving_world import ServedMarket
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+        # Under `pytest -n` (--dist loadgroup) the tests on the served market share one worker, so
+        # the market is simulated, trained and put online once rather than once per worker.
+        if "served_world" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("served_world"))
 
 
 @pytest.fixture(scope="session")

@@ -6,16 +6,28 @@ import json
 import os
 import shlex
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from app.featurestore.samples import bad_events
-from app.local.services import LocalState
+from app.local.services import LocalState, stop_services
 from app.settings import load_stack
 from tests.integration.conftest import rerank
 
 
-def test_demo_runs_the_whole_loop_reports_and_stops_what_it_started(tmp_path: Path) -> None:
+@pytest.fixture()
+def demo_state(tmp_path: Path) -> Iterator[Path]:
+    """The demo's state folder; a demo killed by its timeout cannot stop its services, so what it
+    recorded is stopped here (after a demo that stopped them, there is nothing left to stop)."""
     state_dir = tmp_path / "state"
+    yield state_dir
+    stop_services("local", state_dir)
+
+
+def test_demo_runs_the_whole_loop_reports_and_stops_what_it_started(tmp_path: Path, demo_state: Path) -> None:
+    state_dir = demo_state
     report = tmp_path / "report.html"
     out = rerank(
         "demo",

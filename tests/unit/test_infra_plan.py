@@ -102,7 +102,7 @@ def test_bad_input_exits_2_with_one_line(argv: list[str], needle: str, capsys: p
 
 @pytest.mark.parametrize("extra", [[], ["--diff", "HEAD"]], ids=["inventory", "diff"])
 def test_a_policy_violation_fails_the_plan(
-    extra: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    extra: list[str], cached_plans: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import infra.policy.rules as rules
 

@@ -73,7 +73,7 @@ def test_every_default_says_where_it_comes_from_and_the_readme_names_each_increa
     assert missing == [], f"README's quota table lacks {missing}"
 
 
-def test_the_plan_prints_the_increases(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_plan_prints_the_increases(cached_plans: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["infra", "plan", "--stack", "prod", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {q["metric"] for q in out["quota_increases"]} >= {"CPUS", "SSD_TOTAL_GB"}
