@@ -62,10 +62,18 @@ def machine_for(step: str, rows: int, columns: int, resources: TrainingResources
     largest = allowed[-1].memory_gb
     raise SizingError(
         f"the {step} step needs about {need:,.0f} GB for {rows:,} rows x {columns} columns, more than the "
-        f"{largest} GB of the largest machine training.resources allows: lower "
-        "training.sampling.negative_rate, shorten the variant's training.window_days, or allow a larger "
+        f"{largest} GB of the largest machine training.resources allows: {REMEDIES[step]}, or allow a larger "
         "machine (training.resources.ladder, max_memory_gb)"
     )
+
+
+# What shrinks each step's rows: sampling thins only the pointwise model's training rows; the
+# baseline learns from whole sessions of the window; evaluation reads the test days alone.
+REMEDIES = {
+    "train": "lower training.sampling.negative_rate, shorten the variant's training.window_days",
+    "baseline": "shorten the variant's training.window_days (the LambdaRank baseline is never sampled)",
+    "evaluate": "evaluate on fewer test days (the pipeline's test_days)",
+}
 
 
 def step_rows(splits: dict[str, dict[str, Any]], sampling: float = 1.0) -> dict[str, int]:
