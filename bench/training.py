@@ -122,16 +122,47 @@ def _path(
         **extra,
     }
     steps = {step: run_step(name, step, args) for step in steps_run}
-    out = {
+    out = _summary(steps)
+    if name == "streaming":
+        out["dataset"] = steps["dataset"]["splits"]
+        out["train_learnt_rows"] = steps.get("train", {}).get("learnt_rows")
+        out["sizing"] = sizing_check(out["dataset"], extra.get("sampling", 1.0), out["steps"])
+    if name == "streaming" and "sampling" in extra and "evaluate" in steps_run:
+        # The unsampled model on the same dataset and test days, scored against the same baseline.
+        unsampled = {k: v for k, v in args.items() if k != "sampling"} | {"model": "train-unsampled"}
+        again = {step: run_step(name, step, unsampled) for step in ("train", "evaluate")}
+        out["unsampled"] = _summary(again)
+        out["unsampled"]["train_learnt_rows"] = again["train"].get("learnt_rows")
+        out["unsampled"]["sizing"] = sizing_check(out["dataset"], 1.0, out["unsampled"]["steps"])
+        for key in ("ndcg_at_10", "calibration_gap"):
+            a, b = out[key], out["unsampled"][key]
+            out[f"{key}_sampled_minus_unsampled"] = round(a - b, 4) if a is not None and b is not None else None
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def sizing_check(splits: dict[str, Any], sampling: float, steps: dict[str, Any]) -> dict[str, Any]:
+    """The memory the sizing rule (app/ranking/sizing.py) predicts for each sized step beside the
+    step's measured peak: a prediction below the peak is a rule that would OOM."""
+    from app.ranking.sizing import need_gb, step_rows
+
+    rows = step_rows(splits, sampling)
+    out = {}
+    for step, n in rows.items():
+        if step in steps:
+            predicted, measured = need_gb(step, n, int(splits["train"]["columns"])), steps[step]["peak_rss_mb"] / 1024
+            out[step] = {"predicted_gb": round(predicted, 2), "measured_gb": round(measured, 2), "rows": n}
+            out[step]["predicted_over_measured"] = round(predicted / measured, 2)
+    return out
+
+
+def _summary(steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
         "steps": {s: {k: r[k] for k in ("rows", "wall_s", "rows_per_s", "peak_rss_mb")} for s, r in steps.items()},
         "wall_s": round(sum(r["wall_s"] for r in steps.values()), 2),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in steps.values()),
         **_figures(steps.get("evaluate", {})),
     }
-    if name == "streaming":
-        out["dataset"] = steps["dataset"]["splits"]
-    shutil.rmtree(work, ignore_errors=True)
-    return out
 
 
 def _growth(sizes: list[dict[str, Any]], path: str) -> dict[str, Any]:

@@ -45,7 +45,8 @@ def streaming(step: str, a: dict[str, Any]) -> dict[str, Any]:
         extra = {}
         if a.get("sampling") is not None and step == "train":  # LambdaRank learns from whole sessions
             extra["negative_rate"] = a["sampling"]
-        model = _artifact(Model, str(work / f"{step}.txt"))
+        stem = a.get("model", "train") if step == "train" else step
+        model = _artifact(Model, str(work / f"{stem}.txt"))
         train_model(
             train=_artifact(Dataset, str(work / "train"), meta["train"]),
             valid=_artifact(Dataset, str(work / "valid"), meta["valid"]),
@@ -53,47 +54,28 @@ def streaming(step: str, a: dict[str, Any]) -> dict[str, Any]:
             objective="pointwise" if step == "train" else "lambdarank",
             task="bench", env="local", model=model, **extra,
         )  # fmt: skip
+        # What a pipeline hands the next step with the artifact (the sampling rate among it).
+        (work / f"{stem}.json").write_text(json.dumps(dict(model.metadata), default=str))
         return {
             "rows": meta["train"]["rows"] + meta["valid"]["rows"],
             "best_iteration": model.metadata.get("best_iteration"),
+            "learnt_rows": model.metadata.get("learnt_rows"),
         }
     if step == "evaluate":
         from pipelines.components.evaluate import evaluate_models
 
+        stem = a.get("model", "train")
         out = evaluate_models(
             test=_artifact(Dataset, str(work / "test"), meta["test"]),
-            model=_artifact(Model, str(work / "train.txt")),
-            baseline=_artifact(Model, str(work / "baseline.txt")),
+            model=_artifact(Model, str(work / f"{stem}.txt"), json.loads((work / f"{stem}.json").read_text())),
+            baseline=_artifact(Model, str(work / "baseline.txt"), json.loads((work / "baseline.json").read_text())),
             registry_uri=str(work / "registry"), variant="bench", oracle_uri="",
             gate_margin=0.005, min_oracle_ratio=0.0,
             metrics=_artifact(Metrics, str(work / "metrics")),
             roc=_artifact(ClassificationMetrics, str(work / "roc")),
         )  # fmt: skip
-        figures = json.loads(out.metrics_json)
-        if "model_calibration_gap" not in figures:
-            figures["model_calibration_gap"] = calibration_gap(work / "test", work / "train.txt")
-        return {"rows": meta["test"]["rows"], "figures": figures}
+        return {"rows": meta["test"]["rows"], "figures": json.loads(out.metrics_json)}
     raise SystemExit(f"unknown step {step!r}")
-
-
-def calibration_gap(test: Path, model: Path) -> float:
-    """|mean score - match rate| over the test split, scored shard by shard."""
-    import lightgbm as lgb
-    import numpy as np
-    import pyarrow.dataset as ds
-
-    from app.ranking.dataset import LABEL, columns
-    from app.ranking.features import feature_matrix
-
-    booster = lgb.Booster(model_file=str(model))
-    total, scores, labels = 0, 0.0, 0.0
-    for batch in ds.dataset(test).to_batches(batch_size=200_000):
-        import pyarrow as pa
-
-        cols = columns(pa.Table.from_batches([batch]))
-        s = booster.predict(feature_matrix(cols, booster.feature_name()))
-        total, scores, labels = total + len(s), scores + float(s.sum()), labels + float(np.sum(cols[LABEL]))
-    return abs(scores - labels) / total
 
 
 def in_memory(step: str, a: dict[str, Any]) -> dict[str, Any]:

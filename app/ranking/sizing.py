@@ -49,7 +49,7 @@ def train_rows(split: dict[str, Any], sampling: float) -> int:
 
 
 def need_gb(step: str, rows: int, columns: int) -> float:
-    per_row = columns + TRAIN_ROW_BYTES if step == "train" else EVALUATE_ROW_BYTES
+    per_row = columns + TRAIN_ROW_BYTES if step in ("train", "baseline") else EVALUATE_ROW_BYTES
     return (BASE_BYTES + HEADROOM * rows * per_row) / GB
 
 
@@ -67,21 +67,35 @@ def machine_for(step: str, rows: int, columns: int, resources: TrainingResources
     largest = allowed[-1].memory_gb
     raise SizingError(
         f"the {step} step needs about {need:,.0f} GB for {rows:,} rows x {columns} columns, more than the "
-        f"{largest} GB of the largest machine training.resources allows: lower "
-        "training.sampling.negative_rate, shorten the variant's training.window_days, or allow a larger "
+        f"{largest} GB of the largest machine training.resources allows: {REMEDIES[step]}, or allow a larger "
         "machine (training.resources.ladder, max_memory_gb)"
     )
+
+
+# What shrinks each step's rows: sampling thins only the pointwise model's training rows; the
+# baseline learns from whole sessions of the window; evaluation reads the test days alone.
+REMEDIES = {
+    "train": "lower training.sampling.negative_rate, shorten the variant's training.window_days",
+    "baseline": "shorten the variant's training.window_days (the LambdaRank baseline is never sampled)",
+    "evaluate": "evaluate on fewer test days (the pipeline's test_days)",
+}
+
+
+def step_rows(splits: dict[str, dict[str, Any]], sampling: float = 1.0) -> dict[str, int]:
+    """The rows each sized step holds, from the dataset step's per-split figures (rows, positives):
+    training reads train and valid (the pointwise model the sampled train rows, the LambdaRank
+    baseline every row: it learns from whole sessions), evaluation the test split."""
+    train, valid, test = splits["train"], splits["valid"], splits["test"]
+    return {
+        "train": train_rows(train, sampling) + int(valid["rows"]),
+        "baseline": int(train["rows"]) + int(valid["rows"]),
+        "evaluate": int(test["rows"]),
+    }
 
 
 def size_steps(
     splits: dict[str, dict[str, Any]], resources: TrainingResourcesConfig, sampling: float = 1.0
 ) -> dict[str, StepSize]:
-    """The machine of each sized step from the dataset step's per-split figures (rows, columns,
-    positives): training reads train and valid, evaluation the test split."""
-    train, valid, test = splits["train"], splits["valid"], splits["test"]
-    columns = int(train["columns"])
-    fit_rows = train_rows(train, sampling) + int(valid["rows"])
-    return {
-        "train": machine_for("train", fit_rows, columns, resources),
-        "evaluate": machine_for("evaluate", int(test["rows"]), columns, resources),
-    }
+    """The machine of each sized step (``step_rows``) from the dataset step's per-split figures."""
+    columns = int(splits["train"]["columns"])
+    return {step: machine_for(step, rows, columns, resources) for step, rows in step_rows(splits, sampling).items()}

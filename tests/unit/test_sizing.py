@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.ranking.sizing import SizingError, machine_for, need_gb, size_steps
+from app.ranking.sizing import SizingError, machine_for, need_gb, size_steps, step_rows
 from app.settings import MachineConfig, TrainingResourcesConfig
 from pipelines.components.sizing import size_training
 
@@ -34,11 +34,34 @@ def test_small_data_gets_the_smallest_machine_and_ten_times_more_a_bigger_one() 
     assert big["train"].need_gb <= big["train"].machine.memory_gb
 
 
-def test_sampling_shrinks_what_training_holds_but_not_evaluation() -> None:
+def test_sampling_shrinks_what_training_holds_but_not_the_baseline_or_evaluation() -> None:
     full = size_steps(splits(300_000_000, positives=6_000_000), LADDER)
     sampled = size_steps(splits(300_000_000, positives=6_000_000), LADDER, sampling=0.1)
     assert sampled["train"].need_gb < full["train"].need_gb / 4  # validation rows are never sampled
+    assert sampled["baseline"] == full["baseline"]  # LambdaRank learns from every row
+    assert (full["baseline"].need_gb, full["baseline"].machine) == (full["train"].need_gb, full["train"].machine)
     assert sampled["evaluate"] == full["evaluate"]
+    rows = step_rows(splits(1_000, positives=100), sampling=0.5)
+    assert rows == {"train": 100 + 450 + 100, "baseline": 1_100, "evaluate": 100}
+
+
+@pytest.mark.parametrize(
+    ("step", "data", "sampling", "says", "not_said"),
+    [
+        ("train", splits(300_000_000), 1.0, "training.sampling.negative_rate", None),
+        ("baseline", splits(300_000_000, positives=6_000_000), 0.05, "never sampled", "negative_rate"),
+        ("evaluate", splits(1_000_000, test=300_000_000), 1.0, "test_days", "negative_rate"),
+    ],
+)
+def test_each_step_past_the_largest_machine_names_what_shrinks_it(
+    step: str, data: dict, sampling: float, says: str, not_said: str | None
+) -> None:
+    with pytest.raises(SizingError) as err:
+        size_steps(data, TrainingResourcesConfig(max_memory_gb=32), sampling)
+    text = str(err.value)
+    assert text.startswith(f"the {step} step needs about") and "\n" not in text
+    assert says in text and "training.resources.ladder, max_memory_gb" in text
+    assert not_said is None or not_said not in text
 
 
 def test_past_the_largest_allowed_machine_one_line_says_what_to_change() -> None:
