@@ -182,7 +182,9 @@ def parser() -> argparse.ArgumentParser:
         "--in-memory-max", default="1M", help="training: the largest size the old in-memory path runs at (0: never)"
     )
     p.add_argument(
-        "--engine-memory", default="1GB", help="training, pit-sql: DuckDB's memory limit (it spills past it)"
+        "--engine-memory",
+        default=None,
+        help="training (default 1GB), pit-sql (default 2GB): DuckDB's memory limit (it spills past it)",
     )
     p.add_argument("--work-dir", default=None, help="training, pit-sql: keep generated data here (reused by size)")
     p.add_argument(

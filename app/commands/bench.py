@@ -31,12 +31,14 @@ def _training(args: argparse.Namespace) -> dict:
     if args.sampling is not None and not 0 < args.sampling <= 1:
         raise UsageError(f"--sampling must be in (0, 1], got {args.sampling}")
     work = Path(args.work_dir) if args.work_dir else None
+    # Each runner keeps its own default limit: the windowed join needs twice what one training step does.
+    memory = {"memory_limit": args.engine_memory} if args.engine_memory else {}
     if args.target == "pit-sql":
-        return training.run_pit_sql(sizes, args.engine_memory, work)
+        return training.run_pit_sql(sizes, work_dir=work, **memory)
     try:
         steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
         in_memory_max = training.parse_sizes(args.in_memory_max)[0] if args.in_memory_max != "0" else 0
-        return training.run(sizes, args.sampling, in_memory_max, args.engine_memory, work, steps)
+        return training.run(sizes, args.sampling, in_memory_max, work_dir=work, steps=steps, **memory)
     except training.BenchError as exc:
         raise UsageError(str(exc)) from None
 

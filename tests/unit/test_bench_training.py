@@ -35,3 +35,35 @@ def test_the_generated_market_is_read_by_the_dataset_step(tmp_path: Path, regist
     assert built.rejected == {}, "every generated row keeps the contract and every user has a profile"
     assert sum(s.rows for s in built.splits.values()) == summary["impressions"]
     assert built.splits["test"].positives > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "target", "limit"),
+    [
+        (["bench", "pit-sql", "--impressions", "10k"], "run_pit_sql", "2GB"),
+        (["bench", "pit-sql", "--impressions", "10k", "--engine-memory=3GB"], "run_pit_sql", "3GB"),
+        (["bench", "training", "--impressions", "10k"], "run", "1GB"),
+        (["bench", "training", "--impressions", "10k", "--engine-memory=512MB"], "run", "512MB"),
+    ],
+)
+def test_the_engine_memory_flag_leaves_each_benchmark_its_own_default(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], target: str, limit: str
+) -> None:
+    # The windowed join OOMed at 1M under the training steps' 1GB; a shared CLI default hid the runner's 2GB.
+    import inspect
+
+    from app import cli
+    from bench import training
+
+    real = inspect.signature(getattr(training, target))
+    seen: dict[str, object] = {}
+
+    def record(*args: object, **kwargs: object) -> dict[str, int]:
+        bound = real.bind(*args, **kwargs)
+        bound.apply_defaults()
+        seen.update(bound.arguments)
+        return {"recorded": 1}
+
+    monkeypatch.setattr(training, target, record)
+    assert cli.main([*argv, "--json"]) == 0
+    assert seen["memory_limit"] == limit
