@@ -208,8 +208,10 @@ def test_a_changed_size_shows_in_the_cost_diff() -> None:
     changed = {c["name"]: c for c in d["changes"]}
     assert set(changed) == {"feature-store-online", "serving-workers"}
     redis = changed["feature-store-online"]
-    assert redis["after"] == pytest.approx(5 * 0.027 * 730, abs=0.01)  # 5 GB is in the cheaper M2 band
-    assert redis["before"] == pytest.approx(1 * 0.049 * 730, abs=0.01)
+    rate = {k: p.usd for k, p in load_prices().prices.items()}
+    assert rate["memorystore.BASIC.M2"] < rate["memorystore.BASIC.M1"]
+    assert redis["after"] == pytest.approx(5 * rate["memorystore.BASIC.M2"] * 730, abs=0.01)  # the cheaper M2 band
+    assert redis["before"] == pytest.approx(1 * rate["memorystore.BASIC.M1"] * 730, abs=0.01)
     assert changed["serving-workers"]["delta_usd_per_month"] > 0
     assert d["delta_usd_per_month"] == pytest.approx(sum(c["delta_usd_per_month"] for c in d["changes"]), abs=0.01)
     assert d["delta_usd_per_month"] == pytest.approx(d["total_usd_per_month"] - d["base_total_usd_per_month"])

@@ -137,7 +137,7 @@ def test_a_malformed_price_table_is_refused_in_one_line(old: str, new: str, prob
 
 def test_an_unverified_price_without_a_note_is_refused() -> None:
     doc = copy.deepcopy(load_prices().raw)
-    doc["prices"]["memorystore.BASIC.M1"]["note"] = " "
+    doc["prices"]["dataflow.streaming_vcpu_hour"]["note"] = " "
     with pytest.raises(PriceTableError, match="needs a note saying where the figure came from"):
         table_from(doc)
 
@@ -154,6 +154,21 @@ def test_the_right_sku_is_picked_not_another_regions_or_a_custom_shapes() -> Non
     assert price.sku.startswith("services/6F81-5844-456A/skus/") and price.effective.startswith("2026-07-30")
     iowa = gcp_price("compute.spot.e2.vcpu_hour", query, skus_of, "us-central1")
     assert iowa.usd == pytest.approx(0.00669)
+
+
+def test_memorystore_is_read_on_demand_in_the_stacks_region_not_iowas_or_a_commitments() -> None:
+    skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
+    prices = load_prices().prices
+    basic = gcp_price("memorystore.BASIC.M1", prices["memorystore.BASIC.M1"].catalog, skus_of, "europe-west1")
+    assert basic.usd == pytest.approx(0.051) and basic.unit == "GiBy.h" and basic.region == "europe-west1"
+    iowa = gcp_price("memorystore.BASIC.M1", prices["memorystore.BASIC.M1"].catalog, skus_of, "us-central1")
+    assert iowa.usd == pytest.approx(0.049)
+    # FIXTURE-32 is a one-year commitment under the same description: the query names OnDemand.
+    query = dict(prices["memorystore.STANDARD_HA.M2"].catalog)
+    assert gcp_price("memorystore.STANDARD_HA.M2", query, skus_of, "europe-west1").usd == pytest.approx(0.061)
+    del query["usage"]
+    with pytest.raises(CatalogError, match="2 SKUs match 'Redis Capacity Standard M2' in europe-west1"):
+        gcp_price("memorystore.STANDARD_HA.M2", query, skus_of, "europe-west1")
 
 
 @pytest.mark.parametrize("amount, usd", [(0, 0.12), (1023, 0.12), (1024, 0.11), (5000, 0.11), (10_240, 0.08)])
