@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.featurestore.bigquery_write import MIN_BILLED_ROW_BYTES, WRITE_METHOD
 from app.naming import Names
 from app.settings import StackSettings
 from infra.dataflow_options import billed_per_compute_unit
@@ -26,6 +27,8 @@ __all__ = ["PRICERS", "PRICE_TABLE", "PriceTableError", "estimate", "load_prices
 
 TIB = 1024**4
 GIB = 1024**3
+# The price of each way the ingest may write the offline store (app/featurestore/bigquery_write.py).
+OFFLINE_WRITE_PRICES = {"STREAMING_INSERTS": "bigquery.streaming_insert_gib"}
 # Each message or item carries the request's own fields besides its candidates.
 MESSAGE_OVERHEAD_BYTES = 200
 GKE_DEFAULT_DISK_GB = 100
@@ -324,9 +327,10 @@ def _redis(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
 
 
 def _dataflow(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
-    """Workers (vCPU, memory, disk) and Streaming Engine as the job is billed: per compute unit
-    when it runs at-least-once or asks for resource-based billing, else per GiB processed
-    (infra/dataflow_options.py)."""
+    """Workers (vCPU, memory, disk), Streaming Engine as the job is billed (per compute unit when it
+    runs at-least-once or asks for resource-based billing, else per GiB processed:
+    infra/dataflow_options.py), and the streaming inserts that write its rows to the offline store
+    (app/featurestore/bigquery_write.py; the row's size is taken as its event's)."""
     inputs = r["inputs"]
     machine_type = inputs.get("machineType", "n1-standard-2")
     _, vcpu, memory = machine_shape(machine_type)
@@ -353,7 +357,18 @@ def _dataflow(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
         basis += (
             f" + Streaming Engine data processed: {_gib(gib)} GiB (the feature events once) x {_rate(gib_rate)}/GiB"
         )
-    return compute + disk + engine, basis
+    if WRITE_METHOD not in OFFLINE_WRITE_PRICES:
+        raise Unpriced(f"the offline store's BigQuery write method {WRITE_METHOD} has no price")
+    rows, size = u.traffic[u.names.feature_events_topic]
+    billed = max(size, MIN_BILLED_ROW_BYTES)
+    insert_rate = u.usd(OFFLINE_WRITE_PRICES[WRITE_METHOD])
+    inserts = rows * billed / GIB * insert_rate
+    minimum = f" (the {MIN_BILLED_ROW_BYTES:,}-byte minimum a row)" if billed > size else ""
+    basis += (
+        f" + BigQuery {WRITE_METHOD.lower().replace('_', ' ')} into the offline store: {rows:,.0f} rows/month x"
+        f" {billed:,} bytes{minimum} x {_rate(insert_rate)}/GiB"
+    )
+    return compute + disk + engine + inserts, basis
 
 
 def _egress(u: _Usage, gib: float) -> tuple[float, str]:

@@ -34,6 +34,7 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 
 from app.bounds import DEFAULT_LIMITS
+from app.featurestore.bigquery_write import WRITE_METHOD
 from app.featurestore.events import (
     REASONS,
     DeadLetter,
@@ -371,8 +372,9 @@ class _CountRefusedFn(beam.DoFn):
 
 
 class WriteOfflineBigQuery(beam.PTransform):
-    """Streaming inserts into ``<dataset>.<entity>_<version>``, one sink per entity version; the
-    output is the dead letters of the rows BigQuery refused.
+    """Streaming inserts (``bigquery_write.WRITE_METHOD``, which the cost estimate prices) into
+    ``<dataset>.<entity>_<version>``, one sink per entity version; the output is the dead letters
+    of the rows BigQuery refused.
 
     Tables are created (partitioned by event date) by the Pulumi program, hence CREATE_NEVER.
     Transient insert errors are retried (the bundle is held meanwhile); a row refused for good is
@@ -404,7 +406,7 @@ class WriteOfflineBigQuery(beam.PTransform):
                     table=table,
                     create_disposition=beam.io.BigQueryDisposition.CREATE_NEVER,
                     write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND,
-                    method=beam.io.WriteToBigQuery.Method.STREAMING_INSERTS,
+                    method=getattr(beam.io.WriteToBigQuery.Method, WRITE_METHOD),
                     insert_retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
                 )
             )

@@ -295,6 +295,43 @@ def test_streaming_engine_is_priced_as_the_job_is_billed() -> None:
     assert line_of(estimate(billed_option, settings, table).to_json(), job["name"]) == per_unit
 
 
+def test_the_offline_stores_streaming_inserts_are_billed_at_least_1_kb_a_row() -> None:
+    inventory = planned("dev").to_json()["inventory"]
+    settings, table = load_stack("dev"), load_prices()
+    job = next(r for r in inventory if r["type"] == FLEX_JOB)
+    line = line_of(estimate(inventory, settings, table).to_json(), job["name"])
+    assert "bigquery.streaming_insert_gib" in {p["key"] for p in line["prices"]}
+    assert "the 1,024-byte minimum a row" in line["basis"]
+    rows = settings.cost.feature_events_per_day * 730 / 24
+    large = settings.model_copy(update={"cost": settings.cost.model_copy(update={"feature_event_bytes": 3000})})
+    bigger = line_of(estimate(inventory, large, table).to_json(), job["name"])
+    # 600-byte events are billed as 1,024 bytes; 3,000-byte ones at their size (the rest of the line is
+    # the same: the job's bill does not depend on event size when billed per compute unit).
+    extra = rows * (3000 - 1024) / 1024**3 * table.usd("bigquery.streaming_insert_gib")
+    assert bigger["usd_per_month"] - line["usd_per_month"] == pytest.approx(extra, abs=0.01)
+    assert "minimum a row" not in bigger["basis"]
+
+
+def test_the_sink_writes_the_offline_store_the_way_the_estimate_prices() -> None:
+    import apache_beam as beam
+
+    from app.featurestore.beam_transforms import WriteOfflineBigQuery
+    from app.featurestore.bigquery_write import WRITE_METHOD
+    from infra.cost import OFFLINE_WRITE_PRICES
+
+    pipeline = beam.Pipeline()
+    _ = pipeline | beam.Create([]) | WriteOfflineBigQuery("rerank-dev", "offline")
+    writes: list[Any] = []
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node: Any) -> None:
+            if isinstance(node.transform, beam.io.WriteToBigQuery):
+                writes.append(node.transform)
+
+    pipeline.visit(Visitor())
+    assert writes and {w.method for w in writes} == {WRITE_METHOD} and WRITE_METHOD in OFFLINE_WRITE_PRICES
+
+
 def test_the_job_runs_the_streaming_mode_the_stacks_billing_names() -> None:
     dev = load_stack("dev")
     assert dev.feature_store.dataflow.streaming_billing == "resource_based"
