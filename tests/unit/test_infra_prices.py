@@ -171,6 +171,21 @@ def test_memorystore_is_read_on_demand_in_the_stacks_region_not_iowas_or_a_commi
         gcp_price("memorystore.STANDARD_HA.M2", query, skus_of, "europe-west1")
 
 
+def test_cloud_run_functions_are_read_beyond_the_free_tier_in_tier_1_not_from_tier_2s_skus() -> None:
+    skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
+    prices = load_prices().prices
+    read = {k: gcp_price(k, prices[k].catalog, skus_of, "europe-west1") for k in (
+        "functions.vcpu_second", "functions.gib_second", "functions.million_invocations")}  # fmt: skip
+    assert read["functions.vcpu_second"].usd == pytest.approx(0.000024)
+    memory = read["functions.gib_second"]
+    assert memory.usd == pytest.approx(0.0000025) and memory.unit == "GiBy.s"
+    assert read["functions.million_invocations"].usd == pytest.approx(0.4)
+    assert read["functions.million_invocations"].region == "global"
+    # europe-west2 is billed by the Tier 2 SKUs, which these queries do not name: one line, not Tier 1's rate.
+    with pytest.raises(CatalogError, match=r"is offered in .*europe-west1.*, not europe-west2$"):
+        gcp_price("functions.gib_second", prices["functions.gib_second"].catalog, skus_of, "europe-west2")
+
+
 @pytest.mark.parametrize("amount, usd", [(0, 0.12), (1023, 0.12), (1024, 0.11), (5000, 0.11), (10_240, 0.08)])
 def test_a_tiered_sku_is_read_at_the_tier_of_the_usage_asked_for(amount: float, usd: float) -> None:
     skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
