@@ -186,6 +186,30 @@ def test_cloud_run_functions_are_read_beyond_the_free_tier_in_tier_1_not_from_ti
         gcp_price("functions.gib_second", prices["functions.gib_second"].catalog, skus_of, "europe-west2")
 
 
+def test_bigquery_is_read_beyond_its_free_tier_and_an_answer_in_another_currency_is_refused() -> None:
+    answers = gcp_answers()
+    prices = load_prices().prices
+    skus_of = skus_reader(FakeCatalogClient(answers))
+    analysis = gcp_price("bigquery.on_demand_tib", prices["bigquery.on_demand_tib"].catalog, skus_of, "europe-west1")
+    assert analysis.usd == pytest.approx(7.5) and analysis.unit == "TiBy"
+    # The answer a public note recorded for a CZK billing account (effective 2026-04-13): the first
+    # TiB free, then 159.37875 CZK. A refresh must refuse it, not write 159.38 as dollars.
+    sku = next(s for s in answers["services/24E6-581D-38E5"] if s["description"] == "Analysis (europe-west1)")
+    sku["pricingInfo"][0]["pricingExpression"]["tieredRates"] = [
+        {"startUsageAmount": 0, "unitPrice": {"currencyCode": "CZK", "units": "0", "nanos": 0}},
+        {"startUsageAmount": 1, "unitPrice": {"currencyCode": "CZK", "units": "159", "nanos": 378750000}},
+    ]
+    with pytest.raises(
+        CatalogError, match=r"^prices.bigquery.on_demand_tib: SKU FIXTURE-33 is priced in CZK, not USD$"
+    ):
+        gcp_price(
+            "bigquery.on_demand_tib",
+            prices["bigquery.on_demand_tib"].catalog,
+            skus_reader(FakeCatalogClient(answers)),
+            "europe-west1",
+        )
+
+
 @pytest.mark.parametrize("amount, usd", [(0, 0.12), (1023, 0.12), (1024, 0.11), (5000, 0.11), (10_240, 0.08)])
 def test_a_tiered_sku_is_read_at_the_tier_of_the_usage_asked_for(amount: float, usd: float) -> None:
     skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
