@@ -344,31 +344,34 @@ def _dataflow(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
         f"{_rate(mem_rate)})/h x {u.hours:g} h + {DATAFLOW_DISK_GB} GiB disk per worker x "
         f"{_rate(disk_rate)}/GiB-month"
     )
+    events, size = u.traffic[u.names.feature_events_topic]
+    inserts, inserts_basis = _offline_inserts(u, events, size)
     if not inputs.get("enableStreamingEngine"):
-        return compute + disk, basis + " (no Streaming Engine)"
+        return compute + disk + inserts, basis + " (no Streaming Engine)" + inserts_basis
     if billed_per_compute_unit(inputs.get("additionalExperiments") or []):
         units, unit_rate = u.cost.streaming_engine_units, u.usd("dataflow.streaming_engine_unit_hour")
         engine = units * unit_rate * u.hours
         basis += f" + Streaming Engine resource-based: {units:g} compute unit(s) x {_rate(unit_rate)}/h"
     else:
-        count, size = u.traffic[u.names.feature_events_topic]
-        gib, gib_rate = count * size / GIB, u.usd("dataflow.streaming_engine_data_gib")
+        gib, gib_rate = events * size / GIB, u.usd("dataflow.streaming_engine_data_gib")
         engine = gib * gib_rate
         basis += (
             f" + Streaming Engine data processed: {_gib(gib)} GiB (the feature events once) x {_rate(gib_rate)}/GiB"
         )
+    return compute + disk + engine + inserts, basis + inserts_basis
+
+
+def _offline_inserts(u: _Usage, rows: float, size: int) -> tuple[float, str]:
+    """The job's writes of each feature event as one offline-store row, as its write method bills them."""
     if WRITE_METHOD not in OFFLINE_WRITE_PRICES:
         raise Unpriced(f"the offline store's BigQuery write method {WRITE_METHOD} has no price")
-    rows, size = u.traffic[u.names.feature_events_topic]
     billed = max(size, MIN_BILLED_ROW_BYTES)
-    insert_rate = u.usd(OFFLINE_WRITE_PRICES[WRITE_METHOD])
-    inserts = rows * billed / GIB * insert_rate
+    rate = u.usd(OFFLINE_WRITE_PRICES[WRITE_METHOD])
     minimum = f" (the {MIN_BILLED_ROW_BYTES:,}-byte minimum a row)" if billed > size else ""
-    basis += (
+    return rows * billed / GIB * rate, (
         f" + BigQuery {WRITE_METHOD.lower().replace('_', ' ')} into the offline store: {rows:,.0f} rows/month x"
-        f" {billed:,} bytes{minimum} x {_rate(insert_rate)}/GiB"
+        f" {billed:,} bytes{minimum} x {_rate(rate)}/GiB"
     )
-    return compute + disk + engine + inserts, basis
 
 
 def _egress(u: _Usage, gib: float) -> tuple[float, str]:

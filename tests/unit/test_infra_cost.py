@@ -310,6 +310,11 @@ def test_the_offline_stores_streaming_inserts_are_billed_at_least_1_kb_a_row() -
     extra = rows * (3000 - 1024) / 1024**3 * table.usd("bigquery.streaming_insert_gib")
     assert bigger["usd_per_month"] - line["usd_per_month"] == pytest.approx(extra, abs=0.01)
     assert "minimum a row" not in bigger["basis"]
+    # A job without Streaming Engine writes the same rows: its line keeps the inserts.
+    plain = {**job, "inputs": {**job["inputs"], "enableStreamingEngine": False}}
+    no_engine = [plain if r is job else r for r in inventory]
+    classic = line_of(estimate(no_engine, settings, table).to_json(), job["name"])
+    assert "(no Streaming Engine) + BigQuery streaming inserts into the offline store" in classic["basis"]
 
 
 def test_the_sink_writes_the_offline_store_the_way_the_estimate_prices() -> None:
