@@ -186,6 +186,29 @@ def test_cloud_run_functions_are_read_beyond_the_free_tier_in_tier_1_not_from_ti
         gcp_price("functions.gib_second", prices["functions.gib_second"].catalog, skus_of, "europe-west2")
 
 
+def test_dataflow_is_read_streaming_on_demand_in_the_stacks_region_not_iowas_batchs_or_a_commitments() -> None:
+    skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
+    prices = load_prices().prices
+    keys = ("dataflow.streaming_vcpu_hour", "dataflow.memory_gib_hour", "dataflow.streaming_engine_data_gib")
+    # Iowa's SKUs carry the same figures as the built Belgium ones: which SKU is read is the check.
+    here = {k: gcp_price(k, prices[k].catalog, skus_of, "europe-west1") for k in keys}
+    assert {k: (p.sku.rsplit("/", 1)[1], p.region, p.unit) for k, p in here.items()} == {
+        "dataflow.streaming_vcpu_hour": ("FIXTURE-36", "europe-west1", "h"),
+        "dataflow.memory_gib_hour": ("FIXTURE-37", "europe-west1", "GiBy.h"),
+        "dataflow.streaming_engine_data_gib": ("FIXTURE-38", "europe-west1", "GiBy"),
+    }
+    iowa = {k: gcp_price(k, prices[k].catalog, skus_of, "us-central1").sku.rsplit("/", 1)[1] for k in keys}
+    assert iowa == dict(zip(keys, ("FIXTURE-39", "FIXTURE-40", "FIXTURE-41"), strict=True))
+    # Batch vCPU (A613-4169-2E08 in Iowa, $0.056) is another SKU; a commitment shares the streaming wording.
+    assert all(p.usd != pytest.approx(0.056) for p in here.values())
+    query = dict(prices["dataflow.streaming_vcpu_hour"].catalog)
+    del query["usage"]
+    with pytest.raises(
+        CatalogError, match=r"2 SKUs match 'vCPU Time Streaming' in europe-west1 \(FIXTURE-36, FIXTURE-43\)"
+    ):
+        gcp_price("dataflow.streaming_vcpu_hour", query, skus_of, "europe-west1")
+
+
 def test_bigquery_is_read_beyond_its_free_tier_and_an_answer_in_another_currency_is_refused() -> None:
     answers = gcp_answers()
     prices = load_prices().prices
