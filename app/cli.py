@@ -300,6 +300,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", choices=["refresh"], help="prices: refresh (the only one)")
     p.add_argument("--region", default=None, help="prices refresh: the GCP region to read (default: the table's)")
     p.add_argument(
+        "--keep-unread",
+        action="store_true",
+        help="prices refresh: keep a price its catalog cannot price as committed (named, one line each) "
+        "instead of stopping with nothing written",
+    )
+    p.add_argument(
         "--diff", metavar="GIT_REF", help="show what this tree adds, removes, alters or costs against GIT_REF"
     )
     return top

@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         return prices(args)
     if args.what:
         raise UsageError(f"infra {args.action} takes no {args.what!r}")
+    if args.region is not None or args.keep_unread:
+        raise UsageError(f"infra {args.action}: --region and --keep-unread are for infra prices refresh")
     if args.stack == DEFAULT_STACK:
         raise UsageError("the local stack has no cloud resources; give --stack dev, prod or pr-<n>")
     settings = load_stack(args.stack)
@@ -372,8 +374,9 @@ def cost_diff_text(d: dict[str, Any]) -> str:
 
 
 def prices(args: argparse.Namespace) -> int:
-    """``rerank infra prices refresh [--region R]``: each price with a catalog query re-read from the
-    catalogs this machine can reach; the table is written only when something was read."""
+    """``rerank infra prices refresh [--region R] [--keep-unread]``: each price with a catalog query
+    re-read from the catalogs this machine can reach; the table is written only when something was
+    read. ``--keep-unread`` keeps a price its catalog cannot price as committed, one line each."""
     from infra.prices import refresh as catalogs
     from infra.prices import table as price_table
     from infra.prices.gcp import CatalogError
@@ -399,18 +402,29 @@ def prices(args: argparse.Namespace) -> int:
         why = "; ".join(f"{kind}: {reason}" for kind, reason in skipped.items())
         raise RunFailed(f"prices not refreshed ({why}); {shown} dated {table.dated} is used as committed")
     try:
-        done = catalogs.refresh(table.raw, readers.get("gcp"), readers.get("aws"), args.region, skipped=skipped)
+        done = catalogs.refresh(
+            table.raw,
+            readers.get("gcp"),
+            readers.get("aws"),
+            args.region,
+            skipped=skipped,
+            keep_unread=args.keep_unread,
+        )
         fresh = price_table.table_from(done.doc, path)
     except (CatalogError, price_table.PriceTableError) as exc:
         raise RunFailed(f"prices not refreshed: {exc}") from None
+    if done.kept and not any(done.read.values()):
+        first = next(iter(done.kept.values()))
+        raise RunFailed(f"prices not refreshed: the catalogs priced none of {len(done.kept)} queries ({first})")
     if any(done.read.values()):
         path.write_text(price_table.dump_table(done.doc))
-    result = {**fresh.summary(), "read": done.read, "not_refreshed": done.skipped}
+    result = {**fresh.summary(), "read": done.read, "not_refreshed": done.skipped, "kept": done.kept}
 
     def text() -> str:
         read = ", ".join(f"{n} from {kind}" for kind, n in done.read.items())
         missed = "".join(f"; {kind} not refreshed: {why}" for kind, why in done.skipped.items())
-        return f"{shown} dated {fresh.dated}: {read}{missed}"
+        kept = f"; {len(done.kept)} kept as committed (their catalog could not price them)" if done.kept else ""
+        return "\n".join([f"{shown} dated {fresh.dated}: {read}{missed}{kept}", *done.kept.values()])
 
     emit(args, result, text)
     return 0

@@ -5,6 +5,9 @@ The clients are made here, lazily: without ``google-cloud-billing`` installed, o
 credentials, that catalog is "not refreshed" with one line saying why, and its prices stay what
 the committed table says (with their own provenance). A catalog answer that cannot price an entry
 (no such SKU, another region, another unit) stops the refresh in one line: nothing is written.
+Asked to ``keep_unread``, the refresh instead keeps that price as committed, provenance and all, and
+names it with the catalog's reason, so one query the catalog no longer answers does not cost the
+table every other price it could read.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Refreshed:
     doc: dict[str, Any]
     read: dict[str, int] = field(default_factory=dict)  # catalog -> prices read
     skipped: dict[str, str] = field(default_factory=dict)  # catalog -> why not read
+    kept: dict[str, str] = field(default_factory=dict)  # price -> why its catalog could not price it
 
 
 def refresh(
@@ -65,10 +69,13 @@ def refresh(
     gcp_region: str | None = None,
     now: dt.datetime | None = None,
     skipped: dict[str, str] | None = None,
+    keep_unread: bool = False,
 ) -> Refreshed:
     """The table ``doc`` with each queried price re-read from the catalogs given (``None``: not
     read, said in ``skipped``). A different ``gcp_region`` moves the table's GCP prices there,
-    which only works when every regional GCP price can be read from the catalog."""
+    which only works when every regional GCP price can be read from the catalog. With
+    ``keep_unread``, a price its catalog cannot price stays as committed and is named in ``kept``
+    (a price for another region than the one asked for cannot stay: that still stops the refresh)."""
     out = copy.deepcopy(doc)
     table = out["table"]
     region = gcp_region or table["gcp_region"]
@@ -89,12 +96,21 @@ def refresh(
             )
     for key, entry in out["prices"].items():
         kind = kind_of(entry)
-        if kind == "gcp" and skus_of is not None:
-            _set(entry, gcp_price(key, entry["catalog"], skus_of, region))
-        elif kind == "aws" and products_of is not None:
-            _set(entry, aws_price(key, entry["catalog"], products_of, table["aws_region"]))
-        else:
+        try:
+            if kind == "gcp" and skus_of is not None:
+                price = gcp_price(key, entry["catalog"], skus_of, region)
+            elif kind == "aws" and products_of is not None:
+                price = aws_price(key, entry["catalog"], products_of, table["aws_region"])
+            else:
+                continue
+        except CatalogError as exc:
+            if not keep_unread:
+                raise
+            if entry["region"] not in ("global", region, table["aws_region"]):
+                raise CatalogError(f"{exc}; it is for {entry['region']}, so it cannot be kept in {region}") from None
+            result.kept[key] = str(exc)
             continue
+        _set(entry, price)
         result.read[kind] += 1
     if not any(result.read.values()):
         return result

@@ -558,6 +558,8 @@ def test_the_pr_workflow_puts_the_cost_beside_the_plan_diff() -> None:
     refresh = next(i for i, step in enumerate(job["steps"]) if "rerank infra prices refresh" in step.get("run", ""))
     assert refresh < next(i for i, n in enumerate(names) if n.startswith("Cost of the change"))
     assert "the committed infra/prices.toml is used" in job["steps"][refresh]["run"]
+    # One query the catalog no longer answers keeps that price as committed, not the whole table.
+    assert "rerank infra prices refresh --keep-unread" in job["steps"][refresh]["run"]
     assert 'echo "Prices: $prices; $unverified"' in run and "not refreshed (the committed table)" in run
     assert "unverified_usd_per_month" in run and "[unverified]" in run
     assert job["permissions"] == {"contents": "read", "pull-requests": "write"}

@@ -528,12 +528,78 @@ def test_a_refresh_that_fails_writes_nothing(
     assert table_copy.read_text() == before
 
 
+def without_balanced_pd() -> dict[str, list[dict[str, Any]]]:
+    answers = gcp_answers()
+    answers["services/6F81-5844-456A"] = [
+        s for s in answers["services/6F81-5844-456A"] if s["description"] != "Balanced PD Capacity in Belgium"
+    ]
+    return answers
+
+
+def test_keep_unread_keeps_what_the_catalog_cannot_price_as_committed_and_reads_the_rest(
+    table_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalogs, "gcp_catalog", lambda: skus_reader(FakeCatalogClient(without_balanced_pd())))
+    monkeypatch.setattr(catalogs, "aws_price_list", lambda: products_reader(stubbed_pricing(
+        aws_answers(), [q["usagetype"] for _, q in queried("aws")])[0]))  # fmt: skip
+    committed = load_prices(table_copy)
+    assert main(["infra", "prices", "refresh", "--keep-unread"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("; 1 kept as committed (their catalog could not price them)")
+    assert lines[1:] == [
+        "prices.disk.pd_balanced_gib_month: SKU 'Balanced PD Capacity' is offered in us-central1, not europe-west1"
+    ]
+    written = load_prices(table_copy)
+    assert written.prices["disk.pd_balanced_gib_month"] == committed.prices["disk.pd_balanced_gib_month"]
+    assert written.refreshed and written.counts()["catalog"] == len(queried("gcp")) - 1 + len(queried("aws"))
+    # The same answer without the flag writes nothing, as before.
+    monkeypatch.setattr(price_table, "PRICE_TABLE", table_copy.with_name("again.toml"))
+    shutil.copy(PRICE_TABLE, table_copy.with_name("again.toml"))
+    assert main(["infra", "prices", "refresh"]) == 1
+    assert load_prices(table_copy.with_name("again.toml")).prices == committed.prices
+
+
+def test_keep_unread_cannot_keep_a_price_for_another_region_or_make_a_refresh_of_nothing() -> None:
+    committed = load_prices()
+    # Moved to Iowa, SSD PD (offered in Belgium only here) could only stay at Belgium's price.
+    doc = copy.deepcopy(committed.raw)
+    doc["prices"] = {k: doc["prices"][k] for k in ("compute.spot.e2.vcpu_hour", "disk.pd_ssd_gib_month")}
+    skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
+    with pytest.raises(
+        CatalogError, match=r"not us-central1; it is for europe-west1, so it cannot be kept in us-central1$"
+    ):
+        catalogs.refresh(doc, skus_of, None, "us-central1", keep_unread=True)
+    # Nothing the catalog can price: every query kept, nothing read, nothing dated as refreshed.
+    done = catalogs.refresh(committed.raw, skus_reader(FakeCatalogClient({})), None, keep_unread=True)
+    assert done.read == {"gcp": 0, "aws": 0} and len(done.kept) == len(queried("gcp"))
+    assert done.doc == committed.raw
+
+
+def test_a_refresh_that_can_price_nothing_says_so_and_writes_nothing(
+    table_copy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_aws() -> Any:
+        raise catalogs.NotRefreshed("no AWS credentials (the Price List API needs a signed request)")
+
+    monkeypatch.setattr(catalogs, "gcp_catalog", lambda: skus_reader(FakeCatalogClient({})))
+    monkeypatch.setattr(catalogs, "aws_price_list", no_aws)
+    before = table_copy.read_text()
+    assert main(["infra", "prices", "refresh", "--keep-unread"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the catalogs priced none of {len(queried('gcp'))} queries" in err
+    assert table_copy.read_text() == before
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [
         (["infra", "prices"], "say what to do: refresh"),
         (["infra", "prices", "refresh", "--region", "Belgium"], "is not a GCP region"),
         (["infra", "plan", "refresh", "--stack", "dev"], "infra plan takes no 'refresh'"),
+        (
+            ["infra", "cost", "--stack", "dev", "--keep-unread"],
+            "--region and --keep-unread are for infra prices refresh",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
