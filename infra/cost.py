@@ -20,7 +20,7 @@ from typing import Any, Literal
 from app.featurestore.bigquery_write import MIN_BILLED_ROW_BYTES, WRITE_METHOD
 from app.naming import Names
 from app.settings import StackSettings
-from infra.dataflow_options import billed_per_compute_unit
+from infra.dataflow_options import WORKER_DISK_GB, billed_per_compute_unit
 from infra.prices.table import PRICE_TABLE, Price, PriceTable, PriceTableError, load_prices
 
 __all__ = ["PRICERS", "PRICE_TABLE", "PriceTableError", "estimate", "load_prices", "runs_per_month"]
@@ -33,7 +33,6 @@ OFFLINE_WRITE_PRICES = {"STREAMING_INSERTS": "bigquery.streaming_insert_gib"}
 MESSAGE_OVERHEAD_BYTES = 200
 GKE_DEFAULT_DISK_GB = 100
 GKE_DEFAULT_DISK_TYPE = "pd-balanced"
-DATAFLOW_DISK_GB = 30  # a Streaming Engine worker's default disk
 TRIGGER_MESSAGE_BYTES = 1000
 # Pub/Sub pricing: "a minimum of 1000 bytes per publish, push or pull request is assessed
 # regardless of message size" (each message here is published in a request of its own).
@@ -336,13 +335,12 @@ def _dataflow(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
     _, vcpu, memory = machine_shape(machine_type)
     workers = u.dataflow_workers(r)
     cpu_rate, mem_rate = u.usd("dataflow.streaming_vcpu_hour"), u.usd("dataflow.memory_gib_hour")
-    disk_rate = u.usd("disk.pd_standard_gib_month")
+    disk_rate = u.usd("dataflow.pd_standard_gib_hour")  # Dataflow's own SKU, not Compute Engine's
     compute = workers * (vcpu * cpu_rate + memory * mem_rate) * u.hours
-    disk = workers * DATAFLOW_DISK_GB * disk_rate * u.hours / u.prices.hours_per_month
+    disk = workers * WORKER_DISK_GB * disk_rate * u.hours
     basis = (
         f"{workers:g} worker(s) x {machine_type} ({vcpu:g} vCPU x {_rate(cpu_rate)} + {memory:g} GiB x "
-        f"{_rate(mem_rate)})/h x {u.hours:g} h + {DATAFLOW_DISK_GB} GiB disk per worker x "
-        f"{_rate(disk_rate)}/GiB-month"
+        f"{_rate(mem_rate)} + {WORKER_DISK_GB} GiB pd-standard x {_rate(disk_rate)})/h x {u.hours:g} h"
     )
     events, size = u.traffic[u.names.feature_events_topic]
     inserts, inserts_basis = _offline_inserts(u, events, size)

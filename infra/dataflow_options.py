@@ -14,6 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+# The disk each Streaming Engine worker gets when the job does not size it (the ingest job does not),
+# pd-standard; from memory, not checked against a page. Dataflow bills it under its own SKU.
+WORKER_DISK_GB = 30
+
 AT_LEAST_ONCE = "streaming_mode_at_least_once"
 EXACTLY_ONCE = "streaming_mode_exactly_once"
 RESOURCE_BASED_BILLING = "enable_streaming_engine_resource_based_billing"

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.settings import StackSettings
+from infra.dataflow_options import WORKER_DISK_GB
 
 ZONES_PER_REGION = 3  # a regional cluster's pools span three zones unless node_locations say otherwise
-DATAFLOW_DISK_GB = 30  # a Streaming Engine worker's default boot disk, pd-standard (from memory, unverified)
 SSD_TYPES = ("pd-balanced", "pd-ssd")  # both count against SSD_TOTAL_GB
 SHARED_CORE = {"e2-micro": 2, "e2-small": 2, "e2-medium": 2}  # count as 2 vCPUs (from memory, unverified)
 
@@ -87,7 +87,7 @@ def _machines(inventory: list[dict[str, Any]]) -> list[tuple[int, str, str, int]
                         int(node.get("diskSizeGb", 100))))  # fmt: skip
         elif r["type"] == "gcp:dataflow/flexTemplateJob:FlexTemplateJob":
             out.append((int(i.get("maxWorkers") or 1), i.get("machineType", "n1-standard-1"), "pd-standard",
-                        DATAFLOW_DISK_GB))  # fmt: skip
+                        WORKER_DISK_GB))  # fmt: skip
     return out
 
 

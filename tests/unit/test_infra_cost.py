@@ -14,8 +14,9 @@ from app.cli import main
 from app.commands.infra import cost_diff, cost_text
 from app.settings import REPO_ROOT, StackConfigError, StackSettings, load_stack, settings_from_mapping
 from infra.cost import PRICERS, estimate, load_prices, runs_per_month
-from infra.dataflow_options import AT_LEAST_ONCE, EXACTLY_ONCE, RESOURCE_BASED_BILLING
+from infra.dataflow_options import AT_LEAST_ONCE, EXACTLY_ONCE, RESOURCE_BASED_BILLING, WORKER_DISK_GB
 from infra.plan import Plan, plan_stack
+from infra.prices.table import table_from
 from tests.unit.infra_plans import planned, spec
 
 pytestmark = pytest.mark.timeout(300)
@@ -293,6 +294,27 @@ def test_streaming_engine_is_priced_as_the_job_is_billed() -> None:
     assert per_unit["usd_per_month"] - per_gib["usd_per_month"] == pytest.approx(engine, abs=0.02)
     billed_option = with_experiments(inventory, job, [*others, EXACTLY_ONCE, RESOURCE_BASED_BILLING])
     assert line_of(estimate(billed_option, settings, table).to_json(), job["name"]) == per_unit
+
+
+def test_dataflow_workers_disks_are_billed_at_dataflows_disk_rate_not_compute_engines() -> None:
+    inventory = planned("dev").to_json()["inventory"]
+    settings, committed = load_stack("dev"), load_prices()
+    job = next(r for r in inventory if r["type"] == FLEX_JOB)
+
+    def line_with(key: str, usd: float) -> dict[str, Any]:
+        doc = copy.deepcopy(committed.raw)
+        doc["prices"][key]["usd"] = usd
+        return line_of(estimate(inventory, settings, table_from(doc)).to_json(), job["name"])
+
+    before = line_of(estimate(inventory, settings, committed).to_json(), job["name"])
+    assert "dataflow.pd_standard_gib_hour" in {p["key"] for p in before["prices"]}
+    assert f"{WORKER_DISK_GB} GiB pd-standard x $0.000054)/h" in before["basis"]
+    # Compute Engine's disk rate does not move the job's line; Dataflow's moves it by workers x disk x hours.
+    assert line_with("disk.pd_standard_gib_month", 1.0)["usd_per_month"] == before["usd_per_month"]
+    rate = committed.usd("dataflow.pd_standard_gib_hour")
+    workers = min(settings.cost.dataflow_avg_workers, job["inputs"]["maxWorkers"])
+    moved = line_with("dataflow.pd_standard_gib_hour", rate + 0.001)["usd_per_month"] - before["usd_per_month"]
+    assert moved == pytest.approx(workers * WORKER_DISK_GB * 0.001 * 730, abs=0.01)
 
 
 def test_the_offline_stores_streaming_inserts_are_billed_at_least_1_kb_a_row() -> None:

@@ -189,16 +189,22 @@ def test_cloud_run_functions_are_read_beyond_the_free_tier_in_tier_1_not_from_ti
 def test_dataflow_is_read_streaming_on_demand_in_the_stacks_region_not_iowas_batchs_or_a_commitments() -> None:
     skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
     prices = load_prices().prices
-    keys = ("dataflow.streaming_vcpu_hour", "dataflow.memory_gib_hour", "dataflow.streaming_engine_data_gib")
+    keys = (
+        "dataflow.streaming_vcpu_hour",
+        "dataflow.memory_gib_hour",
+        "dataflow.streaming_engine_data_gib",
+        "dataflow.pd_standard_gib_hour",
+    )
     # Iowa's SKUs carry the same figures as the built Belgium ones: which SKU is read is the check.
     here = {k: gcp_price(k, prices[k].catalog, skus_of, "europe-west1") for k in keys}
     assert {k: (p.sku.rsplit("/", 1)[1], p.region, p.unit) for k, p in here.items()} == {
         "dataflow.streaming_vcpu_hour": ("FIXTURE-36", "europe-west1", "h"),
         "dataflow.memory_gib_hour": ("FIXTURE-37", "europe-west1", "GiBy.h"),
         "dataflow.streaming_engine_data_gib": ("FIXTURE-38", "europe-west1", "GiBy"),
+        "dataflow.pd_standard_gib_hour": ("FIXTURE-44", "europe-west1", "GiBy.h"),
     }
     iowa = {k: gcp_price(k, prices[k].catalog, skus_of, "us-central1").sku.rsplit("/", 1)[1] for k in keys}
-    assert iowa == dict(zip(keys, ("FIXTURE-39", "FIXTURE-40", "FIXTURE-41"), strict=True))
+    assert iowa == dict(zip(keys, ("FIXTURE-39", "FIXTURE-40", "FIXTURE-41", "FIXTURE-45"), strict=True))
     # Batch vCPU (A613-4169-2E08 in Iowa, $0.056) is another SKU; a commitment shares the streaming wording.
     assert all(p.usd != pytest.approx(0.056) for p in here.values())
     query = dict(prices["dataflow.streaming_vcpu_hour"].catalog)
