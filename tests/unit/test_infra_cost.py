@@ -49,6 +49,39 @@ def test_the_table_prices_exactly_the_types_with_a_pricer() -> None:
     assert all(reason.strip() for reason in table.free.values())
 
 
+# The price families each resource type is billed from: a line that draws on another service's
+# prices (a Dataflow worker's disk at Compute Engine's rate, say) prices a SKU its bill never shows.
+BILLED_FROM = {
+    "aws:dynamodb/table:Table": {"dynamodb"},
+    "gcp:artifactregistry/repository:Repository": {"artifact_registry"},
+    "gcp:bigquery/dataset:Dataset": {"bigquery"},
+    "gcp:bigquery/table:Table": {"bigquery"},
+    "gcp:cloudfunctionsv2/function:Function": {"functions"},
+    "gcp:cloudscheduler/job:Job": {"scheduler"},
+    "gcp:compute/routerNat:RouterNat": {"nat", "egress"},
+    "gcp:container/cluster:Cluster": {"gke"},
+    "gcp:container/nodePool:NodePool": {"compute", "disk"},
+    # The job writes the offline store with BigQuery streaming inserts, which BigQuery bills.
+    "gcp:dataflow/flexTemplateJob:FlexTemplateJob": {"dataflow", "bigquery"},
+    "gcp:logging/metric:Metric": {"monitoring"},
+    "gcp:monitoring/alertPolicy:AlertPolicy": {"monitoring"},
+    "gcp:pubsub/subscription:Subscription": {"pubsub"},
+    "gcp:pubsub/topic:Topic": {"pubsub"},
+    "gcp:redis/instance:Instance": {"memorystore"},
+    "gcp:secretmanager/secret:Secret": {"secret_manager"},
+    "gcp:secretmanager/secretVersion:SecretVersion": {"secret_manager"},
+    "gcp:storage/bucket:Bucket": {"storage"},
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_line_is_priced_from_the_service_that_bills_its_resource_type(stack: str) -> None:
+    lines = [r for r in priced(stack)["resources"] if r["pricing"] == "priced"]
+    assert {r["type"] for r in lines} <= set(BILLED_FROM) and set(BILLED_FROM) <= set(PRICERS)
+    drawn = {(r["type"], p["key"]) for r in lines for p in r["prices"]}
+    assert not {(t, k) for t, k in drawn if k.split(".")[0] not in BILLED_FROM[t]}
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_priced_line_names_its_prices_for_the_stacks_regions_and_how_each_was_obtained(stack: str) -> None:
     settings, table = load_stack(stack), load_prices()

@@ -110,6 +110,24 @@ def test_every_price_says_how_it_was_obtained_and_none_claims_a_catalog_it_was_n
     assert all("read 2026-12-04" in s["about"] for s in table.sources.values())
 
 
+# The catalog service behind each price family: a query under another service reads another bill.
+CATALOG_OF = {
+    "compute": "services/6F81-5844-456A",
+    "disk": "services/6F81-5844-456A",
+    "nat": "services/E505-1604-58F8",
+    "memorystore": "services/5AF5-2C11-D467",
+    "functions": "services/152E-C115-5142",
+    "bigquery": "services/24E6-581D-38E5",
+    "dataflow": "services/57D6-8E6B-2DE0",
+    "dynamodb": "AmazonDynamoDB",
+}
+
+
+def test_every_catalog_query_names_the_service_that_bills_its_price_family() -> None:
+    queries = {k: p.catalog.get("gcp") or p.catalog.get("aws") for k, p in load_prices().prices.items() if p.catalog}
+    assert {k: s for k, s in queries.items() if CATALOG_OF.get(k.split(".")[0]) != s} == {}
+
+
 @pytest.mark.parametrize(
     "old, new, problem",
     [
