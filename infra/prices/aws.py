@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from infra.prices.gcp import CatalogError, CatalogPrice
+from infra.prices.gcp import CatalogError, CatalogPrice, CatalogRefused
 
 ProductsOf = Callable[[str, str], list[dict[str, Any]]]
 
@@ -35,7 +35,10 @@ def products_reader(client: Any) -> ProductsOf:
             }
             if token:
                 ask["NextToken"] = token
-            answer = client.get_products(**ask)
+            try:
+                answer = client.get_products(**ask)
+            except Exception as exc:  # whatever botocore raises (ClientError, a network fault), as one line
+                raise CatalogRefused.of(f"get_products({service}, {usage_type})", exc) from None
             items += [json.loads(text) for text in answer.get("PriceList", [])]
             token = answer.get("NextToken")
             if not token:
@@ -46,7 +49,10 @@ def products_reader(client: Any) -> ProductsOf:
 
 def aws_price(key: str, query: Mapping[str, Any], products_of: ProductsOf, region: str) -> CatalogPrice:
     service, usage = query["aws"], query["usagetype"]
-    found = products_of(service, usage)
+    try:
+        found = products_of(service, usage)
+    except CatalogRefused as exc:
+        raise CatalogError(f"prices.{key}: {exc}") from None
     if not found:
         raise CatalogError(f"prices.{key}: no {service} product with usage type {usage!r} in the price list")
     here = [p for p in found if (p.get("product") or {}).get("attributes", {}).get("regionCode") == region]

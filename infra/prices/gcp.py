@@ -24,6 +24,16 @@ class CatalogError(ValueError):
     """A catalog answer that cannot price an entry: one line naming the entry."""
 
 
+class CatalogRefused(CatalogError):
+    """The catalog's client raised instead of answering (no such service, no permission, a network
+    fault): one line naming what was asked, to which the price that asked adds its key."""
+
+    @classmethod
+    def of(cls, asked: str, exc: Exception) -> CatalogRefused:
+        said = (str(exc).strip().splitlines() or [""])[0][:200]
+        return cls(f"{asked} was refused: {type(exc).__name__}: {said}")
+
+
 @dataclass(frozen=True)
 class CatalogPrice:
     usd: float
@@ -46,7 +56,11 @@ def skus_reader(client: Any) -> SkusOf:
 
     def skus_of(service: str) -> list[dict[str, Any]]:
         if service not in seen:
-            seen[service] = [sku_dict(s) for s in client.list_skus(parent=service)]
+            try:  # the client pages lazily: a refusal can come with any page
+                answer = list(client.list_skus(parent=service))
+            except Exception as exc:  # whatever the client library raises, as one line
+                raise CatalogRefused.of(f"list_skus({service})", exc) from None
+            seen[service] = [sku_dict(s) for s in answer]
         return seen[service]
 
     return skus_of
@@ -71,7 +85,11 @@ def _matches(sku: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
 
 def gcp_price(key: str, query: Mapping[str, Any], skus_of: SkusOf, region: str) -> CatalogPrice:
     service, wanted = query["gcp"], query["description"]
-    named = [s for s in skus_of(service) if _matches(s, query)]
+    try:
+        skus = skus_of(service)
+    except CatalogRefused as exc:
+        raise CatalogError(f"prices.{key}: {exc}") from None
+    named = [s for s in skus if _matches(s, query)]
     if not named:
         raise CatalogError(f"prices.{key}: no SKU {wanted!r} in the catalog's {service}")
     here = [s for s in named if region in _regions(s) or "global" in _regions(s)]

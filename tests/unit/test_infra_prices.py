@@ -583,6 +583,62 @@ def test_keep_unread_keeps_what_the_catalog_cannot_price_as_committed_and_reads_
     assert load_prices(table_copy.with_name("again.toml")).prices == committed.prices
 
 
+class RefusingCatalogClient(FakeCatalogClient):
+    """Answers as recorded, but the client library raises for one service (as it does for an id the
+    catalog does not know: NotFound, or PermissionDenied), after the first page, as a pager can."""
+
+    class NotFound(Exception):
+        pass
+
+    def __init__(self, answers: dict[str, list[dict[str, Any]]], refused: str) -> None:
+        super().__init__(answers)
+        self.refused = refused
+
+    def list_skus(self, parent: str) -> Any:
+        if parent != self.refused:
+            return super().list_skus(parent)
+
+        def pages() -> Any:
+            yield from super(RefusingCatalogClient, self).list_skus(parent)[:1]
+            raise self.NotFound(f"404 Service {parent} not found.\n(details)")
+
+        return pages()
+
+
+def test_a_catalog_that_refuses_a_service_is_one_line_and_keep_unread_keeps_that_services_prices() -> None:
+    committed = load_prices()
+    dataflow = "services/57D6-8E6B-2DE0"
+    client = RefusingCatalogClient(gcp_answers(), dataflow)
+    with pytest.raises(CatalogError) as err:
+        catalogs.refresh(committed.raw, skus_reader(client), None)
+    assert str(err.value) == (
+        f"prices.dataflow.streaming_vcpu_hour: list_skus({dataflow}) was refused: NotFound: 404 Service"
+        f" {dataflow} not found."
+    )
+    done = catalogs.refresh(committed.raw, skus_reader(RefusingCatalogClient(gcp_answers(), dataflow)), None,
+                            keep_unread=True)  # fmt: skip
+    under = {k for k, q in queried("gcp") if q["gcp"] == dataflow}
+    assert set(done.kept) == under and len(under) == 4
+    assert all(done.doc["prices"][k] == committed.raw["prices"][k] for k in under)
+    assert done.read["gcp"] == len(queried("gcp")) - len(under)
+
+
+def test_a_price_list_that_refuses_is_one_line() -> None:
+    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    stub.add_client_error(
+        "get_products", "AccessDeniedException", "User is not authorized to perform pricing:GetProducts"
+    )
+    stub.activate()
+    key, query = queried("aws")[0]
+    with pytest.raises(CatalogError) as err:
+        aws_price(key, query, products_reader(client), "eu-west-1")
+    assert str(err.value).startswith(f"prices.{key}: get_products(AmazonDynamoDB, {query['usagetype']}) was refused: ")
+    assert "AccessDeniedException: An error occurred (AccessDeniedException)" in str(err.value) and "\n" not in str(
+        err.value
+    )
+
+
 def test_keep_unread_cannot_keep_a_price_for_another_region_or_make_a_refresh_of_nothing() -> None:
     committed = load_prices()
     # Moved to Iowa, SSD PD (offered in Belgium only here) could only stay at Belgium's price.
