@@ -323,6 +323,8 @@ def prices_line(p: dict[str, Any]) -> str:
     """Which table an estimate used: its date, whether it was refreshed, how its prices were obtained."""
     counts = p.get("provenance") or {}
     refreshed = f"refreshed {p['refreshed']}" if p.get("refreshed") else "not refreshed (the committed table)"
+    if p.get("kept"):
+        refreshed += f" but for {len(p['kept'])} kept as committed"
     made = ", ".join(f"{n} {kind}" for kind, n in counts.items())
     return f"prices: {p['table']} dated {p['dated']}, {refreshed}; {made}"
 
@@ -418,7 +420,7 @@ def prices(args: argparse.Namespace) -> int:
         raise RunFailed(f"prices not refreshed: the catalogs priced none of {len(done.kept)} queries ({first})")
     if any(done.read.values()):
         path.write_text(price_table.dump_table(done.doc))
-    result = {**fresh.summary(), "read": done.read, "not_refreshed": done.skipped, "kept": done.kept}
+    result = {**fresh.summary(), "read": done.read, "not_refreshed": done.skipped, "kept_because": done.kept}
 
     def text() -> str:
         read = ", ".join(f"{n} from {kind}" for kind, n in done.read.items())

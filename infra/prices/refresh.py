@@ -118,6 +118,10 @@ def refresh(
     table["dated"] = moment.date().isoformat()
     table["refreshed"] = moment.isoformat().replace("+00:00", "Z")
     table["gcp_region"] = region
+    # The refresh time is the table's; what it did not read says so there too, not only in the log.
+    table.pop("kept", None)
+    if result.kept:
+        table["kept"] = sorted(result.kept)
     return result
 
 

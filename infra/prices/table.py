@@ -95,6 +95,7 @@ class PriceTable:
     raw: dict[str, Any]
     dated: str
     refreshed: str
+    kept: tuple[str, ...]  # queried prices the last refresh could not read, so kept as committed
     gcp_region: str
     aws_region: str
     hours_per_month: float
@@ -121,9 +122,22 @@ class PriceTable:
             "table": str(self.path.relative_to(REPO_ROOT)) if self.path.is_relative_to(REPO_ROOT) else str(self.path),
             "dated": self.dated,
             "refreshed": self.refreshed or None,
+            "kept": list(self.kept),
             "regions": {"gcp": self.gcp_region, "aws": self.aws_region},
             "provenance": self.counts(),
         }
+
+
+def _kept(table: dict[str, Any], prices: dict[str, Any], shown: Path) -> tuple[str, ...]:
+    kept = table.get("kept", [])
+    if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
+        raise PriceTableError(f"{shown}: table.kept must be a list of price keys")
+    if not table.get("refreshed") and kept:
+        raise PriceTableError(f"{shown}: table.kept names prices a refresh kept, but the table was never refreshed")
+    unknown = [k for k in kept if k not in prices or not prices[k].get("catalog")]
+    if unknown:
+        raise PriceTableError(f"{shown}: table.kept: {unknown[0]} is not a price with a catalog query")
+    return tuple(kept)
 
 
 def _shown(path: Path) -> Path:
@@ -168,6 +182,7 @@ def table_from(doc: dict[str, Any], path: Path = PRICE_TABLE) -> PriceTable:
             raw=doc,
             dated=str(table["dated"]),
             refreshed=str(table.get("refreshed", "")),
+            kept=_kept(table, doc["prices"], shown),
             gcp_region=str(table["gcp_region"]),
             aws_region=str(table["aws_region"]),
             hours_per_month=float(table["hours_per_month"]),

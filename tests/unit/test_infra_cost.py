@@ -566,6 +566,7 @@ def test_cost_prints_one_json_object(cached_plans: None, capsys: pytest.CaptureF
         "table": "infra/prices.toml",
         "dated": table.dated,
         "refreshed": None,
+        "kept": [],
         "regions": {"gcp": "europe-west1", "aws": "eu-west-1"},
         "provenance": table.counts(),
     }

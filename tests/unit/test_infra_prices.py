@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.cli import main
+from app.commands.infra import prices_line
 from app.settings import REPO_ROOT
 from infra.prices import refresh as catalogs
 from infra.prices import table as price_table
@@ -98,7 +99,7 @@ def test_every_price_says_how_it_was_obtained_and_none_claims_a_catalog_it_was_n
     table = load_prices()
     counts = table.counts()
     # Nothing here could reach a catalog: the committed table has no catalog prices and says so.
-    assert table.refreshed == "" and counts["catalog"] == 0 and "Not refreshed" in table.note
+    assert table.refreshed == "" and counts["catalog"] == 0 and not table.kept and "(empty: never;" in table.note
     assert counts["page"] > 0 and sum(counts.values()) == len(table.prices)
     for key, p in table.prices.items():
         if p.provenance == "page":
@@ -142,6 +143,11 @@ def test_every_catalog_query_names_the_service_that_bills_its_price_family() -> 
          "usage type 'WriteRequestUnits' lacks eu-west-1's prefix 'EU-'"),
         ('usagetype = "EU-ReadRequestUnits"', 'usagetype = "EUW1-ReadRequestUnits"',
          "usage type 'EUW1-ReadRequestUnits' lacks eu-west-1's prefix 'EU-'"),
+        ('refreshed = ""', 'refreshed = ""\nkept = ["dataflow.memory_gib_hour"]', "but the table was never refreshed"),
+        ('refreshed = ""', 'refreshed = "2026-12-06T09:30:00Z"\nkept = ["gke.cluster_hour"]',
+         "table.kept: gke.cluster_hour is not a price with a catalog query"),
+        ('refreshed = ""', 'refreshed = "2026-12-06T09:30:00Z"\nkept = "dataflow.memory_gib_hour"',
+         "table.kept must be a list of price keys"),
     ],
 )  # fmt: skip
 def test_a_malformed_price_table_is_refused_in_one_line(old: str, new: str, problem: str, tmp_path: Path) -> None:
@@ -576,6 +582,11 @@ def test_keep_unread_keeps_what_the_catalog_cannot_price_as_committed_and_reads_
     written = load_prices(table_copy)
     assert written.prices["disk.pd_balanced_gib_month"] == committed.prices["disk.pd_balanced_gib_month"]
     assert written.refreshed and written.counts()["catalog"] == len(queried("gcp")) - 1 + len(queried("aws"))
+    # The table says what its refresh kept, and so does every estimate made with it.
+    assert written.kept == ("disk.pd_balanced_gib_month",)
+    shown = written.summary()
+    assert shown["kept"] == ["disk.pd_balanced_gib_month"] and shown["refreshed"] == written.refreshed
+    assert f"refreshed {written.refreshed} but for 1 kept as committed" in prices_line(shown)
     # The same answer without the flag writes nothing, as before.
     monkeypatch.setattr(price_table, "PRICE_TABLE", table_copy.with_name("again.toml"))
     shutil.copy(PRICE_TABLE, table_copy.with_name("again.toml"))
