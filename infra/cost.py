@@ -337,10 +337,11 @@ def _dataflow(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
     cpu_rate, mem_rate = u.usd("dataflow.streaming_vcpu_hour"), u.usd("dataflow.memory_gib_hour")
     disk_rate = u.usd("dataflow.pd_standard_gib_hour")  # Dataflow's own SKU, not Compute Engine's
     compute = workers * (vcpu * cpu_rate + memory * mem_rate) * u.hours
-    disk = workers * WORKER_DISK_GB * disk_rate * u.hours
+    disk_gb = WORKER_DISK_GB[bool(inputs.get("enableStreamingEngine"))]
+    disk = workers * disk_gb * disk_rate * u.hours
     basis = (
         f"{workers:g} worker(s) x {machine_type} ({vcpu:g} vCPU x {_rate(cpu_rate)} + {memory:g} GiB x "
-        f"{_rate(mem_rate)} + {WORKER_DISK_GB} GiB pd-standard x {_rate(disk_rate)})/h x {u.hours:g} h"
+        f"{_rate(mem_rate)} + {disk_gb} GiB pd-standard x {_rate(disk_rate)})/h x {u.hours:g} h"
     )
     events, size = u.traffic[u.names.feature_events_topic]
     inserts, inserts_basis = _offline_inserts(u, events, size)

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-# The disk each Streaming Engine worker gets when the job does not size it (the ingest job does not),
-# pd-standard; from memory, not checked against a page. Dataflow bills it under its own SKU.
-WORKER_DISK_GB = 30
+# The pd-standard disk each streaming worker gets when the job does not size it (a flex template job
+# cannot): 30 GB with Streaming Engine, 400 GB without, as remembered from Dataflow's pipeline
+# options page, not checked against it here. Dataflow bills it under its own SKU.
+WORKER_DISK_GB = {True: 30, False: 400}  # keyed by enableStreamingEngine
 
 AT_LEAST_ONCE = "streaming_mode_at_least_once"
 EXACTLY_ONCE = "streaming_mode_exactly_once"

@@ -87,7 +87,7 @@ def _machines(inventory: list[dict[str, Any]]) -> list[tuple[int, str, str, int]
                         int(node.get("diskSizeGb", 100))))  # fmt: skip
         elif r["type"] == "gcp:dataflow/flexTemplateJob:FlexTemplateJob":
             out.append((int(i.get("maxWorkers") or 1), i.get("machineType", "n1-standard-1"), "pd-standard",
-                        WORKER_DISK_GB))  # fmt: skip
+                        WORKER_DISK_GB[bool(i.get("enableStreamingEngine"))]))  # fmt: skip
     return out
 
 

@@ -341,13 +341,18 @@ def test_dataflow_workers_disks_are_billed_at_dataflows_disk_rate_not_compute_en
 
     before = line_of(estimate(inventory, settings, committed).to_json(), job["name"])
     assert "dataflow.pd_standard_gib_hour" in {p["key"] for p in before["prices"]}
-    assert f"{WORKER_DISK_GB} GiB pd-standard x $0.000054)/h" in before["basis"]
+    assert f"{WORKER_DISK_GB[True]} GiB pd-standard x $0.000054)/h" in before["basis"]
     # Compute Engine's disk rate does not move the job's line; Dataflow's moves it by workers x disk x hours.
     assert line_with("disk.pd_standard_gib_month", 1.0)["usd_per_month"] == before["usd_per_month"]
     rate = committed.usd("dataflow.pd_standard_gib_hour")
     workers = min(settings.cost.dataflow_avg_workers, job["inputs"]["maxWorkers"])
     moved = line_with("dataflow.pd_standard_gib_hour", rate + 0.001)["usd_per_month"] - before["usd_per_month"]
-    assert moved == pytest.approx(workers * WORKER_DISK_GB * 0.001 * 730, abs=0.01)
+    assert moved == pytest.approx(workers * WORKER_DISK_GB[True] * 0.001 * 730, abs=0.01)
+    # Without Streaming Engine a worker's default disk is the larger one.
+    no_engine = {**job, "inputs": {**job["inputs"], "enableStreamingEngine": False}}
+    alone = [no_engine if r is job else r for r in inventory]
+    without = line_of(estimate(alone, settings, committed).to_json(), job["name"])
+    assert f"{WORKER_DISK_GB[False]} GiB pd-standard" in without["basis"]
 
 
 def test_the_offline_stores_streaming_inserts_are_billed_at_least_1_kb_a_row() -> None:
