@@ -567,13 +567,12 @@ class CostConfig(_Strict):
     streaming_engine_units: float = Field(default=1.0, ge=0)
     # Hours a day the always-on parts (cluster, nodes, Memorystore, Dataflow, NAT) run.
     hours_per_day: float = Field(default=24.0, gt=0, le=24)
-    # Stored data: each bucket, the images in Artifact Registry, the DynamoDB results table. The
-    # BigQuery tables are priced from their traffic and partition expiration; a table that never
-    # expires partitions grows, and is priced as it stands after this many months.
+    # Stored data: each bucket and the images in Artifact Registry. The BigQuery tables are priced
+    # from their traffic and partition expiration (a table that never expires partitions grows, and
+    # is priced as it stands after this many months), the DynamoDB results from requests x TTL.
     storage_horizon_months: int = Field(default=12, ge=1, le=120)
     bucket_gb: float = Field(default=20.0, ge=0)
     image_storage_gb: float = Field(default=10.0, ge=0)
-    results_store_gb: float = Field(default=1.0, ge=0)
     # Bytes through Cloud NAT besides the results written to AWS (image pulls, other calls),
     # BigQuery bytes scanned by training and drift queries, and how long one training-trigger
     # function run takes.

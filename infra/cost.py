@@ -31,6 +31,12 @@ GIB = 1024**3
 OFFLINE_WRITE_PRICES = {"STREAMING_INSERTS": "bigquery.streaming_insert_gib"}
 # Each message or item carries the request's own fields besides its candidates.
 MESSAGE_OVERHEAD_BYTES = 200
+# A result item is stored until TTL deletes it: "typically within two days of expiration", and until
+# then it "still count[s] towards storage" (DynamoDB API reference, UpdateTimeToLive; developer
+# guide, Working with expired items). Each item is billed its bytes plus "a per-item storage
+# overhead of 100 bytes" (DynamoDB pricing).
+TTL_DELETION_DAYS = 2
+DYNAMODB_ITEM_OVERHEAD_BYTES = 100
 GKE_DEFAULT_DISK_GB = 100
 GKE_DEFAULT_DISK_TYPE = "pd-balanced"
 TRIGGER_MESSAGE_BYTES = 1000
@@ -615,12 +621,17 @@ def _dynamodb(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
     )
     pitr = bool((r["inputs"].get("pointInTimeRecovery") or {}).get("enabled"))
     pitr_rate = u.usd("dynamodb.pitr_gb_month") if pitr else 0.0
-    gb = c.results_store_gb
+    # At most one item per request lives out its TTL and the wait for deletion; results for the same
+    # user and surface overwrite each other, so this is an upper bound.
+    ttl_days = u.settings.serving.result_ttl_hours / 24 + TTL_DELETION_DAYS
+    item = size + DYNAMODB_ITEM_OVERHEAD_BYTES
+    gb = c.requests_per_day * ttl_days * item / GIB
     usd = write_units / 1e6 * w + read_units / 1e6 * rd + gb * (st + pitr_rate)
     basis = (
         f"{write_units:,.0f} write units ({size:,}-byte results) x {_rate(w)}/million + {read_units:,.0f} read units"
-        f" x {_rate(rd)}/million + {gb:g} GB x {_rate(st)}/GB-month"
-        + (f" + point-in-time recovery {gb:g} GB x {_rate(pitr_rate)}/GB-month" if pitr else "")
+        f" x {_rate(rd)}/million + at most {gb:.2f} GB stored ({c.requests_per_day:,.0f} results/day x"
+        f" {ttl_days:g} days of TTL and deletion x {item:,} bytes) x {_rate(st)}/GB-month"
+        + (f" + point-in-time recovery {gb:.2f} GB x {_rate(pitr_rate)}/GB-month" if pitr else "")
     )
     return usd, basis
 

@@ -355,6 +355,25 @@ def test_dataflow_workers_disks_are_billed_at_dataflows_disk_rate_not_compute_en
     assert f"{WORKER_DISK_GB[False]} GiB pd-standard" in without["basis"]
 
 
+def test_dynamodb_results_are_stored_for_their_ttl_and_the_wait_for_deletion() -> None:
+    inventory = planned("prod").to_json()["inventory"]
+    prod, table = load_stack("prod"), load_prices()
+    results = next(r for r in inventory if r["type"] == "aws:dynamodb/table:Table")
+
+    def stored_usd(ttl_hours: int) -> float:
+        serving = prod.serving.model_copy(update={"result_ttl_hours": ttl_hours})
+        settings = prod.model_copy(update={"serving": serving})
+        return line_of(estimate(inventory, settings, table).to_json(), results["name"])["usd_per_month"]
+
+    line = line_of(estimate(inventory, prod, table).to_json(), results["name"])
+    assert prod.serving.result_ttl_hours == 48 and "x 4 days of TTL and deletion x 3,500 bytes" in line["basis"]
+    # One more day of TTL stores one more day of results (plus their 100-byte overhead), at the
+    # storage and point-in-time recovery rates.
+    day_gb = prod.cost.requests_per_day * 3500 / 1024**3
+    rate = table.usd("dynamodb.storage_gb_month") + table.usd("dynamodb.pitr_gb_month")
+    assert stored_usd(72) - stored_usd(48) == pytest.approx(day_gb * rate, abs=0.01)
+
+
 def test_the_offline_stores_streaming_inserts_are_billed_at_least_1_kb_a_row() -> None:
     inventory = planned("dev").to_json()["inventory"]
     settings, table = load_stack("dev"), load_prices()
