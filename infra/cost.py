@@ -529,7 +529,10 @@ def _registry(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
     free = REGISTRY_FREE_GB / repositories  # the billing account's free storage, shared
     gb, rate = u.cost.image_storage_gb, u.usd("artifact_registry.gib_month")
     billed = max(gb - free, 0.0)
-    return billed * rate, f"{gb:g} GB of images - {free:g} GB free x {_rate(rate)}/GB-month"
+    return billed * rate, (
+        f"{gb:g} GB of images - {free:g} GB free (the billing account's, counted once per stack: stacks"
+        f" sharing an account share it) x {_rate(rate)}/GB-month"
+    )
 
 
 def _secret(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
