@@ -86,6 +86,8 @@ class Price:
             out |= {"url": sources[self.source]["url"], "checked": self.checked}
         else:
             out["note"] = self.note
+        if self.catalog:  # the SKU a refresh reads for it: the catalog service and what it matches
+            out["catalog"] = dict(self.catalog)
         return out
 
 

@@ -99,7 +99,11 @@ def test_every_priced_line_names_its_prices_for_the_stacks_regions_and_how_each_
             elif p["provenance"] == "page":
                 assert p["url"].startswith("https://") and p["checked"], p
             else:
+                # An unverified price is shown with the catalog SKU query a refresh settles it with.
                 assert p["provenance"] == "unverified" and p["note"], p
+                assert p["catalog"] == table.prices[p["key"]].catalog and p["catalog"].get("gcp", "").startswith(
+                    "services/"
+                ), p
         assert line["unverified"] == [p["key"] for p in line["prices"] if p["provenance"] == "unverified"]
         if line["unverified"]:
             unverified_lines.append(line)

@@ -239,6 +239,22 @@ def test_dataflow_is_read_streaming_on_demand_in_the_stacks_region_not_iowas_bat
         gcp_price("dataflow.streaming_vcpu_hour", query, skus_of, "europe-west1")
 
 
+def test_the_guessed_queries_read_the_regions_sku_in_the_unit_the_formula_uses() -> None:
+    """Streaming Engine compute units and streaming inserts are queried on wording no public source
+    gives (the notes say so): the fixture checks the queries' region, unit and scaling, not that."""
+    skus_of = skus_reader(FakeCatalogClient(gcp_answers()))
+    prices = load_prices().prices
+    secu = gcp_price("dataflow.streaming_engine_unit_hour", prices["dataflow.streaming_engine_unit_hour"].catalog,
+                     skus_of, "europe-west1")  # fmt: skip
+    assert secu.sku.endswith("/FIXTURE-46") and secu.unit == "h" and secu.usd == pytest.approx(0.089)
+    inserts = prices["bigquery.streaming_insert_gib"]
+    read = gcp_price("bigquery.streaming_insert_gib", inserts.catalog, skus_of, "europe-west1")
+    # Read per MiB, written per GiB, as the estimate multiplies it by GiB inserted.
+    assert read.sku.endswith("/FIXTURE-48") and read.unit == "MiBy" and inserts.unit == "GiB inserted"
+    assert read.usd == pytest.approx(0.00005 * 1024) == pytest.approx(inserts.usd)
+    assert "GUESS" in prices["dataflow.streaming_engine_unit_hour"].note
+
+
 def test_bigquery_is_read_beyond_its_free_tier_and_an_answer_in_another_currency_is_refused() -> None:
     answers = gcp_answers()
     prices = load_prices().prices
@@ -629,7 +645,7 @@ def test_a_catalog_that_refuses_a_service_is_one_line_and_keep_unread_keeps_that
     done = catalogs.refresh(committed.raw, skus_reader(RefusingCatalogClient(gcp_answers(), dataflow)), None,
                             keep_unread=True)  # fmt: skip
     under = {k for k, q in queried("gcp") if q["gcp"] == dataflow}
-    assert set(done.kept) == under and len(under) == 4
+    assert set(done.kept) == under and len(under) == 5
     assert all(done.doc["prices"][k] == committed.raw["prices"][k] for k in under)
     assert done.read["gcp"] == len(queried("gcp")) - len(under)
 
