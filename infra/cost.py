@@ -624,16 +624,22 @@ def _dynamodb(r: dict[str, Any], u: _Usage) -> tuple[float, str]:
     )
     pitr = bool((r["inputs"].get("pointInTimeRecovery") or {}).get("enabled"))
     pitr_rate = u.usd("dynamodb.pitr_gb_month") if pitr else 0.0
-    # At most one item per request lives out its TTL and the wait for deletion; results for the same
-    # user and surface overwrite each other, so this is an upper bound.
-    ttl_days = u.settings.serving.result_ttl_hours / 24 + TTL_DELETION_DAYS
+    # One item per request lives out its TTL and the wait for deletion (results for the same user
+    # and surface overwrite each other, so fewer may be stored). Without TTL nothing expires: the
+    # table is priced as it stands after the stack's horizon, as a never-expiring BigQuery table is.
+    if (r["inputs"].get("ttl") or {}).get("enabled"):
+        ttl_days = u.settings.serving.result_ttl_hours / 24 + TTL_DELETION_DAYS
+        kept_for = f"{ttl_days:g} days of TTL and deletion"
+    else:
+        ttl_days = u.days * c.storage_horizon_months
+        kept_for = f"no TTL: {c.storage_horizon_months} months' results"
     item = size + DYNAMODB_ITEM_OVERHEAD_BYTES
     gb = c.requests_per_day * ttl_days * item / GIB
     usd = write_units / 1e6 * w + read_units / 1e6 * rd + gb * (st + pitr_rate)
     basis = (
         f"{write_units:,.0f} write units ({size:,}-byte results) x {_rate(w)}/million + {read_units:,.0f} read units"
-        f" x {_rate(rd)}/million + at most {gb:.2f} GB stored ({c.requests_per_day:,.0f} results/day x"
-        f" {ttl_days:g} days of TTL and deletion x {item:,} bytes) x {_rate(st)}/GB-month"
+        f" x {_rate(rd)}/million + about {gb:.2f} GB stored ({c.requests_per_day:,.0f} results/day x"
+        f" {kept_for} x {item:,} bytes) x {_rate(st)}/GB-month"
         + (f" + point-in-time recovery {gb:.2f} GB x {_rate(pitr_rate)}/GB-month" if pitr else "")
     )
     return usd, basis

@@ -39,7 +39,10 @@ def products_reader(client: Any) -> ProductsOf:
                 answer = client.get_products(**ask)
             except Exception as exc:  # whatever botocore raises (ClientError, a network fault), as one line
                 raise CatalogRefused.of(f"get_products({service}, {usage_type})", exc) from None
-            items += [json.loads(text) for text in answer.get("PriceList", [])]
+            try:
+                items += [json.loads(text) for text in answer.get("PriceList", [])]
+            except (TypeError, ValueError) as exc:
+                raise CatalogRefused.of(f"get_products({service}, {usage_type})'s answer", exc) from None
             token = answer.get("NextToken")
             if not token:
                 return items
@@ -53,6 +56,16 @@ def aws_price(key: str, query: Mapping[str, Any], products_of: ProductsOf, regio
         found = products_of(service, usage)
     except CatalogRefused as exc:
         raise CatalogError(f"prices.{key}: {exc}") from None
+    try:
+        return _read(key, query, found, region)
+    except CatalogError:  # a ValueError too, already one line
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # an answer of another shape
+        raise CatalogError(f"prices.{key}: the price list's {usage} answer cannot be read ({exc!r})") from None
+
+
+def _read(key: str, query: Mapping[str, Any], found: list[dict[str, Any]], region: str) -> CatalogPrice:
+    service, usage = query["aws"], query["usagetype"]
     if not found:
         raise CatalogError(f"prices.{key}: no {service} product with usage type {usage!r} in the price list")
     here = [p for p in found if (p.get("product") or {}).get("attributes", {}).get("regionCode") == region]

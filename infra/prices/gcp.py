@@ -52,16 +52,18 @@ def sku_dict(sku: Any) -> dict[str, Any]:
 
 def skus_reader(client: Any) -> SkusOf:
     """``list_skus`` per service, read once each (the client pages through the answer)."""
-    seen: dict[str, list[dict[str, Any]]] = {}
+    seen: dict[str, list[dict[str, Any]] | CatalogRefused] = {}
 
     def skus_of(service: str) -> list[dict[str, Any]]:
         if service not in seen:
             try:  # the client pages lazily: a refusal can come with any page
-                answer = list(client.list_skus(parent=service))
-            except Exception as exc:  # whatever the client library raises, as one line
-                raise CatalogRefused.of(f"list_skus({service})", exc) from None
-            seen[service] = [sku_dict(s) for s in answer]
-        return seen[service]
+                seen[service] = [sku_dict(s) for s in client.list_skus(parent=service)]
+            except Exception as exc:  # whatever the client library raises, as one line, asked once
+                seen[service] = CatalogRefused.of(f"list_skus({service})", exc)
+        answer = seen[service]
+        if isinstance(answer, CatalogRefused):
+            raise answer
+        return answer
 
     return skus_of
 
@@ -84,11 +86,21 @@ def _matches(sku: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
 
 
 def gcp_price(key: str, query: Mapping[str, Any], skus_of: SkusOf, region: str) -> CatalogPrice:
-    service, wanted = query["gcp"], query["description"]
+    service = query["gcp"]
     try:
         skus = skus_of(service)
     except CatalogRefused as exc:
         raise CatalogError(f"prices.{key}: {exc}") from None
+    try:
+        return _read(key, query, skus, region)
+    except CatalogError:  # a ValueError too, already one line
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # an answer of another shape
+        raise CatalogError(f"prices.{key}: the catalog's {service} answer cannot be read ({exc!r})") from None
+
+
+def _read(key: str, query: Mapping[str, Any], skus: list[dict[str, Any]], region: str) -> CatalogPrice:
+    service, wanted = query["gcp"], query["description"]
     named = [s for s in skus if _matches(s, query)]
     if not named:
         raise CatalogError(f"prices.{key}: no SKU {wanted!r} in the catalog's {service}")

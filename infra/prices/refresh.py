@@ -48,8 +48,14 @@ def aws_price_list() -> ProductsOf:
         import boto3
     except ImportError:
         raise NotRefreshed("boto3 is not installed") from None
-    session = boto3.Session()
-    if session.get_credentials() is None:
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        session = boto3.Session()
+        credentials = session.get_credentials()
+    except BotoCoreError as exc:  # a profile that does not exist, a malformed config file
+        raise NotRefreshed(f"AWS credentials cannot be read ({exc})") from None
+    if credentials is None:
         raise NotRefreshed("no AWS credentials (the Price List API needs a signed request)")
     return products_reader(session.client("pricing", region_name=AWS_PRICING_ENDPOINT))
 
@@ -87,9 +93,10 @@ def refresh(
         kind = "gcp" if "gcp" in query else "aws" if "aws" in query else None
         return kind if kind and readable[kind] else None
 
+    here = ("global", region, table["aws_region"])
     # A price that stays as it is must be one for the region the table is for, before any is read.
     for key, entry in out["prices"].items():
-        if kind_of(entry) is None and entry["region"] not in ("global", region, table["aws_region"]):
+        if kind_of(entry) is None and entry["region"] not in here:
             raise CatalogError(
                 f"prices.{key}: is for {entry['region']} and cannot be read from a catalog here; "
                 f"the table stays in {table['gcp_region']}"
@@ -106,7 +113,7 @@ def refresh(
         except CatalogError as exc:
             if not keep_unread:
                 raise
-            if entry["region"] not in ("global", region, table["aws_region"]):
+            if entry["region"] not in here:
                 raise CatalogError(f"{exc}; it is for {entry['region']}, so it cannot be kept in {region}") from None
             result.kept[key] = str(exc)
             continue
@@ -118,11 +125,18 @@ def refresh(
     table["dated"] = moment.date().isoformat()
     table["refreshed"] = moment.isoformat().replace("+00:00", "Z")
     table["gcp_region"] = region
-    # The refresh time is the table's; what it did not read says so there too, not only in the log.
+    # The refresh time is the table's, so what it did not read is named there too, not only in the
+    # log: the prices their catalog could not price, and those of a catalog that was not read.
+    unread = set(result.kept) | {k for k, e in out["prices"].items() if _queried(e) and kind_of(e) is None}
     table.pop("kept", None)
-    if result.kept:
-        table["kept"] = sorted(result.kept)
+    if unread:
+        table["kept"] = sorted(unread)
     return result
+
+
+def _queried(entry: dict[str, Any]) -> bool:
+    query = entry.get("catalog") or {}
+    return "gcp" in query or "aws" in query
 
 
 def _set(entry: dict[str, Any], price: CatalogPrice) -> None:

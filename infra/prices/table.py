@@ -131,14 +131,24 @@ class PriceTable:
 
 
 def _kept(table: dict[str, Any], prices: dict[str, Any], shown: Path) -> tuple[str, ...]:
-    kept = table.get("kept", [])
-    if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
-        raise PriceTableError(f"{shown}: table.kept must be a list of price keys")
-    if not table.get("refreshed") and kept:
+    """What the last refresh did not read, checked against what it says it did: once refreshed,
+    every queried price is either read from its catalog or named here."""
+    kept, refreshed = table.get("kept", []), str(table.get("refreshed", ""))
+    if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept) or len(set(kept)) < len(kept):
+        raise PriceTableError(f"{shown}: table.kept must be a list of distinct price keys")
+    if refreshed and not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", refreshed):
+        raise PriceTableError(f"{shown}: table.refreshed must be a UTC time, YYYY-MM-DDTHH:MM:SSZ")
+    if not refreshed and kept:
         raise PriceTableError(f"{shown}: table.kept names prices a refresh kept, but the table was never refreshed")
     unknown = [k for k in kept if k not in prices or not prices[k].get("catalog")]
     if unknown:
         raise PriceTableError(f"{shown}: table.kept: {unknown[0]} is not a price with a catalog query")
+    unread = [k for k, p in prices.items() if p.get("catalog") and p.get("provenance") != "catalog" and k not in kept]
+    if refreshed and unread:
+        raise PriceTableError(
+            f"{shown}: prices.{unread[0]} has a catalog query but was neither read by the refresh of {refreshed}"
+            " nor named in table.kept (refresh again, or name it there)"
+        )
     return tuple(kept)
 
 

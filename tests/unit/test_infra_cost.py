@@ -376,6 +376,15 @@ def test_dynamodb_results_are_stored_for_their_ttl_and_the_wait_for_deletion() -
     day_gb = prod.cost.requests_per_day * 3500 / 1024**3
     rate = table.usd("dynamodb.storage_gb_month") + table.usd("dynamodb.pitr_gb_month")
     assert stored_usd(72) - stored_usd(48) == pytest.approx(day_gb * rate, abs=0.01)
+    # A table without TTL keeps every result: priced at the stack's horizon, far above the TTL's.
+    no_ttl = {**results, "inputs": {**results["inputs"], "ttl": {"enabled": False}}}
+    grown = line_of(
+        estimate([no_ttl if r is results else r for r in inventory], prod, table).to_json(), results["name"]
+    )
+    months = prod.cost.storage_horizon_months
+    assert f"no TTL: {months} months' results" in grown["basis"]
+    horizon_gb = day_gb * 730 / 24 * months
+    assert grown["usd_per_month"] - line["usd_per_month"] == pytest.approx((horizon_gb - 4 * day_gb) * rate, abs=0.05)
 
 
 def test_the_offline_stores_streaming_inserts_are_billed_at_least_1_kb_a_row() -> None:

@@ -147,7 +147,12 @@ def test_every_catalog_query_names_the_service_that_bills_its_price_family() -> 
         ('refreshed = ""', 'refreshed = "2026-12-06T09:30:00Z"\nkept = ["gke.cluster_hour"]',
          "table.kept: gke.cluster_hour is not a price with a catalog query"),
         ('refreshed = ""', 'refreshed = "2026-12-06T09:30:00Z"\nkept = "dataflow.memory_gib_hour"',
-         "table.kept must be a list of price keys"),
+         "table.kept must be a list of distinct price keys"),
+        ('refreshed = ""', 'refreshed = "2026-12-06T09:30:00Z"\nkept = ["gke.cluster_hour", "gke.cluster_hour"]',
+         "table.kept must be a list of distinct price keys"),
+        ('refreshed = ""', 'refreshed = "yesterday"', "table.refreshed must be a UTC time"),
+        ('refreshed = ""', 'refreshed = "2026-12-06T09:30:00Z"',
+         "has a catalog query but was neither read by the refresh of 2026-12-06T09:30:00Z nor named in table.kept"),
     ],
 )  # fmt: skip
 def test_a_malformed_price_table_is_refused_in_one_line(old: str, new: str, problem: str, tmp_path: Path) -> None:
@@ -229,8 +234,7 @@ def test_dataflow_is_read_streaming_on_demand_in_the_stacks_region_not_iowas_bat
     }
     iowa = {k: gcp_price(k, prices[k].catalog, skus_of, "us-central1").sku.rsplit("/", 1)[1] for k in keys}
     assert iowa == dict(zip(keys, ("FIXTURE-39", "FIXTURE-40", "FIXTURE-41", "FIXTURE-45"), strict=True))
-    # Batch vCPU (A613-4169-2E08 in Iowa, $0.056) is another SKU; a commitment shares the streaming wording.
-    assert all(p.usd != pytest.approx(0.056) for p in here.values())
+    # A one-year commitment shares the streaming vCPU wording: only the usage type keeps it out.
     query = dict(prices["dataflow.streaming_vcpu_hour"].catalog)
     del query["usage"]
     with pytest.raises(
@@ -557,6 +561,8 @@ def test_refresh_with_one_catalog_reads_it_and_says_the_other_was_not(
     assert "from gcp, 0 from aws; aws not refreshed: no AWS credentials" in out
     written = load_prices(table_copy)
     assert {p.provenance for p in written.prices.values() if p.region == "eu-west-1"} == {"page"}
+    # The table names what the refresh did not read, so no estimate calls the AWS prices refreshed.
+    assert written.kept == tuple(sorted(k for k, _ in queried("aws")))
 
 
 def test_a_refresh_that_fails_writes_nothing(
@@ -642,8 +648,9 @@ def test_a_catalog_that_refuses_a_service_is_one_line_and_keep_unread_keeps_that
         f"prices.dataflow.streaming_vcpu_hour: list_skus({dataflow}) was refused: NotFound: 404 Service"
         f" {dataflow} not found."
     )
-    done = catalogs.refresh(committed.raw, skus_reader(RefusingCatalogClient(gcp_answers(), dataflow)), None,
-                            keep_unread=True)  # fmt: skip
+    client = RefusingCatalogClient(gcp_answers(), dataflow)
+    done = catalogs.refresh(committed.raw, skus_reader(client), None, keep_unread=True)
+    assert client.asked.count(dataflow) == 1  # a refusal is asked once, not once per price
     under = {k for k, q in queried("gcp") if q["gcp"] == dataflow}
     assert set(done.kept) == under and len(under) == 5
     assert all(done.doc["prices"][k] == committed.raw["prices"][k] for k in under)
@@ -664,6 +671,33 @@ def test_a_price_list_that_refuses_is_one_line() -> None:
     assert "AccessDeniedException: An error occurred (AccessDeniedException)" in str(err.value) and "\n" not in str(
         err.value
     )
+
+
+def test_an_answer_of_another_shape_is_one_line_not_a_traceback() -> None:
+    answers = gcp_answers()
+    sku = next(s for s in answers["services/6F81-5844-456A"] if s["skuId"] == "FIXTURE-01")
+    sku["pricingInfo"][0]["pricingExpression"]["tieredRates"][0]["unitPrice"]["units"] = "0.01"
+    query = load_prices().prices["compute.spot.e2.vcpu_hour"].catalog
+    with pytest.raises(CatalogError) as err:
+        gcp_price("compute.spot.e2.vcpu_hour", query, skus_reader(FakeCatalogClient(answers)), "europe-west1")
+    assert str(err.value).startswith(
+        "prices.compute.spot.e2.vcpu_hour: the catalog's services/6F81-5844-456A answer cannot be read (ValueError("
+    )
+    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    stub.add_response("get_products", {"PriceList": ["{not json"], "FormatVersion": "aws_v1"})
+    stub.activate()
+    key, aws_query = queried("aws")[0]
+    with pytest.raises(CatalogError, match=r"'s answer was refused: JSONDecodeError: "):
+        aws_price(key, aws_query, products_reader(client), "eu-west-1")
+
+
+def test_an_aws_profile_that_does_not_exist_is_not_refreshed_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    with pytest.raises(catalogs.NotRefreshed, match=r"^AWS credentials cannot be read \(The config profile \(nope\)"):
+        catalogs.aws_price_list()
 
 
 def test_keep_unread_cannot_keep_a_price_for_another_region_or_make_a_refresh_of_nothing() -> None:
