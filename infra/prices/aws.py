@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from infra.prices.gcp import CatalogError, CatalogPrice, CatalogRefused
+from infra.prices.gcp import CatalogError, CatalogPrice, CatalogRefused, priced_from
 
 ProductsOf = Callable[[str, str], list[dict[str, Any]]]
 
@@ -52,16 +52,12 @@ def products_reader(client: Any) -> ProductsOf:
 
 def aws_price(key: str, query: Mapping[str, Any], products_of: ProductsOf, region: str) -> CatalogPrice:
     service, usage = query["aws"], query["usagetype"]
-    try:
-        found = products_of(service, usage)
-    except CatalogRefused as exc:
-        raise CatalogError(f"prices.{key}: {exc}") from None
-    try:
-        return _read(key, query, found, region)
-    except CatalogError:  # a ValueError too, already one line
-        raise
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # an answer of another shape
-        raise CatalogError(f"prices.{key}: the price list's {usage} answer cannot be read ({exc!r})") from None
+    return priced_from(
+        key,
+        f"the price list's {usage} answer",
+        lambda: products_of(service, usage),
+        lambda found: _read(key, query, found, region),
+    )
 
 
 def _read(key: str, query: Mapping[str, Any], found: list[dict[str, Any]], region: str) -> CatalogPrice:

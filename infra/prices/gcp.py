@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 SkusOf = Callable[[str], list[dict[str, Any]]]
+A = TypeVar("A")
 
 
 class CatalogError(ValueError):
@@ -85,18 +86,26 @@ def _matches(sku: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
     )
 
 
-def gcp_price(key: str, query: Mapping[str, Any], skus_of: SkusOf, region: str) -> CatalogPrice:
-    service = query["gcp"]
+def priced_from(key: str, answer: str, ask: Callable[[], A], read: Callable[[A], CatalogPrice]) -> CatalogPrice:
+    """A price read from a catalog's ``ask``-ed answer: whatever goes wrong, the catalog refusing
+    or an answer of another shape than ``read`` expects, is one line naming the price."""
     try:
-        skus = skus_of(service)
+        got = ask()
     except CatalogRefused as exc:
         raise CatalogError(f"prices.{key}: {exc}") from None
     try:
-        return _read(key, query, skus, region)
+        return read(got)
     except CatalogError:  # a ValueError too, already one line
         raise
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # an answer of another shape
-        raise CatalogError(f"prices.{key}: the catalog's {service} answer cannot be read ({exc!r})") from None
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(f"prices.{key}: {answer} cannot be read ({exc!r})") from None
+
+
+def gcp_price(key: str, query: Mapping[str, Any], skus_of: SkusOf, region: str) -> CatalogPrice:
+    service = query["gcp"]
+    return priced_from(
+        key, f"the catalog's {service} answer", lambda: skus_of(service), lambda skus: _read(key, query, skus, region)
+    )
 
 
 def _read(key: str, query: Mapping[str, Any], skus: list[dict[str, Any]], region: str) -> CatalogPrice:

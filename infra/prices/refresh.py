@@ -89,8 +89,7 @@ def refresh(
     readable = {"gcp": skus_of is not None, "aws": products_of is not None}
 
     def kind_of(entry: dict[str, Any]) -> str | None:
-        query = entry.get("catalog") or {}
-        kind = "gcp" if "gcp" in query else "aws" if "aws" in query else None
+        kind = _catalog_of(entry)
         return kind if kind and readable[kind] else None
 
     here = ("global", region, table["aws_region"])
@@ -127,16 +126,17 @@ def refresh(
     table["gcp_region"] = region
     # The refresh time is the table's, so what it did not read is named there too, not only in the
     # log: the prices their catalog could not price, and those of a catalog that was not read.
-    unread = set(result.kept) | {k for k, e in out["prices"].items() if _queried(e) and kind_of(e) is None}
+    unread = set(result.kept) | {k for k, e in out["prices"].items() if _catalog_of(e) and kind_of(e) is None}
     table.pop("kept", None)
     if unread:
         table["kept"] = sorted(unread)
     return result
 
 
-def _queried(entry: dict[str, Any]) -> bool:
+def _catalog_of(entry: dict[str, Any]) -> str | None:
+    """Which catalog a price's query reads, if it has one."""
     query = entry.get("catalog") or {}
-    return "gcp" in query or "aws" in query
+    return "gcp" if "gcp" in query else "aws" if "aws" in query else None
 
 
 def _set(entry: dict[str, Any], price: CatalogPrice) -> None:
